@@ -1,0 +1,45 @@
+"""Who may read, change or manage a collection.
+
+A grant names either a group or a single user. Superusers see every collection; the
+creator of a collection manages it. The selectors in ``selectors.py`` are the only
+place these rules are read.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write (upload and delete)"
+    MANAGE = "manage", "Manage (grant access)"
+
+
+ROLE_ORDER = {Role.READ: 1, Role.WRITE: 2, Role.MANAGE: 3}
+
+
+class CollectionGrant(models.Model):
+    collection = models.ForeignKey("ingest.Collection", on_delete=models.CASCADE, related_name="grants")
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="collection_grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="collection_grants"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.READ)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(group__isnull=False, user__isnull=True) | Q(group__isnull=True, user__isnull=False)),
+                name="grant_names_group_xor_user",
+            ),
+            models.UniqueConstraint(fields=["collection", "group"], name="grant_unique_group"),
+            models.UniqueConstraint(fields=["collection", "user"], name="grant_unique_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.group or self.user} {self.role} {self.collection_id}"

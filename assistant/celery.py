@@ -1,0 +1,15 @@
+"""Celery application. Tasks live beside their services (``ingest/tasks.py``)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from assistant import privacy  # noqa: F401
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+
+app = Celery("assistant")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,16 @@
+from django.contrib import admin
+
+from assistant.chat.models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    readonly_fields = ("role", "content", "model", "chunk_ids", "error", "latency_ms", "created_at")
+    fields = readonly_fields
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("title", "user", "collection", "updated_at")
+    inlines = [MessageInline]

@@ -1,0 +1,28 @@
+"""Rendering of stored answers: citation markers become links to their sources."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+register = template.Library()
+
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+@register.filter
+def cite_links(text: str, message: Any) -> SafeString:
+    """Escape the answer, then link each ``[n]`` that names one of its sources."""
+    known = {c.get("n") for c in (message.citations or [])}
+
+    def link(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if n not in known:
+            return match.group(0)
+        return f'<a class="cite" href="#m{message.pk}-c{n}">[{n}]</a>'
+
+    return mark_safe(_MARKER.sub(link, escape(text)).replace("\n", "<br>"))  # noqa: S308 (escaped above)

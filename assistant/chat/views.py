@@ -1,0 +1,79 @@
+"""Chat pages. Views validate, check permissions, call one service and respond."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from assistant.chat import services
+from assistant.chat.models import Conversation
+
+MAX_QUESTION_CHARS = 4000
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    collections = services.readable_collections(request.user)
+    user = cast(User, request.user)  # login_required: never anonymous here
+    conversations = Conversation.objects.filter(user=user, collection__in=collections).select_related("collection")[:30]
+    return render(request, "chat/home.html", {"collections": collections, "conversations": conversations})
+
+
+@login_required
+@require_POST
+def conversation_new(request: HttpRequest) -> HttpResponse:
+    collection = get_object_or_404(services.readable_collections(request.user), pk=request.POST.get("collection"))
+    conversation = services.conversation_start(user=request.user, collection=collection)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    try:
+        current = services.conversation_for(user=request.user, conversation_id=conversation_id)
+    except PermissionDenied:
+        return render(request, "404.html", status=404)
+    return render(
+        request,
+        "chat/conversation.html",
+        {"conversation": current, "chat_messages": current.messages.all()},
+    )
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
+
+
+async def ask(request: HttpRequest, conversation_id: int) -> HttpResponseBase:
+    """Stream an answer as server-sent events (``sources``, ``token``..., ``done``/``error``)."""
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponse(status=401)
+    question = (request.POST.get("question") or "").strip()
+    if not question or len(question) > MAX_QUESTION_CHARS:
+        return HttpResponseBadRequest(f"A question needs 1 to {MAX_QUESTION_CHARS} characters.")
+    try:
+        await sync_to_async(services.conversation_for)(user=user, conversation_id=conversation_id)
+    except PermissionDenied:
+        return HttpResponse(status=404)
+
+    async def events() -> AsyncIterator[str]:
+        async for event in services.answer_stream(user=user, conversation_id=conversation_id, question=question):
+            yield _sse(event)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass tokens through
+    return response

