@@ -1,0 +1,162 @@
+"""Structure-aware chunking sized for the embedding model's window.
+
+Titles open a new section; a chunk never spans two sections or two pages, carries
+its section heading, and keeps the page it came from, so that a citation names the
+exact page a passage is on. A chunk holds at most ``max_tokens`` tokens as the embedding model
+counts them; one over-long element (a huge paragraph, a table row) is split on sentence
+and then word boundaries.
+
+Table rows carry their table's header row (``Element.table_header``): every chunk
+that holds rows of a table starts them with the header, counted in its budget, so
+that a chunk from the middle of a long table still says what its columns are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from ingest.parsers.base import Element
+
+TokenCounter = Callable[[str], int]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    text: str
+    heading: str
+    page_start: int | None
+    page_end: int | None
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded: the heading gives a passage the context its words lack."""
+        if self.heading and not self.text.startswith(self.heading):
+            return f"{self.heading}\n{self.text}"
+        return self.text
+
+
+def approximate_token_count(text: str) -> int:
+    """A tokenizer-free estimate (word pieces run ~1.3 per English word)."""
+    return int(len(text.split()) * 1.3) + 1
+
+
+def _split_long(text: str, max_tokens: int, count: TokenCounter) -> Iterator[str]:
+    """Split text that alone exceeds ``max_tokens``: by sentence, then by words."""
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if count(sentence) <= max_tokens:
+            pieces.append(sentence)
+            continue
+        words = sentence.split()
+        step = max(1, int(max_tokens / 1.5))
+        while words:
+            # Shrink until the window fits; word pieces per word vary a lot.
+            size = min(step, len(words))
+            while size > 1 and count(" ".join(words[:size])) > max_tokens:
+                size = max(1, size * 3 // 4)
+            pieces.append(" ".join(words[:size]))
+            words = words[size:]
+    current: list[str] = []
+    for piece in pieces:
+        candidate = " ".join([*current, piece])
+        if current and count(candidate) > max_tokens:
+            yield " ".join(current)
+            current = [piece]
+        else:
+            current.append(piece)
+    if current:
+        yield " ".join(current)
+
+
+def chunk_elements(
+    elements: Iterable[Element], *, max_tokens: int, count_tokens: TokenCounter = approximate_token_count
+) -> list[ChunkDraft]:
+    """Group parsed elements into chunks of at most ``max_tokens`` tokens."""
+    chunks: list[ChunkDraft] = []
+    heading = ""
+    parts: list[str] = []
+    pages: list[int] = []
+    used = 0
+    has_body = False
+    # The heading is embedded with every chunk of its section: leave room for it.
+    budget = max_tokens
+    # The table header the current chunk has already written, if any.
+    chunk_header = ""
+    # The header of the previous element, to tell where a new table starts.
+    previous_header = ""
+    header_sizes: dict[str, int] = {}  # counted once per table, not once per row
+
+    def flush() -> None:
+        nonlocal parts, pages, used, has_body, chunk_header
+        text = "\n".join(parts).strip()
+        if text:
+            chunks.append(
+                ChunkDraft(
+                    text=text,
+                    heading=heading,
+                    page_start=min(pages) if pages else None,
+                    page_end=max(pages) if pages else None,
+                )
+            )
+        parts, pages, used, has_body, chunk_header = [], [], 0, False, ""
+
+    def add(text: str, page: int | None, size: int) -> None:
+        nonlocal used
+        parts.append(text)
+        used += size
+        if page is not None:
+            pages.append(page)
+
+    def add_body(text: str, page: int | None, header: str) -> None:
+        """Add ``text`` to the chunk, under ``header`` if it is a table row."""
+        nonlocal has_body, chunk_header
+        header_size = header_sizes[header] if header else 0
+        room = budget - header_size
+        size = count_tokens(text)
+        pieces = list(_split_long(text, room, count_tokens)) if size > room else [text]
+        for piece in pieces:
+            piece_size = size if len(pieces) == 1 else count_tokens(piece)
+            header_cost = header_size if header != chunk_header else 0
+            if has_body and used + header_cost + piece_size > budget:
+                flush()
+            if header and header != chunk_header:
+                add(header, page, header_size)
+            chunk_header = header
+            add(piece, page, piece_size)
+            has_body = True
+
+    for element in elements:
+        text = element.text.strip()
+        if not text:
+            continue
+        if pages and element.page is not None and element.page != pages[-1]:
+            # A new page: a citation must be able to name one page, so start over.
+            # The heading carries on: the section continues on the next page.
+            flush()
+        header = element.table_header.strip()
+        new_table = header != previous_header
+        previous_header = header
+        if element.kind == "title":
+            # Consecutive titles ("Chapter 2", "Methods") stay together with the text
+            # that follows them instead of becoming chunks of their own.
+            if has_body:
+                flush()
+            heading = text[:500]
+            budget = max(32, max_tokens - count_tokens(heading))
+            add(text, element.page, count_tokens(text))
+            continue
+        if header and header not in header_sizes:
+            header_sizes[header] = count_tokens(header)
+        if header and header_sizes[header] > budget // 2:
+            # A header this long would crowd the rows out of every chunk: it is
+            # written once, where its table starts, and not repeated.
+            if new_table:
+                add_body(header, element.page, "")
+            header = ""
+        add_body(text, element.page, header)
+    flush()
+    return chunks

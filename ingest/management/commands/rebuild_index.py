@@ -1,0 +1,22 @@
+"""``manage.py rebuild_index [--collection NAME]``: rebuild FAISS from the database alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from ingest import services
+from ingest.management.selection import selected_collections
+
+
+class Command(BaseCommand):
+    help = "Rebuild the vector index of one collection (or all) from the chunks stored in the database."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--collection")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for collection in selected_collections(options["collection"]):
+            size = services.index_rebuild(collection_id=collection.pk)
+            self.stdout.write(f"{collection.name}: {size} vectors")

@@ -1,0 +1,126 @@
+"""Collections, documents and chunks: the source of truth for everything searchable.
+
+The FAISS index on disk is a cache derived from ``Chunk.embedding``; it can be
+rebuilt from these rows at any time (``manage.py rebuild_index``).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Collection(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def document_upload_path(instance: Document, filename: str) -> str:
+    # The stored name is opaque: the original name is kept in the row, and a name an
+    # uploader chose never becomes a path on disk.
+    return f"collections/{instance.collection_id}/{uuid.uuid4().hex}"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PARSING = "parsing", "Parsing"
+        EMBEDDING = "embedding", "Embedding"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    # An e-mail attachment or archive member points at the document it came from.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    # A new version keeps the old one serving until it is ready, then replaces it.
+    supersedes = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="superseded_by"
+    )
+    name = models.CharField(max_length=500, help_text="The file name as uploaded.")
+    file = models.FileField(upload_to=document_upload_path, max_length=500)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes.")
+    size = models.BigIntegerField(default=0)
+    file_type = models.CharField(max_length=50, blank=True, help_text="Detected from the content.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    # Progress a person can see: chunks embedded out of the total found.
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    # Liveness of the worker holding this document; the sweep re-queues or fails
+    # documents whose heartbeat stopped (a killed worker, a lost message).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Seconds per stage of the last run: parse, chunk, embed, index.
+    timings = models.JSONField(default=dict, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["collection", "content_hash"], name="document_unique_content_per_collection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+FINISHED = (Document.Status.READY, Document.Status.FAILED)
+IN_PROGRESS = (Document.Status.PARSING, Document.Status.EMBEDDING)
+
+
+class Chunk(models.Model):
+    """One passage of a document, with the vector it was indexed under."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised from the document so that a collection's index can be rebuilt and
+    # filtered without a join.
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    heading = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+    page_start = models.PositiveIntegerField(null=True, blank=True)
+    page_end = models.PositiveIntegerField(null=True, blank=True)
+    # float32 little-endian, L2-normalised, ``EMBEDDING_DIMENSIONS`` values.
+    embedding = models.BinaryField()
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal")]
+        indexes = [models.Index(fields=["collection", "id"], name="chunk_collection_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"
+
+    @property
+    def page_label(self) -> str:
+        if self.page_start is None:
+            return ""
+        if self.page_end and self.page_end != self.page_start:
+            return f"pp. {self.page_start}-{self.page_end}"
+        return f"p. {self.page_start}"

@@ -1,0 +1,53 @@
+"""The interface every parser implements, and the errors a parse may end with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal, Protocol
+
+ElementKind = Literal["title", "text", "list", "table"]
+
+
+@dataclass(frozen=True)
+class Element:
+    """One structural piece of a document, in reading order.
+
+    ``page`` is the page, slide or sheet number (1-based) where the format has them.
+    For a table row, ``table_header`` holds the table's header row so that every
+    chunk of a long table can repeat it.
+    """
+
+    text: str
+    kind: ElementKind = "text"
+    page: int | None = None
+    table_header: str = ""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file found inside another (an e-mail attachment, an archive member).
+
+    Each becomes a document of its own, linked to the one it came from.
+    """
+
+    name: str
+    content: bytes
+
+
+@dataclass
+class ParsedDocument:
+    elements: list[Element] = field(default_factory=list)
+    pages: int | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+class ParseError(Exception):
+    """A file that cannot be turned into text. The message is shown to people as is."""
+
+
+class Parser(Protocol):
+    #: Detected file types (``ingest.parsers.detect.FileKind`` values) this parser reads.
+    file_types: ClassVar[frozenset[str]]
+
+    def parse(self, path: Path, *, file_type: str) -> ParsedDocument: ...

@@ -1,0 +1,490 @@
+"""Write-side operations on collections and documents.
+
+Every way in (portal, Django admin, ``manage.py ingest``, the API) goes through these
+functions, so an upload follows the same rules wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from django import db
+from django.conf import settings
+from django.core.files import File
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ingest import index
+from ingest.models import FINISHED, IN_PROGRESS, Chunk, Collection, Document
+from ingest.parsers import ParseError, parse_file
+
+logger = logging.getLogger(__name__)
+
+Status = Document.Status
+
+
+class UploadRejected(Exception):
+    """An upload refused before it was stored (too large, unreadable)."""
+
+
+class CollectionNameTaken(ValueError):
+    """Collection names are unique across the instance."""
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    document: Document
+    duplicate: bool
+
+
+def collection_create(*, name: str, description: str = "", user: Any = None) -> Collection:
+    """Create a collection; its creator manages it."""
+    name = name.strip()
+    if not name:
+        raise ValueError("A collection needs a name.")
+    try:
+        with transaction.atomic():  # a savepoint: a taken name must not spoil the caller's transaction
+            return Collection.objects.create(name=name, description=description, created_by=user)
+    except IntegrityError as exc:
+        raise CollectionNameTaken(f"A collection named '{name}' already exists.") from exc
+
+
+def collection_get_or_create(*, name: str, user: Any = None) -> tuple[Collection, bool]:
+    existing = Collection.objects.filter(name=name.strip()).first()
+    if existing:
+        return existing, False
+    return collection_create(name=name, user=user), True
+
+
+def collection_delete(*, collection: Collection) -> None:
+    """Delete a collection, its documents' files and its index."""
+    collection_id = collection.pk
+    stored = [(d.file.storage, d.file.name) for d in collection.documents.all() if d.file.name]
+    collection.delete()
+    for storage, name in stored:
+        storage.delete(name)
+    index.index_delete(collection_id=collection_id)
+
+
+def _spool(fileobj: IO[bytes]) -> tuple[tempfile.SpooledTemporaryFile[bytes], str, int]:
+    """Copy an upload aside while hashing it, refusing it once it passes the size limit."""
+    digest = hashlib.sha256()
+    size = 0
+    # Closed by the caller (it is returned), hence no context manager here.
+    spooled: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+    limit = settings.MAX_UPLOAD_BYTES
+    while block := fileobj.read(1024 * 1024):
+        size += len(block)
+        if size > limit:
+            spooled.close()
+            raise UploadRejected(f"The file is larger than the upload limit of {limit // (1024 * 1024)} MB.")
+        digest.update(block)
+        spooled.write(block)
+    spooled.seek(0)
+    return spooled, digest.hexdigest(), size
+
+
+def document_upload(
+    *,
+    collection: Collection,
+    name: str,
+    fileobj: IO[bytes],
+    user: Any = None,
+    enqueue: bool = True,
+    parent: Document | None = None,
+) -> UploadResult:
+    """Store an uploaded file and queue it for ingestion.
+
+    The same bytes uploaded twice to one collection give one document; the second
+    upload returns it with ``duplicate=True`` and queues nothing. Different bytes
+    under the name of an existing top-level document are a new version of it: the
+    old version keeps answering questions until the new one is ready.
+    """
+    name = Path(name).name or "upload"
+    spooled, content_hash, size = _spool(fileobj)
+    with spooled:
+        existing = Document.objects.filter(collection=collection, content_hash=content_hash).first()
+        if existing:
+            return UploadResult(document=existing, duplicate=True)
+        previous = None
+        if parent is None:
+            previous = (
+                Document.objects.filter(collection=collection, name=name[:500], parent=None)
+                .exclude(status=Status.FAILED)
+                .order_by("-created_at", "-id")
+                .first()
+            )
+        document = Document(
+            collection=collection,
+            name=name[:500],
+            content_hash=content_hash,
+            size=size,
+            uploaded_by=user,
+            parent=parent,
+            supersedes=previous,
+        )
+        try:
+            with transaction.atomic():
+                document.file.save(name, File(spooled), save=False)
+                document.save()
+                if enqueue:
+                    transaction.on_commit(lambda: _enqueue(document.pk))
+        except IntegrityError:
+            # Another upload of the same bytes won the race: that one is the document.
+            document.file.delete(save=False)
+            return UploadResult(
+                document=Document.objects.get(collection=collection, content_hash=content_hash), duplicate=True
+            )
+    return UploadResult(document=document, duplicate=False)
+
+
+def _enqueue(document_id: int) -> None:
+    from ingest.tasks import process_document
+
+    process_document.delay(document_id)
+
+
+def _set_status(document_id: int, status: str, **fields: Any) -> None:
+    Document.objects.filter(pk=document_id).update(status=status, updated_at=timezone.now(), **fields)
+
+
+def document_fail(*, document_id: int, reason: str) -> None:
+    _set_status(document_id, Status.FAILED, error=reason[:2000], finished_at=timezone.now(), heartbeat_at=None)
+
+
+def _claim(document_id: int) -> Document | None:
+    """Take a document for processing, or return None if it is not ours to take.
+
+    Under a row lock: finished documents are left alone, a document another worker
+    is visibly working on (fresh heartbeat) is left to it, and a document that has
+    already been started ``INGEST_MAX_ATTEMPTS`` times fails instead of being
+    retried forever (a file that kills every worker that touches it).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        document = Document.objects.select_for_update().filter(pk=document_id).first()
+        if document is None or document.status in FINISHED:
+            return None
+        stall = timedelta(seconds=settings.INGEST_STALL_AFTER_S)
+        if document.status in IN_PROGRESS and document.heartbeat_at and now - document.heartbeat_at < stall:
+            return None
+        if document.attempts >= settings.INGEST_MAX_ATTEMPTS:
+            document_fail(
+                document_id=document_id,
+                reason=(
+                    f"Processing was interrupted {document.attempts} times without finishing (the worker was "
+                    "killed, ran out of memory or lost its connection); giving up on this file."
+                ),
+            )
+            return None
+        document.attempts += 1
+        document.status = Status.PARSING
+        document.heartbeat_at = now
+        document.started_at = now
+        document.finished_at = None
+        document.error = ""
+        document.progress_done = document.progress_total = 0
+        document.save()
+        return document
+
+
+def _release(document_id: int) -> None:
+    """Hand a claimed document back to the queue (a transient error will retry it).
+
+    The attempt is given back too: an outage of the database is not the file's fault
+    and must not use up the attempts that protect against files that kill workers.
+    """
+    Document.objects.filter(pk=document_id, status__in=IN_PROGRESS, attempts__gt=0).update(
+        status=Status.QUEUED, heartbeat_at=None, updated_at=timezone.now(), attempts=F("attempts") - 1
+    )
+
+
+@contextmanager
+def _heartbeat(document_id: int) -> Iterator[None]:
+    """Touch the document's heartbeat from a side thread while the work runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.INGEST_HEARTBEAT_S):
+                Document.objects.filter(pk=document_id, status__in=IN_PROGRESS).update(heartbeat_at=timezone.now())
+        except Exception:  # a missed beat is not worth failing the document for
+            logger.warning("Heartbeat for document %s stopped", document_id, exc_info=True)
+        finally:
+            db.connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{document_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} seconds"
+    if seconds < 7200:
+        return f"{seconds / 60:g} minutes"
+    return f"{seconds / 3600:g} hours"
+
+
+def _caused_by_time_limit(exc: BaseException) -> bool:
+    """True if Celery's soft time limit interrupted the work, however it was wrapped.
+
+    The limit arrives as an exception raised wherever the code happened to be, and a
+    parser may have wrapped it in its own error on the way out.
+    """
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, SoftTimeLimitExceeded):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def document_process(*, document_id: int, enqueue_children: bool = True) -> None:
+    """Parse, chunk and embed one document; replace its chunks and index them.
+
+    Idempotent: a finished document is left alone, and a re-run replaces the chunks
+    in one transaction, so running it twice leaves exactly one set. A bad file ends
+    ``failed`` with a reason a person can read; a transient database error hands
+    the document back to the queue and re-raises for the task to retry. Files found
+    inside it (attachments, archive members) become documents of their own, queued
+    unless ``enqueue_children`` is off (the caller then processes them itself).
+    """
+    document = _claim(document_id)
+    if document is None:
+        return
+    try:
+        with _heartbeat(document_id):
+            _process(document, enqueue_children=enqueue_children)
+    except (db.OperationalError, db.InterfaceError):
+        _release(document_id)
+        raise
+    except Exception as exc:
+        if _caused_by_time_limit(exc):
+            limit = _duration(settings.INGEST_TIME_LIMIT_S)
+            document_fail(document_id=document_id, reason=f"Processing took longer than the time limit of {limit}.")
+            return
+        if isinstance(exc, ParseError):
+            document_fail(document_id=document_id, reason=str(exc))
+            return
+        logger.exception("Ingestion of document %s failed", document_id)
+        document_fail(document_id=document_id, reason=f"Internal error while processing the file: {exc}")
+
+
+def _process(document: Document, *, enqueue_children: bool) -> None:
+    from ingest.chunking import chunk_elements
+    from ingest.embedding import count_tokens, embed_texts, to_bytes
+
+    document_id = document.pk
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+    file_type, parsed = parse_file(Path(document.file.path), name=document.name)
+    timings["parse"] = time.monotonic() - clock
+    Document.objects.filter(pk=document_id).update(file_type=file_type, pages=parsed.pages)
+
+    clock = time.monotonic()
+    drafts = chunk_elements(parsed.elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
+    timings["chunk"] = time.monotonic() - clock
+    _set_status(document_id, Status.EMBEDDING, progress_total=len(drafts), progress_done=0)
+
+    clock = time.monotonic()
+    batches = []
+    step = max(1, settings.EMBEDDING_BATCH_SIZE * 4)
+    for start in range(0, len(drafts), step):
+        batches.append(embed_texts([d.embedding_text for d in drafts[start : start + step]]))
+        done = min(start + step, len(drafts))
+        Document.objects.filter(pk=document_id).update(progress_done=done, heartbeat_at=timezone.now())
+    vectors = np.vstack(batches) if batches else np.zeros((0, 0), np.float32)
+    timings["embed"] = time.monotonic() - clock
+
+    clock = time.monotonic()
+    replaced_files: list[tuple[Any, str]] = []
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().filter(pk=document_id).first()
+        if locked is None:  # deleted while we worked
+            return
+        old_ids = list(Chunk.objects.filter(document_id=document_id).values_list("id", flat=True))
+        Chunk.objects.filter(document_id=document_id).delete()
+        created = Chunk.objects.bulk_create(
+            Chunk(
+                document_id=document_id,
+                collection_id=locked.collection_id,
+                ordinal=i,
+                heading=d.heading,
+                text=d.text,
+                page_start=d.page_start,
+                page_end=d.page_end,
+                embedding=to_bytes(v),
+            )
+            for i, (d, v) in enumerate(zip(drafts, vectors, strict=True))
+        )
+        # A new version replaces the old one in this same transaction: readers see
+        # either the old chunks or the new ones, never neither.
+        if locked.supersedes_id:
+            old_version = Document.objects.filter(pk=locked.supersedes_id).first()
+            if old_version is not None:
+                old_ids += list(old_version.chunks.values_list("id", flat=True))
+                if old_version.file.name:
+                    replaced_files.append((old_version.file.storage, old_version.file.name))
+                old_version.delete()
+        # The index is written before the status commits: a reader filters every hit
+        # through the database, so ids of a transaction that rolls back are never served.
+        index.index_upsert(
+            collection_id=locked.collection_id,
+            ids=[c.pk for c in created],
+            vectors=vectors if len(created) else None,
+            remove=old_ids,
+        )
+        timings["index"] = time.monotonic() - clock
+        _set_status(
+            document_id,
+            Status.READY,
+            chunk_count=len(created),
+            progress_done=len(created),
+            finished_at=timezone.now(),
+            heartbeat_at=None,
+            timings={k: round(v, 3) for k, v in timings.items()},
+        )
+        for attachment in parsed.attachments:
+            document_upload(
+                collection=locked.collection,
+                name=attachment.name,
+                fileobj=io.BytesIO(attachment.content),
+                user=locked.uploaded_by,
+                parent=locked,
+                enqueue=enqueue_children,
+            )
+    for storage, name in replaced_files:
+        storage.delete(name)
+    logger.info("Document %s ready: %d chunks, %s", document_id, len(created), timings)
+
+
+def documents_sweep() -> dict[str, int]:
+    """Find documents nobody is working on any more and put them back on track.
+
+    * processing with a stopped heartbeat (the worker was killed): queue again, or
+      fail once ``INGEST_MAX_ATTEMPTS`` is reached;
+    * queued while no worker has been busy for ``INGEST_RESEND_QUEUED_AFTER_S``:
+      their messages were lost, send them again. While any document is being
+      processed the queue is just long, and nothing is re-sent.
+
+    Re-sending is safe because processing is idempotent and claimed under a lock.
+    """
+    now = timezone.now()
+    stalled_before = now - timedelta(seconds=settings.INGEST_STALL_AFTER_S)
+    stalled = list(
+        Document.objects.filter(status__in=IN_PROGRESS)
+        .filter(db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None))
+        .values_list("pk", "attempts")
+    )
+    requeued = failed = resent = 0
+    for document_id, attempts in stalled:
+        if attempts >= settings.INGEST_MAX_ATTEMPTS:
+            _claim(document_id)  # fails it with the reason, under the lock
+            failed += 1
+            continue
+        if (
+            Document.objects.filter(pk=document_id, status__in=IN_PROGRESS)
+            .filter(db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None))
+            .update(status=Status.QUEUED, heartbeat_at=None, updated_at=now)
+        ):
+            _enqueue(document_id)
+            requeued += 1
+    busy = Document.objects.filter(status__in=IN_PROGRESS, heartbeat_at__gte=stalled_before).exists()
+    if not busy:
+        quiet_since = now - timedelta(seconds=settings.INGEST_RESEND_QUEUED_AFTER_S)
+        for document_id in Document.objects.filter(status=Status.QUEUED, updated_at__lt=quiet_since).values_list(
+            "pk", flat=True
+        ):
+            Document.objects.filter(pk=document_id, status=Status.QUEUED).update(updated_at=now)
+            _enqueue(document_id)
+            resent += 1
+    if requeued or failed or resent:
+        logger.warning("Sweep: %d stalled re-queued, %d failed, %d lost messages re-sent", requeued, failed, resent)
+    return {"requeued": requeued, "failed": failed, "resent": resent}
+
+
+def document_delete(*, document: Document) -> None:
+    """Delete a document: its chunks stop being retrievable at once, then file and vectors go."""
+    collection_id = document.collection_id
+    chunk_ids = list(document.chunks.values_list("id", flat=True))
+    file_name = document.file.name
+    storage = document.file.storage
+    document.delete()
+    if file_name:
+        storage.delete(file_name)
+    index.index_remove(collection_id=collection_id, ids=chunk_ids)
+
+
+def index_rebuild(*, collection_id: int) -> int:
+    """Rebuild one collection's FAISS index from the database alone. Returns its size."""
+    from ingest.embedding import from_bytes
+
+    rows = list(
+        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY).values_list("id", "embedding")
+    )
+    ids = [r[0] for r in rows]
+    vectors = np.vstack([from_bytes(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    index.index_replace(collection_id=collection_id, ids=ids, vectors=vectors)
+    return len(ids)
+
+
+def collection_reindex(*, collection_id: int) -> int:
+    """Re-embed every chunk of a collection with the configured model, then swap indexes.
+
+    For a changed embedding model: the old index keeps answering while the new
+    vectors are computed, and the new index replaces it in one rename. Chunks that
+    became ready meanwhile are added after the swap. Returns the number of vectors.
+    """
+    from ingest.chunking import ChunkDraft
+    from ingest.embedding import embed_texts, from_bytes, to_bytes
+
+    rows = list(
+        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY)
+        .order_by("id")
+        .values_list("id", "heading", "text")
+    )
+    texts = [
+        ChunkDraft(text=text, heading=heading, page_start=None, page_end=None).embedding_text
+        for _, heading, text in rows
+    ]
+    vectors = embed_texts(texts) if texts else np.zeros((0, 0), np.float32)
+    ids = [row[0] for row in rows]
+    with transaction.atomic():
+        Chunk.objects.bulk_update(
+            [Chunk(id=chunk_id, embedding=to_bytes(v)) for chunk_id, v in zip(ids, vectors, strict=True)],
+            ["embedding"],
+            batch_size=500,
+        )
+        index.index_replace(collection_id=collection_id, ids=ids, vectors=vectors)
+    late = list(
+        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY)
+        .exclude(id__in=ids)
+        .values_list("id", "embedding")
+    )
+    if late:
+        index.index_upsert(
+            collection_id=collection_id,
+            ids=[r[0] for r in late],
+            vectors=np.vstack([from_bytes(r[1]) for r in late]),
+        )
+    return len(ids) + len(late)

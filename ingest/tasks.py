@@ -1,0 +1,37 @@
+"""Celery tasks: thin, idempotent, taking ids. The work lives in ``services``.
+
+Delivery guarantees come from the settings (late acks, re-queue when a worker is
+lost) and from the sweep below; processing itself is claimed under a row lock, so
+a message delivered twice does the work once.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from ingest import services
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=settings.INGEST_TIME_LIMIT_S,
+    # The hard limit kills the child if the soft one could not interrupt it (stuck
+    # in native code); the message is then re-delivered and counted as an attempt.
+    time_limit=settings.INGEST_TIME_LIMIT_S + 120,
+    # The database or broker being briefly away is transient: retry with backoff.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_document(document_id: int) -> None:
+    services.document_process(document_id=document_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_documents() -> dict[str, int]:
+    return services.documents_sweep()
