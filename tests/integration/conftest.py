@@ -1,0 +1,172 @@
+"""A whole running product for end-to-end tests: migrated database, a real Celery
+worker, the ASGI web server and a real LLM server, all as separate processes.
+
+On the services run the stack gets a database of its own on the real PostgreSQL
+and a Redis database of its own; on the embedded run it uses SQLite and the
+file-system broker in its own data dir, exactly as ``make run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+import pytest
+
+from assistant import processes
+from tests.conftest import REPO, LLMServer
+from tests.support.processes import Process, free_port
+
+ADMIN_PASSWORD = "e2e-" + uuid.uuid4().hex[:12]
+LIVE_REDIS_DB = 14
+
+
+@dataclass
+class Stack:
+    base_url: str
+    env: dict[str, str]
+    llm: LLMServer
+    processes: dict[str, Process] = field(default_factory=dict)
+    worker_logs: list[str] = field(default_factory=list)
+
+    def manage(self, *args: str, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            env={**self.env, **extra_env}, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def client(self) -> BrowserSession:
+        return BrowserSession(self.base_url)
+
+    def start_worker(self, **extra_env: str) -> Process:
+        """A real Celery worker (with the periodic sweep), as ``make run`` starts it."""
+        previous = self.processes.get("worker")
+        if previous is not None:
+            previous.stop()
+        schedule = Path(self.env["ASSISTANT_DATA_DIR"]) / "celerybeat-schedule"
+        command = [*processes.worker_command(beat=False), "--beat", "--schedule", str(schedule)]
+        name = f"worker-{len(self.worker_logs)}"
+        self.worker_logs.append(name)
+        worker = Process(name, command, env={**self.env, **extra_env}, log_dir=self.log_dir, cwd=REPO)
+        self.processes["worker"] = worker
+        return worker
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.env["ASSISTANT_DATA_DIR"]).parent / "logs"
+
+
+class BrowserSession:
+    """What a browser does: cookies, the CSRF token, form posts, reading an event stream."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, trust_env=False, timeout=60)
+
+    @property
+    def csrf(self) -> str:
+        return self.http.cookies.get("csrftoken") or ""
+
+    def login(self, username: str, password: str) -> httpx.Response:
+        self.http.get("/accounts/login/")
+        return self.http.post(
+            "/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": self.csrf}
+        )
+
+    def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+        return self.http.post(url, data={**(data or {}), "csrfmiddlewaretoken": self.csrf}, **kwargs)
+
+    def ask(self, conversation_url: str, question: str) -> list[dict[str, Any]]:
+        events = []
+        with self.http.stream(
+            "POST", f"{conversation_url}ask", data={"question": question}, headers={"X-CSRFToken": self.csrf},
+            timeout=httpx.Timeout(300),
+        ) as response:  # fmt: skip
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+        return events
+
+
+def _postgres_database(base_url: str) -> tuple[str, str]:
+    """Create an empty database beside the configured one; returns (url, name)."""
+    import psycopg
+
+    name = f"assistant_live_{uuid.uuid4().hex[:10]}"
+    parsed = urlparse(base_url)
+    admin_url = urlunparse(parsed._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunparse(parsed._replace(path=f"/{name}")), admin_url
+
+
+def _drop_postgres_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    llm: LLMServer = request.getfixturevalue(getattr(request, "param", "llama_server"))
+    root = tmp_path_factory.mktemp("stack")
+    env = dict(os.environ)
+    env.update(
+        ASSISTANT_DATA_DIR=str(root / "data"),
+        LLM_BASE_URL=llm.base_url,
+        LLM_MODEL=llm.model,
+        ASSISTANT_ADMIN_USER="admin",
+        ASSISTANT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        # Short enough for a test to watch the sweep rescue a killed worker's document.
+        INGEST_HEARTBEAT_S="1",
+        INGEST_STALL_AFTER_S="6",
+        INGEST_SWEEP_EVERY_S="2",
+        INGEST_RESEND_QUEUED_AFTER_S="5",
+    )
+    cleanup = []
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url.startswith("postgres"):
+        env["DATABASE_URL"], admin_url = _postgres_database(database_url)
+        name = urlparse(env["DATABASE_URL"]).path.lstrip("/")
+        cleanup.append(lambda: _drop_postgres_database(admin_url, name))
+    else:
+        env.pop("DATABASE_URL", None)
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if broker.startswith("redis"):
+        import redis
+
+        env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{LIVE_REDIS_DB}"
+        redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
+    else:
+        env.pop("CELERY_BROKER_URL", None)
+
+    port = free_port()
+    live = Stack(base_url=f"http://127.0.0.1:{port}", env=env, llm=llm)
+    for step in (["migrate", "--noinput"], ["bootstrap_admin"], ["collectstatic", "--noinput", "--verbosity", "0"]):
+        result = live.manage(*step)
+        assert result.returncode == 0, result.stderr
+    logs = root / "logs"
+    logs.mkdir()
+    try:
+        live.start_worker()
+        live.processes["web"] = Process(
+            "web", processes.web_command(host="127.0.0.1", port=port), env=env, log_dir=logs, cwd=REPO
+        )
+        live.processes["web"].wait_http(f"{live.base_url}/healthz", timeout=60)
+        yield live
+    finally:
+        for process in live.processes.values():
+            process.stop()
+        for undo in cleanup:
+            undo()
