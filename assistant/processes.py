@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from django.conf import settings
-
 
 def worker_command(*, concurrency: int = 1, beat: bool = True) -> list[str]:
     """A Celery worker; with ``beat`` it also runs the periodic sweep (one per site)."""
@@ -14,7 +12,7 @@ def worker_command(*, concurrency: int = 1, beat: bool = True) -> list[str]:
         "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     if beat:
-        command += ["--beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+        command += ["--beat"]
     return command
 
 

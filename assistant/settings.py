@@ -158,6 +158,11 @@ INGEST_SWEEP_EVERY_S = env.float("INGEST_SWEEP_EVERY_S", default=60.0)
 # Queued documents are sent again when no worker has been busy for this long: their
 # messages were lost (a broker restarted without persistence).
 INGEST_RESEND_QUEUED_AFTER_S = env.float("INGEST_RESEND_QUEUED_AFTER_S", default=300.0)
+# Small files queued in one collection are processed together, up to this many files
+# and bytes per batch: one embedding call, one transaction, one index write. 1 turns
+# batching off.
+INGEST_BATCH_DOCUMENTS = env.int("INGEST_BATCH_DOCUMENTS", default=64)
+INGEST_BATCH_MAX_BYTES = env.int("INGEST_BATCH_MAX_BYTES", default=1024 * 1024)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the chat page's script reads it for its POST
@@ -196,7 +201,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_BEAT_SCHEDULE = {
     "sweep-documents": {"task": "ingest.tasks.sweep_documents", "schedule": INGEST_SWEEP_EVERY_S},
 }
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# The sweep needs no memory of past runs: an in-memory schedule (it runs once at
+# start, then every INGEST_SWEEP_EVERY_S) has no state file that a killed worker
+# could leave behind locked or half-written.
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Models --------------------------------------------------------------------------

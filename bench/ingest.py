@@ -210,7 +210,7 @@ def worker_command(data_dir: Path) -> list[str]:
     # What `manage.py serve` starts (assistant.processes.worker_command): one child, with beat.
     return [
         PYTHON, "-m", "celery", "-A", "assistant", "worker", "--loglevel", "INFO", "--concurrency", "1",
-        "--without-gossip", "--without-mingle", "--beat", "--schedule", str(data_dir / "celerybeat-schedule"),
+        "--without-gossip", "--without-mingle", "--beat",
     ]  # fmt: skip
 
 

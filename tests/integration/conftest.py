@@ -52,13 +52,20 @@ class Stack:
         previous = self.processes.get("worker")
         if previous is not None:
             previous.stop()
-        schedule = Path(self.env["ASSISTANT_DATA_DIR"]) / "celerybeat-schedule"
-        command = [*processes.worker_command(beat=False), "--beat", "--schedule", str(schedule)]
+        command = processes.worker_command(beat=True)
         name = f"worker-{len(self.worker_logs)}"
         self.worker_logs.append(name)
         worker = Process(name, command, env={**self.env, **extra_env}, log_dir=self.log_dir, cwd=REPO)
         self.processes["worker"] = worker
+        # Consuming, and its beat (the sweep) started: a worker that died on start-up
+        # fails here with its log, not later as a document that never moved.
+        worker.wait_log(" ready.", timeout=120)
+        worker.wait_log("beat: Starting...", timeout=60)
         return worker
+
+    def logs(self, chars: int = 3000) -> str:
+        """The tail of every process's log, for a failure message."""
+        return "\n".join(f"--- {name}:\n{p.log_tail(chars)}" for name, p in self.processes.items())
 
     @property
     def log_dir(self) -> Path:

@@ -60,14 +60,16 @@ def documents(session: BrowserSession, collection_id: int) -> dict[str, dict]:
     return {d["name"]: d for d in data["documents"]}
 
 
-def wait_for(session: BrowserSession, collection_id: int, condition, timeout: float = 240) -> dict[str, dict]:
+def wait_for(
+    session: BrowserSession, collection_id: int, condition, *, stack: Stack, timeout: float = 240
+) -> dict[str, dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         docs = documents(session, collection_id)
         if condition(docs):
             return docs
         time.sleep(0.3)
-    raise AssertionError(f"condition not met in {timeout}s: {documents(session, collection_id)}")
+    raise AssertionError(f"condition not met in {timeout}s: {documents(session, collection_id)}\n{stack.logs()}")
 
 
 def finished(docs: dict[str, dict]) -> bool:
@@ -77,14 +79,14 @@ def finished(docs: dict[str, dict]) -> bool:
 def test_worker_killed_mid_document_is_rescued_with_one_set_of_chunks(stack: Stack, session, long_text) -> None:
     collection_id = new_collection(session, "Killed worker")
     upload(session, collection_id, {"abstracts.txt": long_text})
-    wait_for(session, collection_id, lambda d: d["abstracts.txt"]["status"] == "embedding")
+    wait_for(session, collection_id, lambda d: d["abstracts.txt"]["status"] == "embedding", stack=stack)
 
     stack.processes["worker"].kill()  # SIGKILL to the whole worker, children included
     time.sleep(1)
     assert documents(session, collection_id)["abstracts.txt"]["status"] == "embedding"  # orphaned
     stack.start_worker()
 
-    docs = wait_for(session, collection_id, finished)
+    docs = wait_for(session, collection_id, finished, stack=stack)
     doc = docs["abstracts.txt"]
     assert doc["status"] == "ready", doc
     assert doc["attempts"] == 2
@@ -115,7 +117,7 @@ def test_messages_lost_by_the_broker_are_sent_again(stack: Stack, session) -> No
         shutil.rmtree(queue)
         queue.mkdir()
     stack.start_worker()
-    docs = wait_for(session, collection_id, finished, timeout=120)
+    docs = wait_for(session, collection_id, finished, stack=stack, timeout=120)
     assert {d["status"] for d in docs.values()} == {"ready"}
 
 

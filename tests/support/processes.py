@@ -48,6 +48,17 @@ class Process:
             time.sleep(0.3)
         raise RuntimeError(f"{self.name} did not answer {url} within {timeout}s:\n{self.log_tail()}")
 
+    def wait_log(self, text: str, *, timeout: float) -> None:
+        """Wait until the process has written ``text`` to its log (a readiness line)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_tail(1_000_000):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not log {text!r} within {timeout}s:\n{self.log_tail()}")
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
