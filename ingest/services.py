@@ -213,20 +213,20 @@ def _release(document_id: int) -> None:
 
 
 @contextmanager
-def _heartbeat(document_id: int) -> Iterator[None]:
-    """Touch the document's heartbeat from a side thread while the work runs."""
+def _heartbeat(document_ids: list[int]) -> Iterator[None]:
+    """Touch the documents' heartbeat from a side thread while the work runs."""
     stop = threading.Event()
 
     def beat() -> None:
         try:
             while not stop.wait(settings.INGEST_HEARTBEAT_S):
-                Document.objects.filter(pk=document_id, status__in=IN_PROGRESS).update(heartbeat_at=timezone.now())
-        except Exception:  # a missed beat is not worth failing the document for
-            logger.warning("Heartbeat for document %s stopped", document_id, exc_info=True)
+                Document.objects.filter(pk__in=document_ids, status__in=IN_PROGRESS).update(heartbeat_at=timezone.now())
+        except Exception:  # a missed beat is not worth failing the documents for
+            logger.warning("Heartbeat for documents %s stopped", document_ids[:10], exc_info=True)
         finally:
             db.connection.close()  # this thread's own connection
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{document_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{document_ids[0]}", daemon=True)
     thread.start()
     try:
         yield
@@ -259,123 +259,277 @@ def _caused_by_time_limit(exc: BaseException) -> bool:
     return False
 
 
-def document_process(*, document_id: int, enqueue_children: bool = True) -> None:
-    """Parse, chunk and embed one document; replace its chunks and index them.
+def _claim_companions(document: Document) -> list[Document]:
+    """Claim more small queued documents of the same collection to process with ``document``.
+
+    Embedding many short texts in one call is several times faster per text than
+    one call each (the model works in batches), and one transaction and one index
+    write per batch replace one per file. A folder of notes therefore goes through
+    in batches of up to ``INGEST_BATCH_DOCUMENTS`` files, while a large file is
+    processed alone. Claims take rows other workers have not locked, so workers
+    never wait on each other; each companion's own message later finds it finished
+    (or in progress) and does nothing.
+    """
+    limit = settings.INGEST_BATCH_DOCUMENTS - 1
+    max_bytes = settings.INGEST_BATCH_MAX_BYTES
+    if limit <= 0 or document.size > max_bytes:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = list(
+            Document.objects.select_for_update(skip_locked=True)
+            .filter(
+                collection_id=document.collection_id,
+                status=Status.QUEUED,
+                size__lte=max_bytes,
+                attempts__lt=settings.INGEST_MAX_ATTEMPTS,
+            )
+            .exclude(pk=document.pk)
+            .order_by("pk")
+            .values_list("pk", "size")[: limit * 4]
+        )
+        ids: list[int] = []
+        total = document.size
+        for pk, size in candidates:
+            if len(ids) >= limit or total + size > max_bytes:
+                break
+            ids.append(pk)
+            total += size
+        if not ids:
+            return []
+        Document.objects.filter(pk__in=ids, status=Status.QUEUED).update(
+            status=Status.PARSING,
+            attempts=F("attempts") + 1,
+            heartbeat_at=now,
+            started_at=now,
+            finished_at=None,
+            error="",
+            progress_done=0,
+            progress_total=0,
+            updated_at=now,
+        )
+    return list(Document.objects.filter(pk__in=ids, status=Status.PARSING).order_by("pk"))
+
+
+def document_process(*, document_id: int, enqueue_children: bool = True, companions: bool = True) -> None:
+    """Parse, chunk and embed a document; replace its chunks and index them.
+
+    Small documents take queued companions from their collection and go through
+    as one batch (see ``_claim_companions``); ``companions=False`` processes the
+    document alone.
 
     Idempotent: a finished document is left alone, and a re-run replaces the chunks
     in one transaction, so running it twice leaves exactly one set. A bad file ends
-    ``failed`` with a reason a person can read; a transient database error hands
-    the document back to the queue and re-raises for the task to retry. Files found
-    inside it (attachments, archive members) become documents of their own, queued
-    unless ``enqueue_children`` is off (the caller then processes them itself).
+    ``failed`` with a reason a person can read, and the rest of its batch goes on; a
+    transient database error hands the batch back to the queue and re-raises for
+    the task to retry. Files found inside a document (attachments, archive members)
+    become documents of their own, queued unless ``enqueue_children`` is off (the
+    caller then processes them itself).
     """
+    # A cheap look first: most messages of a batched upload find their document done.
+    if not Document.objects.filter(pk=document_id).exclude(status__in=FINISHED).exists():
+        return
     document = _claim(document_id)
     if document is None:
         return
-    try:
-        with _heartbeat(document_id):
-            _process(document, enqueue_children=enqueue_children)
-    except (db.OperationalError, db.InterfaceError):
-        _release(document_id)
-        raise
-    except Exception as exc:
-        if _caused_by_time_limit(exc):
-            limit = _duration(settings.INGEST_TIME_LIMIT_S)
-            document_fail(document_id=document_id, reason=f"Processing took longer than the time limit of {limit}.")
-            return
-        if isinstance(exc, ParseError):
-            document_fail(document_id=document_id, reason=str(exc))
-            return
-        logger.exception("Ingestion of document %s failed", document_id)
-        document_fail(document_id=document_id, reason=f"Internal error while processing the file: {exc}")
+    batch = [document, *(_claim_companions(document) if companions else [])]
+    _BatchRun(batch, enqueue_children=enqueue_children).run()
 
 
-def _process(document: Document, *, enqueue_children: bool) -> None:
-    from ingest.chunking import chunk_elements
-    from ingest.embedding import count_tokens, embed_texts, to_bytes
+@dataclass
+class _Prepared:
+    document: Document
+    drafts: list[Any]
+    elements_attachments: list[Any]
+    timings: dict[str, float]
+    offset: int = 0  # where this document's chunks start in the batch
 
-    document_id = document.pk
-    timings: dict[str, float] = {}
-    clock = time.monotonic()
-    file_type, parsed = parse_file(Path(document.file.path), name=document.name)
-    timings["parse"] = time.monotonic() - clock
-    Document.objects.filter(pk=document_id).update(file_type=file_type, pages=parsed.pages)
 
-    clock = time.monotonic()
-    drafts = chunk_elements(parsed.elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
-    timings["chunk"] = time.monotonic() - clock
-    _set_status(document_id, Status.EMBEDDING, progress_total=len(drafts), progress_done=0)
+class _BatchRun:
+    """One batch of claimed documents: parse each, embed all chunks at once, store together."""
 
-    clock = time.monotonic()
-    batches = []
-    step = max(1, settings.EMBEDDING_BATCH_SIZE * 4)
-    for start in range(0, len(drafts), step):
-        batches.append(embed_texts([d.embedding_text for d in drafts[start : start + step]]))
-        done = min(start + step, len(drafts))
-        Document.objects.filter(pk=document_id).update(progress_done=done, heartbeat_at=timezone.now())
-    vectors = np.vstack(batches) if batches else np.zeros((0, 0), np.float32)
-    timings["embed"] = time.monotonic() - clock
+    def __init__(self, documents: list[Document], *, enqueue_children: bool) -> None:
+        self.documents = documents
+        self.enqueue_children = enqueue_children
+        self.ids = [d.pk for d in documents]
+        self.settled: set[int] = set()  # failed (or gone) documents: no longer this batch's to release
+        self.current: int | None = None  # the document being parsed, to blame for a time limit
 
-    clock = time.monotonic()
-    replaced_files: list[tuple[Any, str]] = []
-    with transaction.atomic():
-        locked = Document.objects.select_for_update().filter(pk=document_id).first()
-        if locked is None:  # deleted while we worked
-            return
-        old_ids = list(Chunk.objects.filter(document_id=document_id).values_list("id", flat=True))
-        Chunk.objects.filter(document_id=document_id).delete()
-        created = Chunk.objects.bulk_create(
-            Chunk(
-                document_id=document_id,
-                collection_id=locked.collection_id,
-                ordinal=i,
-                heading=d.heading,
-                text=d.text,
-                page_start=d.page_start,
-                page_end=d.page_end,
-                embedding=to_bytes(v),
+    def run(self) -> None:
+        try:
+            with _heartbeat(self.ids):
+                prepared = self._prepare_all()
+                if prepared:
+                    self._embed_and_store(prepared)
+        except (db.OperationalError, db.InterfaceError):
+            self._release_others(keep=self.ids[0])
+            _release(self.ids[0])
+            raise
+        except Exception as exc:
+            if _caused_by_time_limit(exc):
+                limit = _duration(settings.INGEST_TIME_LIMIT_S)
+                blamed = self.current if self.current is not None else self.ids[0]
+                document_fail(document_id=blamed, reason=f"Processing took longer than the time limit of {limit}.")
+                self.settled.add(blamed)
+                self._release_others(keep=blamed)
+                return
+            logger.exception("Ingestion of documents %s failed", self.ids)
+            for document_id in self.ids:
+                if document_id not in self.settled:
+                    document_fail(document_id=document_id, reason=f"Internal error while processing the file: {exc}")
+
+    def _release_others(self, *, keep: int) -> None:
+        """Give companions back to the queue, with a message of their own."""
+        for document_id in self.ids:
+            if document_id != keep and document_id not in self.settled:
+                _release(document_id)
+                _enqueue(document_id)
+
+    def _prepare_all(self) -> list[_Prepared]:
+        from ingest.chunking import chunk_elements
+        from ingest.embedding import count_tokens
+
+        prepared: list[_Prepared] = []
+        offset = 0
+        for document in self.documents:
+            self.current = document.pk
+            timings: dict[str, float] = {}
+            clock = time.monotonic()
+            try:
+                file_type, parsed = parse_file(Path(document.file.path), name=document.name)
+            except ParseError as exc:
+                document_fail(document_id=document.pk, reason=str(exc))
+                self.settled.add(document.pk)
+                continue
+            except (db.OperationalError, db.InterfaceError):
+                raise
+            except Exception as exc:
+                if _caused_by_time_limit(exc):
+                    raise
+                logger.exception("Parsing document %s failed", document.pk)
+                document_fail(document_id=document.pk, reason=f"Internal error while processing the file: {exc}")
+                self.settled.add(document.pk)
+                continue
+            timings["parse"] = time.monotonic() - clock
+            clock = time.monotonic()
+            drafts = chunk_elements(parsed.elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
+            timings["chunk"] = time.monotonic() - clock
+            _set_status(
+                document.pk,
+                Status.EMBEDDING,
+                file_type=file_type,
+                pages=parsed.pages,
+                progress_total=len(drafts),
+                progress_done=0,
             )
-            for i, (d, v) in enumerate(zip(drafts, vectors, strict=True))
-        )
-        # A new version replaces the old one in this same transaction: readers see
-        # either the old chunks or the new ones, never neither.
-        if locked.supersedes_id:
-            old_version = Document.objects.filter(pk=locked.supersedes_id).first()
-            if old_version is not None:
-                old_ids += list(old_version.chunks.values_list("id", flat=True))
-                if old_version.file.name:
-                    replaced_files.append((old_version.file.storage, old_version.file.name))
-                old_version.delete()
-        # The index is written before the status commits: a reader filters every hit
-        # through the database, so ids of a transaction that rolls back are never served.
-        index.index_upsert(
-            collection_id=locked.collection_id,
-            ids=[c.pk for c in created],
-            vectors=vectors if len(created) else None,
-            remove=old_ids,
-        )
-        timings["index"] = time.monotonic() - clock
-        _set_status(
-            document_id,
-            Status.READY,
-            chunk_count=len(created),
-            progress_done=len(created),
-            finished_at=timezone.now(),
-            heartbeat_at=None,
-            timings={k: round(v, 3) for k, v in timings.items()},
-        )
-        for attachment in parsed.attachments:
-            document_upload(
-                collection=locked.collection,
-                name=attachment.name,
-                fileobj=io.BytesIO(attachment.content),
-                user=locked.uploaded_by,
-                parent=locked,
-                enqueue=enqueue_children,
+            prepared.append(_Prepared(document, drafts, parsed.attachments, timings, offset))
+            offset += len(drafts)
+        self.current = None
+        return prepared
+
+    def _embed_and_store(self, prepared: list[_Prepared]) -> None:
+        from ingest.embedding import embed_texts
+
+        texts = [d.embedding_text for p in prepared for d in p.drafts]
+        clock = time.monotonic()
+        parts = []
+        # Large enough for the model to batch well, small enough for progress to move.
+        step = max(1, settings.EMBEDDING_BATCH_SIZE * 8)
+        for start in range(0, len(texts), step):
+            parts.append(embed_texts(texts[start : start + step]))
+            done = min(start + step, len(texts))
+            for p in prepared:
+                if p.offset < done and p.offset + len(p.drafts) > start:
+                    Document.objects.filter(pk=p.document.pk).update(
+                        progress_done=min(len(p.drafts), done - p.offset), heartbeat_at=timezone.now()
+                    )
+        vectors = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
+        # Each document is charged its share of the batch's embedding time.
+        elapsed = time.monotonic() - clock
+        for p in prepared:
+            p.timings["embed"] = elapsed * len(p.drafts) / max(1, len(texts))
+        self._store(prepared, vectors)
+
+    def _store(self, prepared: list[_Prepared], vectors: np.ndarray) -> None:
+        from ingest.embedding import to_bytes
+
+        clock = time.monotonic()
+        replaced_files: list[tuple[Any, str]] = []
+        ready: list[tuple[_Prepared, list[Chunk]]] = []
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        old_ids: list[int] = []
+        with transaction.atomic():
+            for p in prepared:
+                document_id = p.document.pk
+                locked = Document.objects.select_for_update().filter(pk=document_id).first()
+                if locked is None:  # deleted while we worked
+                    self.settled.add(document_id)
+                    continue
+                mine = vectors[p.offset : p.offset + len(p.drafts)]
+                old_ids += list(Chunk.objects.filter(document_id=document_id).values_list("id", flat=True))
+                Chunk.objects.filter(document_id=document_id).delete()
+                created = Chunk.objects.bulk_create(
+                    Chunk(
+                        document_id=document_id,
+                        collection_id=locked.collection_id,
+                        ordinal=i,
+                        heading=d.heading,
+                        text=d.text,
+                        page_start=d.page_start,
+                        page_end=d.page_end,
+                        embedding=to_bytes(v),
+                    )
+                    for i, (d, v) in enumerate(zip(p.drafts, mine, strict=True))
+                )
+                new_ids += [c.pk for c in created]
+                if len(created):
+                    new_vectors.append(mine)
+                # A new version replaces the old one in this same transaction: readers
+                # see either the old chunks or the new ones, never neither.
+                if locked.supersedes_id:
+                    old_version = Document.objects.filter(pk=locked.supersedes_id).first()
+                    if old_version is not None:
+                        old_ids += list(old_version.chunks.values_list("id", flat=True))
+                        if old_version.file.name:
+                            replaced_files.append((old_version.file.storage, old_version.file.name))
+                        old_version.delete()
+                p.document = locked
+                ready.append((p, created))
+            # The index is written before the statuses commit: a reader filters every hit
+            # through the database, so ids of a transaction that rolls back are never served.
+            index.index_upsert(
+                collection_id=self.documents[0].collection_id,
+                ids=new_ids,
+                vectors=np.vstack(new_vectors) if new_vectors else None,
+                remove=old_ids,
             )
-    for storage, name in replaced_files:
-        storage.delete(name)
-    logger.info("Document %s ready: %d chunks, %s", document_id, len(created), timings)
+            index_s = time.monotonic() - clock
+            now = timezone.now()
+            for p, created in ready:
+                p.timings["index"] = index_s * len(created) / max(1, len(new_ids))
+                _set_status(
+                    p.document.pk,
+                    Status.READY,
+                    chunk_count=len(created),
+                    progress_done=len(created),
+                    finished_at=now,
+                    heartbeat_at=None,
+                    timings={k: round(v, 3) for k, v in p.timings.items()},
+                )
+                for attachment in p.elements_attachments:
+                    document_upload(
+                        collection=p.document.collection,
+                        name=attachment.name,
+                        fileobj=io.BytesIO(attachment.content),
+                        user=p.document.uploaded_by,
+                        parent=p.document,
+                        enqueue=self.enqueue_children,
+                    )
+        self.settled.update(p.document.pk for p, _ in ready)
+        for storage, name in replaced_files:
+            storage.delete(name)
+        logger.info("Documents ready: %d, %d chunks", len(ready), len(new_ids))
 
 
 def documents_sweep() -> dict[str, int]:

@@ -18,6 +18,7 @@ from ingest.parsers.office import UnstructuredParser
 from ingest.parsers.pandoc import PandocParser
 from ingest.parsers.pdf import PdfParser
 from ingest.parsers.spreadsheets import DelimitedTextParser, XlsxParser
+from ingest.parsers.text import PlainTextParser
 
 PARSERS: tuple[Parser, ...] = (
     PdfParser(),
@@ -28,6 +29,7 @@ PARSERS: tuple[Parser, ...] = (
     MsgParser(),
     PandocParser(),
     ZipParser(),
+    PlainTextParser(),
     UnstructuredParser(),
 )
 

@@ -1,4 +1,4 @@
-"""Office documents, web pages and text, through unstructured's partitioners."""
+"""Office documents, web pages and Markdown, through unstructured's partitioners."""
 
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ _PARTITIONERS: dict[str, tuple[str, str]] = {
     "pptx": ("unstructured.partition.pptx", "partition_pptx"),
     "html": ("unstructured.partition.html", "partition_html"),
     "md": ("unstructured.partition.md", "partition_md"),
-    "txt": ("unstructured.partition.text", "partition_text"),
-    "rst": ("unstructured.partition.text", "partition_text"),
-    "org": ("unstructured.partition.text", "partition_text"),
 }
 
 

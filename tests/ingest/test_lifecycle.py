@@ -153,16 +153,21 @@ def test_reindex_re_embeds_every_chunk_and_swaps_the_index() -> None:
     assert index.index_size(collection.pk) == document.chunks.count()
 
 
-def test_a_transient_database_error_requeues_without_using_up_an_attempt(monkeypatch) -> None:
+def test_a_transient_database_error_requeues_without_using_up_an_attempt(monkeypatch, sent) -> None:
     from django.db import OperationalError
 
-    document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
+    collection = CollectionFactory.create()
+    document = upload(collection, "h.pdf", make_pdf(HANDBOOK_PAGES))
+    companion = upload(collection, "note.txt", b"Parking\n\nVisitors park on level two.")
 
     def database_gone(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "_process", database_gone)
+    monkeypatch.setattr(services._BatchRun, "_embed_and_store", database_gone)
     with pytest.raises(OperationalError):  # re-raised for the task's retry with backoff
         services.document_process(document_id=document.pk)
-    document.refresh_from_db()
-    assert (document.status, document.attempts) == (Status.QUEUED, 0)
+    for claimed in (document, companion):
+        claimed.refresh_from_db()
+        assert (claimed.status, claimed.attempts) == (Status.QUEUED, 0)
+    # The task's own document comes back with its retry; the companion gets a message.
+    assert sent == [companion.pk]

@@ -79,7 +79,7 @@ class Command(BaseCommand):
 
     def _process_inline(self, document_id: int, *, show: bool) -> None:
         """Process a document here, then the files found inside it, depth first."""
-        services.document_process(document_id=document_id, enqueue_children=False)
+        services.document_process(document_id=document_id, enqueue_children=False, companions=False)
         if show:
             d = Document.objects.get(pk=document_id)
             line = f"{d.status:>9}  {d.name}  ({d.pages or '-'} pages, {d.chunk_count} chunks)"
