@@ -46,28 +46,33 @@ def approximate_token_count(text: str) -> int:
 
 def _split_long(text: str, max_tokens: int, count: TokenCounter) -> Iterator[str]:
     """Split text that alone exceeds ``max_tokens``: by sentence, then by words."""
-    pieces: list[str] = []
+    # Word-piece tokenizers split on whitespace first, so the count of pieces joined
+    # by spaces is the sum of their counts: each sentence is counted once.
+    pieces: list[tuple[str, int]] = []
     for sentence in _SENTENCE_END.split(text):
-        if count(sentence) <= max_tokens:
-            pieces.append(sentence)
+        size = count(sentence)
+        if size <= max_tokens:
+            pieces.append((sentence, size))
             continue
         words = sentence.split()
         step = max(1, int(max_tokens / 1.5))
         while words:
             # Shrink until the window fits; word pieces per word vary a lot.
-            size = min(step, len(words))
-            while size > 1 and count(" ".join(words[:size])) > max_tokens:
-                size = max(1, size * 3 // 4)
-            pieces.append(" ".join(words[:size]))
-            words = words[size:]
+            take = min(step, len(words))
+            size = count(" ".join(words[:take]))
+            while take > 1 and size > max_tokens:
+                take = max(1, take * 3 // 4)
+                size = count(" ".join(words[:take]))
+            pieces.append((" ".join(words[:take]), size))
+            words = words[take:]
     current: list[str] = []
-    for piece in pieces:
-        candidate = " ".join([*current, piece])
-        if current and count(candidate) > max_tokens:
+    used = 0
+    for piece, size in pieces:
+        if current and used + size > max_tokens:
             yield " ".join(current)
-            current = [piece]
-        else:
-            current.append(piece)
+            current, used = [], 0
+        current.append(piece)
+        used += size
     if current:
         yield " ".join(current)
 

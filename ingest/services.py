@@ -12,7 +12,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -157,6 +157,35 @@ def _enqueue(document_id: int) -> None:
     process_document.delay(document_id)
 
 
+def documents_enqueue(document_ids: Sequence[int]) -> None:
+    """Send many uploaded documents to the workers with few messages.
+
+    Small files of one collection travel in groups (one message per batch the
+    worker would form anyway); a large file gets a message of its own, so that a
+    worker is free to take it while another works through the small ones.
+    """
+    from ingest.tasks import process_documents
+
+    rows = Document.objects.filter(pk__in=document_ids, status=Status.QUEUED).values_list("pk", "collection_id", "size")
+    groups: dict[int, list[int]] = {}
+    sizes: dict[int, int] = {}
+    per_batch, max_bytes = settings.INGEST_BATCH_DOCUMENTS, settings.INGEST_BATCH_MAX_BYTES
+    for pk, collection_id, size in sorted(rows):
+        if size > max_bytes or per_batch <= 1:
+            _enqueue(pk)
+            continue
+        group = groups.setdefault(collection_id, [])
+        if len(group) >= per_batch or sizes.get(collection_id, 0) + size > max_bytes:
+            process_documents.delay(group)
+            group = groups[collection_id] = []
+            sizes[collection_id] = 0
+        group.append(pk)
+        sizes[collection_id] = sizes.get(collection_id, 0) + size
+    for group in groups.values():
+        if group:
+            process_documents.delay(group)
+
+
 def _set_status(document_id: int, status: str, **fields: Any) -> None:
     Document.objects.filter(pk=document_id).update(status=status, updated_at=timezone.now(), **fields)
 
@@ -259,8 +288,11 @@ def _caused_by_time_limit(exc: BaseException) -> bool:
     return False
 
 
-def _claim_companions(document: Document) -> list[Document]:
+def _claim_companions(document: Document, preferred: Sequence[int] = ()) -> list[Document]:
     """Claim more small queued documents of the same collection to process with ``document``.
+
+    ``preferred`` (the rest of the task's own batch) comes first, then whatever
+    else is queued in the collection, oldest first.
 
     Embedding many short texts in one call is several times faster per text than
     one call each (the model works in batches), and one transaction and one index
@@ -276,7 +308,7 @@ def _claim_companions(document: Document) -> list[Document]:
         return []
     now = timezone.now()
     with transaction.atomic():
-        candidates = list(
+        claimable = (
             Document.objects.select_for_update(skip_locked=True)
             .filter(
                 collection_id=document.collection_id,
@@ -286,8 +318,9 @@ def _claim_companions(document: Document) -> list[Document]:
             )
             .exclude(pk=document.pk)
             .order_by("pk")
-            .values_list("pk", "size")[: limit * 4]
         )
+        candidates = list(claimable.filter(pk__in=list(preferred)[: limit * 4]).values_list("pk", "size"))
+        candidates += list(claimable.exclude(pk__in=list(preferred)).values_list("pk", "size")[: limit * 4])
         ids: list[int] = []
         total = document.size
         for pk, size in candidates:
@@ -312,10 +345,16 @@ def _claim_companions(document: Document) -> list[Document]:
 
 
 def document_process(*, document_id: int, enqueue_children: bool = True, companions: bool = True) -> None:
-    """Parse, chunk and embed a document; replace its chunks and index them.
+    """Parse, chunk and embed one document (see ``documents_process``)."""
+    documents_process(document_ids=[document_id], enqueue_children=enqueue_children, companions=companions)
 
-    Small documents take queued companions from their collection and go through
-    as one batch (see ``_claim_companions``); ``companions=False`` processes the
+
+def documents_process(*, document_ids: Sequence[int], enqueue_children: bool = True, companions: bool = True) -> None:
+    """Parse, chunk and embed documents; replace their chunks and index them.
+
+    The first document still to do is claimed; if it is small, the others of
+    ``document_ids`` and then other queued documents of its collection join it as
+    one batch (see ``_claim_companions``). ``companions=False`` processes the first
     document alone.
 
     Idempotent: a finished document is left alone, and a re-run replaces the chunks
@@ -326,14 +365,22 @@ def document_process(*, document_id: int, enqueue_children: bool = True, compani
     become documents of their own, queued unless ``enqueue_children`` is off (the
     caller then processes them itself).
     """
-    # A cheap look first: most messages of a batched upload find their document done.
-    if not Document.objects.filter(pk=document_id).exclude(status__in=FINISHED).exists():
+    # A cheap look first: a message often finds its documents done by another batch.
+    todo = set(Document.objects.filter(pk__in=document_ids).exclude(status__in=FINISHED).values_list("pk", flat=True))
+    ordered = [pk for pk in document_ids if pk in todo]
+    for position, document_id in enumerate(ordered):
+        document = _claim(document_id)
+        if document is None:
+            continue
+        rest = ordered[position + 1 :]
+        batch = [document, *(_claim_companions(document, rest) if companions else [])]
+        _BatchRun(batch, enqueue_children=enqueue_children).run()
+        # What the batch could not take (large files, another collection) is sent on.
+        left = set(Document.objects.filter(pk__in=rest, status=Status.QUEUED).values_list("pk", flat=True))
+        for pk in rest:
+            if pk in left:
+                _enqueue(pk)
         return
-    document = _claim(document_id)
-    if document is None:
-        return
-    batch = [document, *(_claim_companions(document) if companions else [])]
-    _BatchRun(batch, enqueue_children=enqueue_children).run()
 
 
 @dataclass

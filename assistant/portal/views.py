@@ -83,16 +83,24 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
     files = request.FILES.getlist("files")
     if not files:
         messages.error(request, "Choose at least one file to upload.")
+    queued: list[int] = []
     for uploaded in files:
         try:
             result = services.document_upload(
-                collection=collection, name=uploaded.name or "upload", fileobj=uploaded, user=request.user
+                collection=collection,
+                name=uploaded.name or "upload",
+                fileobj=uploaded,
+                user=request.user,
+                enqueue=False,
             )
         except services.UploadRejected as exc:
             messages.error(request, f"{uploaded.name}: {exc}")
             continue
         if result.duplicate:
             messages.info(request, f"{uploaded.name}: already in this collection as “{result.document.name}”.")
+        else:
+            queued.append(result.document.pk)
+    services.documents_enqueue(queued)  # many small files: a few messages, batches for the worker
     return redirect("portal:collection", collection_id=collection.pk)
 
 

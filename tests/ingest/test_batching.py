@@ -142,3 +142,36 @@ def test_a_time_limit_blames_the_file_being_parsed_and_hands_the_others_back(mon
     assert {d.attempts for d in others} == {0}
     assert sorted(sent) == sorted(d.pk for d in others)
     assert not Chunk.objects.filter(collection=collection).exists()
+
+
+def test_uploads_are_sent_in_groups_and_large_files_alone(settings, monkeypatch) -> None:
+    from ingest import tasks
+
+    settings.INGEST_BATCH_DOCUMENTS = 2
+    settings.INGEST_BATCH_MAX_BYTES = 4096
+    groups: list[list[int]] = []
+    singles: list[int] = []
+    monkeypatch.setattr(tasks.process_documents, "delay", groups.append)
+    monkeypatch.setattr(tasks.process_document, "delay", singles.append)
+    here, there = CollectionFactory.create(), CollectionFactory.create()
+    small = queue(here, NOTES)
+    big = queue(here, {"big.pdf": make_pdf(["Budget " * 400] * 3)})[0]
+    elsewhere = queue(there, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
+
+    services.documents_enqueue([d.pk for d in [*small, big, elsewhere]])
+
+    assert sorted(groups) == sorted([[small[0].pk, small[1].pk], [small[2].pk, small[3].pk], [elsewhere.pk]])
+    assert singles == [big.pk]
+
+
+def test_a_group_message_processes_its_documents_and_sends_on_what_it_cannot_take(settings, sent) -> None:
+    settings.INGEST_BATCH_MAX_BYTES = 4096
+    collection, other = CollectionFactory.create(), CollectionFactory.create()
+    small = queue(collection, NOTES)
+    elsewhere = queue(other, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
+
+    services.documents_process(document_ids=[small[2].pk, elsewhere.pk, small[0].pk])
+
+    assert {d.status for d in Document.objects.filter(collection=collection)} == {Status.READY}
+    assert Document.objects.get(pk=elsewhere.pk).status == Status.QUEUED
+    assert sent == [elsewhere.pk]  # another collection's file gets a message of its own

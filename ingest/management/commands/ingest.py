@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from ingest import services
@@ -59,18 +61,30 @@ class Command(BaseCommand):
             self.stderr.write(f"Created collection '{collection.name}'.")
         inline = options["inline"]
         results: list[dict[str, Any]] = []  # in input order; documents are re-read at the end
-        for path in files:
-            with open(path, "rb") as handle:
-                try:
-                    upload = services.document_upload(
-                        collection=collection, name=path.name, fileobj=handle, enqueue=not inline
-                    )
-                except services.UploadRejected as exc:
-                    results.append({"name": path.name, "status": "failed", "error": str(exc)})
-                    continue
-            results.append({"name": path.name, "document": upload.document.pk, "duplicate": upload.duplicate})
-            if inline and not upload.duplicate:
-                self._process_inline(upload.document.pk, show=not options["json"])
+        # Uploads are committed and sent to the workers a group at a time: one commit
+        # and a few messages per group instead of one each, and the worker starts on
+        # the first group while the rest are still being stored.
+        group = max(1, settings.INGEST_BATCH_DOCUMENTS)
+        for start in range(0, len(files), group):
+            uploaded: list[int] = []
+            with transaction.atomic():
+                for path in files[start : start + group]:
+                    with open(path, "rb") as handle:
+                        try:
+                            upload = services.document_upload(
+                                collection=collection, name=path.name, fileobj=handle, enqueue=False
+                            )
+                        except services.UploadRejected as exc:
+                            results.append({"name": path.name, "status": "failed", "error": str(exc)})
+                            continue
+                    results.append({"name": path.name, "document": upload.document.pk, "duplicate": upload.duplicate})
+                    if not upload.duplicate:
+                        uploaded.append(upload.document.pk)
+            if inline:
+                for document_id in uploaded:
+                    self._process_inline(document_id, show=not options["json"])
+            else:
+                services.documents_enqueue(uploaded)
 
         ids = [r["document"] for r in results if "document" in r and not r["duplicate"]]
         if options["wait"] and not inline:
