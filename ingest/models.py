@@ -108,11 +108,18 @@ class Chunk(models.Model):
     page_end = models.PositiveIntegerField(null=True, blank=True)
     # float32 little-endian, L2-normalised, ``EMBEDDING_DIMENSIONS`` values.
     embedding = models.BinaryField()
+    # BLAKE2b of the embedded text: a text already embedded in the collection (an
+    # unchanged passage of a new version, boilerplate repeated across files) reuses
+    # its vector instead of being embedded again.
+    text_hash = models.CharField(max_length=32, blank=True, default="")
 
     class Meta:
         ordering = ["document_id", "ordinal"]
         constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal")]
-        indexes = [models.Index(fields=["collection", "id"], name="chunk_collection_idx")]
+        indexes = [
+            models.Index(fields=["collection", "id"], name="chunk_collection_idx"),
+            models.Index(fields=["collection", "text_hash"], name="chunk_text_hash_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"

@@ -288,6 +288,24 @@ def _caused_by_time_limit(exc: BaseException) -> bool:
     return False
 
 
+def text_digest(text: str) -> str:
+    """The key under which an embedded text's vector can be found again."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _known_vectors(collection_id: int, digests: set[str]) -> dict[str, np.ndarray]:
+    """Vectors the collection already holds for these texts, by digest."""
+    from ingest.embedding import from_bytes
+
+    found: dict[str, np.ndarray] = {}
+    wanted = sorted(digests)
+    for start in range(0, len(wanted), 500):
+        rows = Chunk.objects.filter(collection_id=collection_id, text_hash__in=wanted[start : start + 500])
+        for digest, embedding in rows.values_list("text_hash", "embedding"):
+            found.setdefault(digest, from_bytes(embedding))
+    return found
+
+
 def _claim_companions(document: Document, preferred: Sequence[int] = ()) -> list[Document]:
     """Claim more small queued documents of the same collection to process with ``document``.
 
@@ -475,29 +493,45 @@ class _BatchRun:
         return prepared
 
     def _embed_and_store(self, prepared: list[_Prepared]) -> None:
-        from ingest.embedding import embed_texts
+        from ingest.embedding import dimensions, embed_texts
 
         texts = [d.embedding_text for p in prepared for d in p.drafts]
+        hashes = [text_digest(t) for t in texts]
         clock = time.monotonic()
-        parts = []
+        # Never embed the same text twice: not within the batch, and not when the
+        # collection already holds it (an unchanged passage of a new version).
+        known = _known_vectors(self.documents[0].collection_id, set(hashes))
+        todo: dict[str, str] = {}
+        for digest, text in zip(hashes, texts, strict=True):
+            if digest not in known:
+                todo.setdefault(digest, text)
+        pending = list(todo.items())
         # Large enough for the model to batch well, small enough for progress to move.
         step = max(1, settings.EMBEDDING_BATCH_SIZE * 8)
-        for start in range(0, len(texts), step):
-            parts.append(embed_texts(texts[start : start + step]))
-            done = min(start + step, len(texts))
+        for start in range(0, len(pending), step) if pending else [0]:
+            part = pending[start : start + step]
+            if part:
+                known.update(zip([d for d, _ in part], embed_texts([t for _, t in part]), strict=True))
             for p in prepared:
-                if p.offset < done and p.offset + len(p.drafts) > start:
-                    Document.objects.filter(pk=p.document.pk).update(
-                        progress_done=min(len(p.drafts), done - p.offset), heartbeat_at=timezone.now()
-                    )
-        vectors = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
+                mine = hashes[p.offset : p.offset + len(p.drafts)]
+                Document.objects.filter(pk=p.document.pk).update(
+                    progress_done=sum(1 for d in mine if d in known), heartbeat_at=timezone.now()
+                )
+        vectors = (
+            np.vstack([known[d] for d in hashes]).astype(np.float32, copy=False)
+            if hashes
+            else np.zeros((0, dimensions()), np.float32)
+        )
         # Each document is charged its share of the batch's embedding time.
         elapsed = time.monotonic() - clock
         for p in prepared:
             p.timings["embed"] = elapsed * len(p.drafts) / max(1, len(texts))
-        self._store(prepared, vectors)
+        if len(pending) < len(texts):
+            reused = len(texts) - len(pending)
+            logger.info("Embedded %d texts, reused %d already in the collection", len(pending), reused)
+        self._store(prepared, vectors, hashes)
 
-    def _store(self, prepared: list[_Prepared], vectors: np.ndarray) -> None:
+    def _store(self, prepared: list[_Prepared], vectors: np.ndarray, hashes: list[str]) -> None:
         from ingest.embedding import to_bytes
 
         clock = time.monotonic()
@@ -526,8 +560,11 @@ class _BatchRun:
                         page_start=d.page_start,
                         page_end=d.page_end,
                         embedding=to_bytes(v),
+                        text_hash=h,
                     )
-                    for i, (d, v) in enumerate(zip(p.drafts, mine, strict=True))
+                    for i, (d, v, h) in enumerate(
+                        zip(p.drafts, mine, hashes[p.offset : p.offset + len(p.drafts)], strict=True)
+                    )
                 )
                 new_ids += [c.pk for c in created]
                 if len(created):
@@ -672,8 +709,11 @@ def collection_reindex(*, collection_id: int) -> int:
     ids = [row[0] for row in rows]
     with transaction.atomic():
         Chunk.objects.bulk_update(
-            [Chunk(id=chunk_id, embedding=to_bytes(v)) for chunk_id, v in zip(ids, vectors, strict=True)],
-            ["embedding"],
+            [
+                Chunk(id=chunk_id, embedding=to_bytes(v), text_hash=text_digest(t))
+                for chunk_id, v, t in zip(ids, vectors, texts, strict=True)
+            ],
+            ["embedding", "text_hash"],
             batch_size=500,
         )
         index.index_replace(collection_id=collection_id, ids=ids, vectors=vectors)

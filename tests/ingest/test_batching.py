@@ -175,3 +175,28 @@ def test_a_group_message_processes_its_documents_and_sends_on_what_it_cannot_tak
     assert {d.status for d in Document.objects.filter(collection=collection)} == {Status.READY}
     assert Document.objects.get(pk=elsewhere.pk).status == Status.QUEUED
     assert sent == [elsewhere.pk]  # another collection's file gets a message of its own
+
+
+def test_a_text_already_embedded_in_the_collection_is_not_embedded_again(encode_calls) -> None:
+    collection = CollectionFactory.create()
+    shared = "Security\n\nBadges must be worn visibly at all times on company premises.\n\n"
+    v1 = queue(collection, {"policy.txt": (shared + "Visitors sign in at reception.").encode()})[0]
+    services.document_process(document_id=v1.pk)
+    assert encode_calls == [1]  # one chunk: heading and both paragraphs
+
+    # The same text twice in one batch, and once more in a later upload: embedded once.
+    twins = queue(
+        collection,
+        {"a.txt": b"Holidays\n\nThe office closes on May 1.", "b.txt": b"Holidays\n\nThe office closes on May 1.\n"},
+    )
+    services.document_process(document_id=twins[0].pk)
+    assert encode_calls == [1, 1]
+    again = queue(collection, {"c.txt": b"Holidays\n\nThe office closes on May 1.\n\n"})[0]
+    services.document_process(document_id=again.pk)
+    assert encode_calls == [1, 1]  # nothing left to embed
+    again.refresh_from_db()
+    assert again.status == Status.READY and again.chunk_count == 1
+    first = Chunk.objects.get(document=twins[0])
+    assert bytes(Chunk.objects.get(document=again).embedding) == bytes(first.embedding)
+    hits = index.index_search(collection_id=collection.pk, vector=embed_query("When does the office close?"), k=3)
+    assert {Chunk.objects.get(pk=h.chunk_id).document.name for h in hits[:3]} == {"a.txt", "b.txt", "c.txt"}
