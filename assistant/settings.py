@@ -184,6 +184,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "control_folder": str(BROKER_DIR / "control"),
     }
+    # kombu's file-system transport, with atomic writes (see assistant/broker.py).
+    CELERY_BROKER_TRANSPORT = "assistant.broker:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
