@@ -1,7 +1,8 @@
 """Plain text (``.txt``, reStructuredText, Org): paragraphs and headings, read directly.
 
 Plain text has no markup to interpret, so this reads it without unstructured:
-blank lines separate paragraphs, a short single line that does not end like a
+blank lines separate paragraphs, a first line standing alone is the title (carried
+into every chunk's embedded text), a short single line that does not end like a
 sentence is a heading, lines starting with a bullet are list items, and a form feed
 starts a new page (what ``pdftotext`` and line printers write). It costs well under
 a millisecond for a typical file, against ~20 ms for unstructured's partitioner,
@@ -31,6 +32,8 @@ _UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 _ORG_HEADING = re.compile(r"^\*+\s+")
 _SENTENCE_END = (".", ",", ";", ":", "!", "?", ")", "]", "}", '"', "'")
 MAX_HEADING_CHARS = 120
+# A first line standing alone is the document's title, even if it reads like a sentence.
+MAX_TITLE_CHARS = 300
 
 
 def decode_text(data: bytes) -> str:
@@ -54,6 +57,11 @@ def decode_text(data: bytes) -> str:
         if match.encoding == "cp1252" and (match.chaos, match.coherence) == (best.chaos, best.coherence):
             return str(match)
     return str(best)
+
+
+def _is_title(lines: list[str]) -> bool:
+    line = lines[0].strip()
+    return len(lines) == 1 and 0 < len(line) <= MAX_TITLE_CHARS and any(c.isalpha() for c in line)
 
 
 def _is_heading(lines: list[str]) -> bool:
@@ -88,7 +96,7 @@ def text_elements(text: str) -> tuple[list[Element], int | None]:
             if len(lines) == 1 and _ORG_HEADING.match(lines[0]):
                 elements.append(Element(text=_ORG_HEADING.sub("", lines[0]).strip(), kind="title", page=page))
                 continue
-            if _is_heading(lines):
+            if _is_heading(lines) or (not elements and _is_title(lines)):
                 elements.append(Element(text=lines[0].strip(), kind="title", page=page))
                 continue
             if all(_BULLET.match(line) for line in lines):

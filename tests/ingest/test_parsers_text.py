@@ -31,8 +31,20 @@ def test_paragraphs_are_joined_and_headings_found() -> None:
     ]
 
 
+def test_a_first_line_standing_alone_is_the_title_even_as_a_sentence() -> None:
+    assert kinds("Statins lower the risk of stroke in older adults.\n\nWe followed 4,000 patients.") == [
+        ("title", "Statins lower the risk of stroke in older adults."),
+        ("text", "We followed 4,000 patients."),
+    ]
+    assert kinds("A first paragraph\nthat spans two lines.\n\nSecond.") == [
+        ("text", "A first paragraph that spans two lines."),
+        ("text", "Second."),
+    ]
+
+
 def test_a_short_sentence_is_not_a_heading_and_bullets_are_list_items() -> None:
-    assert kinds("Call the desk.\n\n- first step\n- second step\n\n* Org heading") == [
+    assert kinds("Some intro\ntext.\n\nCall the desk.\n\n- first step\n- second step\n\n* Org heading") == [
+        ("text", "Some intro text."),
         ("text", "Call the desk."),
         ("list", "- first step"),
         ("list", "- second step"),
