@@ -162,7 +162,8 @@ def documents_enqueue(document_ids: Sequence[int]) -> None:
 
     Small files of one collection travel in groups (one message per batch the
     worker would form anyway); a large file gets a message of its own, so that a
-    worker is free to take it while another works through the small ones.
+    worker is free to take it while another works through the small ones. Call it
+    once the uploads are committed: a worker must find the rows it is sent.
     """
     from ingest.tasks import process_documents
 
