@@ -206,14 +206,6 @@ def project_env(data_dir: Path, precision: str, extra: dict[str, str]) -> dict[s
     return env
 
 
-def worker_command(data_dir: Path) -> list[str]:
-    # What `manage.py serve` starts (assistant.processes.worker_command): one child, with beat.
-    return [
-        PYTHON, "-m", "celery", "-A", "assistant", "worker", "--loglevel", "INFO", "--concurrency", "1",
-        "--without-gossip", "--without-mingle", "--beat",
-    ]  # fmt: skip
-
-
 @contextlib.contextmanager
 def running(command: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("w") as out:
@@ -252,6 +244,9 @@ def parse_ours(spec: str) -> tuple[str, dict[str, str]]:
 def run_ours(
     folder: Path, *, tag: str, precision: str, extra: dict[str, str], work: Path, profile: Path | None
 ) -> dict[str, Any]:
+    # The worker exactly as `manage.py serve` starts it (importable once main() set sys.path).
+    from assistant import processes
+
     data_dir = work / f"data-{tag}"
     data_dir.mkdir(parents=True)
     env = project_env(data_dir, precision, extra)
@@ -264,7 +259,7 @@ def run_ours(
     migrate = run_measured([PYTHON, "manage.py", "migrate", "--noinput"], env=env, log=logs / "migrate.log")
     _check(migrate, "migrate", logs / "migrate.log")
     with (
-        running(worker_command(data_dir), env=env, log=logs / "worker.log") as worker,
+        running(processes.worker_command(concurrency=1, beat=True), env=env, log=logs / "worker.log") as worker,
         TreeMemory(worker.pid) as memory,
     ):
         spy = _start_py_spy(worker.pid, profile) if profile else None

@@ -406,7 +406,7 @@ def documents_process(*, document_ids: Sequence[int], enqueue_children: bool = T
 class _Prepared:
     document: Document
     drafts: list[Any]
-    elements_attachments: list[Any]
+    attachments: list[Any]
     timings: dict[str, float]
     offset: int = 0  # where this document's chunks start in the batch
 
@@ -602,7 +602,7 @@ class _BatchRun:
                     heartbeat_at=None,
                     timings={k: round(v, 3) for k, v in p.timings.items()},
                 )
-                for attachment in p.elements_attachments:
+                for attachment in p.attachments:
                     document_upload(
                         collection=p.document.collection,
                         name=attachment.name,

@@ -11,13 +11,14 @@ from kombu import Connection
 
 @pytest.fixture
 def connection(tmp_path: Path):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (tmp_path / sub).mkdir()
     options = {
         "data_folder_in": str(tmp_path / "queue"),
         "data_folder_out": str(tmp_path / "queue"),
         "processed_folder": str(tmp_path / "processed"),
         "store_processed": False,
+        "control_folder": str(tmp_path / "control"),
     }
     with Connection("filesystem://", transport="assistant.broker:Transport", transport_options=options) as conn:
         yield conn
