@@ -141,12 +141,26 @@ def _load(collection_id: int) -> Any | None:
         return index
 
 
-def index_search(*, collection_id: int, vector: np.ndarray, k: int) -> list[Hit]:
-    """The ``k`` nearest chunk ids in one collection's index, best first."""
+def index_search(*, collection_id: int, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[Hit]:
+    """The ``k`` nearest chunk ids in one collection's index, best first.
+
+    ``exclude`` chunk ids are never considered: FAISS skips them while it scans, so
+    they cannot take a place in the top ``k`` nor be seen in any score.
+    """
     index = _load(collection_id)
     if index is None or index.ntotal == 0 or k <= 0:
         return []
-    scores, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k, int(index.ntotal)))
+    query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    if len(exclude):
+        import faiss
+
+        # Kept alive in locals until the search returns: FAISS holds raw pointers.
+        excluded = faiss.IDSelectorBatch(_as_ids(exclude))
+        selector = faiss.IDSelectorNot(excluded)
+        params = faiss.SearchParameters(sel=selector)
+        scores, ids = index.search(query, min(k, int(index.ntotal)), params=params)
+    else:
+        scores, ids = index.search(query, min(k, int(index.ntotal)))
     return [Hit(chunk_id=int(i), score=float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
 
 

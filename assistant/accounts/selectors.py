@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db.models import Q, QuerySet
 
 from assistant.accounts.models import ROLE_ORDER, CollectionGrant, Role
+from assistant.chat.retrieval import Scope
 from ingest.models import Collection
 
 AnyUser = AbstractUser | AnonymousUser
@@ -36,3 +37,16 @@ def user_can(*, user: AnyUser, collection: Collection, role: Role) -> bool:
 
 def user_can_create_collections(user: AnyUser) -> bool:
     return bool(user.is_authenticated and (user.is_superuser or user.is_staff))
+
+
+def read_scope(*, user: AnyUser | None, collections: QuerySet[Collection] | list[Collection]) -> Scope:
+    """The retrieval scope for ``user`` over ``collections``: only those they may read.
+
+    ``user=None`` is an operator at the shell, who reads everything. Collections the
+    user may not read are left out (callers that must refuse them check first).
+    """
+    ids = [c.pk for c in collections]
+    if user is not None:
+        readable = set(collections_readable_by(user).filter(pk__in=ids).values_list("pk", flat=True))
+        ids = [pk for pk in ids if pk in readable]
+    return Scope.of(ids)

@@ -1,10 +1,12 @@
 """Retrieval: a retriever returns scored passages and nothing else.
 
 Permissions are applied before any score is computed: a retriever is built for a
-fixed set of collection ids that the caller has already been allowed to read, it
-searches only those collections' indexes, and every hit is checked against the
-database (the chunk still exists, belongs to one of those collections, and its
-document is ready) before it is returned.
+``Scope`` that the caller's permissions produced (``assistant.accounts.selectors.
+read_scope``): the collections they may read, minus the documents inside them that
+are restricted away from them. It searches only those collections' indexes, skips
+hidden documents' chunks inside the index scan itself, and checks every hit against
+the database (the chunk still exists, belongs to one of those collections, its
+document is ready and not hidden) before it is returned.
 """
 
 from __future__ import annotations
@@ -33,6 +35,33 @@ class Passage:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What one asker may search.
+
+    Every retriever honours ``hidden_document_ids`` inside its own search, before
+    ranking, so a hidden passage can neither be returned nor push a visible one out
+    of the top ``k``.
+    """
+
+    collection_ids: tuple[int, ...]
+    hidden_document_ids: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, collection_ids: Sequence[int], hidden_document_ids: Sequence[int] = ()) -> Scope:
+        return cls(tuple(collection_ids), frozenset(hidden_document_ids))
+
+    def hidden_chunk_ids(self, collection_id: int) -> list[int]:
+        """Chunk ids of this collection's hidden documents (what the index scan skips)."""
+        if not self.hidden_document_ids:
+            return []
+        return list(
+            Chunk.objects.filter(collection_id=collection_id, document_id__in=self.hidden_document_ids).values_list(
+                "id", flat=True
+            )
+        )
+
+
 class Retriever(Protocol):
     def retrieve(self, query: str, *, k: int) -> list[Passage]: ...
 
@@ -48,34 +77,44 @@ def _ensure_index(collection_id: int) -> None:
 
 
 class DenseRetriever:
-    """Exact cosine search over the readable collections' FAISS indexes."""
+    """Cosine search over the scope's FAISS indexes, hidden documents skipped in the scan."""
 
-    def __init__(self, *, collection_ids: Sequence[int]) -> None:
-        self.collection_ids = list(collection_ids)
+    def __init__(self, *, scope: Scope) -> None:
+        self.scope = scope
 
     def retrieve(self, query: str, *, k: int) -> list[Passage]:
-        if not self.collection_ids or not query.strip():
+        if not self.scope.collection_ids or not query.strip():
             return []
         from ingest.embedding import embed_query
 
         vector = embed_query(query)
         hits: list[index.Hit] = []
-        for collection_id in self.collection_ids:
+        for collection_id in self.scope.collection_ids:
             _ensure_index(collection_id)
             # Over-fetch: hits of deleted or not-yet-ready documents are dropped below.
-            hits.extend(index.index_search(collection_id=collection_id, vector=vector, k=k * 2 + 10))
+            hits.extend(
+                index.index_search(
+                    collection_id=collection_id,
+                    vector=vector,
+                    k=k * 2 + 10,
+                    exclude=self.scope.hidden_chunk_ids(collection_id),
+                )
+            )
         hits.sort(key=lambda h: h.score, reverse=True)
-        return _passages_for(hits, collection_ids=self.collection_ids)[:k]
+        return passages_for(hits, scope=self.scope)[:k]
 
 
-def _passages_for(hits: Sequence[index.Hit], *, collection_ids: Sequence[int]) -> list[Passage]:
+def passages_for(hits: Sequence[index.Hit], *, scope: Scope) -> list[Passage]:
+    """Hits as passages, in hit order, keeping only rows the scope may read right now."""
     rows = {
         c.pk: c
         for c in Chunk.objects.filter(
             id__in=[h.chunk_id for h in hits],
-            collection_id__in=collection_ids,
+            collection_id__in=scope.collection_ids,
             document__status=Document.Status.READY,
-        ).select_related("document")
+        )
+        .exclude(document_id__in=scope.hidden_document_ids)
+        .select_related("document")
     }
     passages = []
     for hit in hits:

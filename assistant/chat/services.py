@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from assistant.accounts.selectors import collections_readable_by
+from assistant.accounts.selectors import collections_readable_by, read_scope
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
@@ -52,7 +52,7 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     """Top-k passages from one collection, refusing collections the user may not read."""
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
-    return DenseRetriever(collection_ids=[collection.pk]).retrieve(query, k=k)
+    return DenseRetriever(scope=read_scope(user=user, collections=[collection])).retrieve(query, k=k)
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 
 from assistant.accounts.models import CollectionGrant, Role
 from assistant.chat import services
-from assistant.chat.retrieval import DenseRetriever
+from assistant.chat.retrieval import DenseRetriever, Scope
 from ingest import services as ingest_services
 from ingest.models import Document
 from tests.factories import CollectionFactory, GroupFactory, UserFactory
@@ -74,7 +74,7 @@ def test_other_collections_never_contribute_passages(collections) -> None:
 def test_documents_not_ready_are_not_retrieved(collections) -> None:
     public, _ = collections
     Document.objects.filter(collection=public).update(status=Document.Status.PARSING)
-    assert DenseRetriever(collection_ids=[public.pk]).retrieve("meal allowance", k=5) == []
+    assert DenseRetriever(scope=Scope.of([public.pk])).retrieve("meal allowance", k=5) == []
 
 
 def test_revoking_access_takes_effect_on_the_next_question(collections) -> None:
@@ -95,3 +95,14 @@ def test_creator_and_superuser_can_read(collections) -> None:
     admin = UserFactory.create(is_superuser=True)
     for user in (creator, admin):
         assert services.passages_retrieve(user=user, collection=board, query="merger", k=1)[0].text == SECRET
+
+
+def test_hidden_documents_are_skipped_before_ranking(collections) -> None:
+    public, _ = collections
+    memo = ingest(public, "memo.pdf", ["Travel meal allowance abroad is 60 euros per day."])
+    scope = Scope.of([public.pk], hidden_document_ids=[memo.pk])
+    passages = DenseRetriever(scope=scope).retrieve("meal allowance abroad euros per day", k=50)
+    assert passages
+    assert memo.pk not in {p.document_id for p in passages}
+    visible = DenseRetriever(scope=Scope.of([public.pk])).retrieve("meal allowance abroad euros per day", k=50)
+    assert memo.pk in {p.document_id for p in visible}

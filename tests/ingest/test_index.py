@@ -58,3 +58,15 @@ def test_collections_are_separate_indexes() -> None:
 
 def test_missing_index_searches_empty() -> None:
     assert index.index_search(collection_id=99, vector=unit(1)[0], k=5) == []
+
+
+def test_excluded_ids_are_skipped_inside_the_scan() -> None:
+    vectors = unit(6)
+    index.index_upsert(collection_id=8, ids=[1, 2, 3, 4, 5, 6], vectors=vectors)
+    # Without exclusion the query's own vector wins; excluded, it cannot take a
+    # place in the top k, so k visible hits still come back.
+    hits = index.index_search(collection_id=8, vector=vectors[2], k=3, exclude=[3])
+    assert 3 not in {h.chunk_id for h in hits}
+    assert len(hits) == 3
+    everything_but = index.index_search(collection_id=8, vector=vectors[2], k=10, exclude=[1, 2, 3, 4, 5])
+    assert [h.chunk_id for h in everything_but] == [6]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from assistant.chat.retrieval import DenseRetriever
+from assistant.chat.retrieval import DenseRetriever, Scope
 from ingest import index, services
 from ingest.models import Chunk, Document
 from tests.factories import CollectionFactory
@@ -104,7 +104,7 @@ def test_new_version_keeps_the_old_one_serving_until_it_is_ready() -> None:
     v2 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 85 euros."]))
     assert v2.supersedes_id == v1.pk
 
-    retriever = DenseRetriever(collection_ids=[collection.pk])
+    retriever = DenseRetriever(scope=Scope.of([collection.pk]))
     before = retriever.retrieve("meal allowance", k=5)
     assert [p.document_id for p in before] == [v1.pk]  # v2 not ready: v1 still answers
     services.document_process(document_id=v2.pk)
@@ -125,7 +125,7 @@ def test_a_failed_new_version_leaves_the_old_one_in_place() -> None:
     services.document_process(document_id=v2.pk)
     assert Document.objects.get(pk=v2.pk).status == Status.FAILED
     assert Document.objects.get(pk=v1.pk).status == Status.READY
-    assert DenseRetriever(collection_ids=[collection.pk]).retrieve("meal allowance", k=5)[0].document_id == v1.pk
+    assert DenseRetriever(scope=Scope.of([collection.pk])).retrieve("meal allowance", k=5)[0].document_id == v1.pk
 
 
 def test_progress_counts_embedded_chunks() -> None:
@@ -143,7 +143,7 @@ def test_reindex_re_embeds_every_chunk_and_swaps_the_index() -> None:
     # Vectors from an older, useless model, in the database and in the index.
     Chunk.objects.filter(collection=collection).update(embedding=bytes(384 * 4))
     services.index_rebuild(collection_id=collection.pk)
-    retriever = DenseRetriever(collection_ids=[collection.pk])
+    retriever = DenseRetriever(scope=Scope.of([collection.pk]))
     assert retriever.retrieve("meal allowance abroad", k=1)[0].score == 0
     assert services.collection_reindex(collection_id=collection.pk) == document.chunks.count()
     assert all(any(bytes(c.embedding)) for c in Chunk.objects.filter(collection=collection))
