@@ -233,6 +233,8 @@ LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=120.0)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=512)
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
+# Which retriever answers questions (assistant.chat.retrieval.build_retriever).
+RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="dense")
 
 LOGGING = {
     "version": 1,

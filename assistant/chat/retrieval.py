@@ -135,3 +135,19 @@ def passages_for(hits: Sequence[index.Hit], *, scope: Scope) -> list[Passage]:
             )
         )
     return passages
+
+
+# Every surface (chat, ``ask``, the API, ``evaluate``) gets its retriever here, by kind,
+# so a new kind (lexical, hybrid, reranked) becomes available everywhere at once.
+RETRIEVER_KINDS: tuple[str, ...] = ("dense",)
+
+
+def available_retrievers() -> list[str]:
+    """The kinds usable with the current settings, in the order reports list them."""
+    return list(RETRIEVER_KINDS)
+
+
+def build_retriever(kind: str, *, scope: Scope) -> Retriever:
+    if kind == "dense":
+        return DenseRetriever(scope=scope)
+    raise ValueError(f"Unknown retriever {kind!r}; known: {', '.join(available_retrievers())}.")

@@ -22,7 +22,7 @@ from assistant.accounts.selectors import collections_readable_by, read_scope
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
-from assistant.chat.retrieval import DenseRetriever, Passage
+from assistant.chat.retrieval import Passage, build_retriever
 from ingest.models import Collection, Document
 
 NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
@@ -52,7 +52,8 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     """Top-k passages from one collection, refusing collections the user may not read."""
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
-    return DenseRetriever(scope=read_scope(user=user, collections=[collection])).retrieve(query, k=k)
+    scope = read_scope(user=user, collections=[collection])
+    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:
