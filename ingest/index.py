@@ -157,7 +157,8 @@ def index_search(*, collection_id: int, vector: np.ndarray, k: int, exclude: Seq
         # Kept alive in locals until the search returns: FAISS holds raw pointers.
         excluded = faiss.IDSelectorBatch(_as_ids(exclude))
         selector = faiss.IDSelectorNot(excluded)
-        params = faiss.SearchParameters(sel=selector)
+        params = faiss.SearchParameters()
+        params.sel = selector
         scores, ids = index.search(query, min(k, int(index.ntotal)), params=params)
     else:
         scores, ids = index.search(query, min(k, int(index.ntotal)))
