@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -127,3 +128,14 @@ def test_retention_zero_keeps_everything(settings) -> None:
     ancient = AuditEvent.objects.create(action="user.login", created_at=timezone.now() - timedelta(days=3650))
     assert audit_purge() == 0
     assert AuditEvent.objects.filter(pk=ancient.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_empties_the_log_and_the_guard_stays() -> None:
+    # Transactional tests end with a flush, which deletes row by row on SQLite.
+    _event()
+    call_command("flush", interactive=False, verbosity=0)
+    assert not AuditEvent.objects.exists()
+    event = _event()
+    with pytest.raises(IntegrityError):
+        _raw(f"DELETE FROM {TABLE} WHERE id = %s", [event.pk])  # noqa: S608

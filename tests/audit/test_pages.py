@@ -8,6 +8,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
 
@@ -153,3 +155,23 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, staff, 
         assert shown in text, shown
     for secret in ("broker-secret", "llm-secret", "llmuser", "query-secret", "sk-api-secret", "oidc-secret"):
         assert secret not in text, secret
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_under_asgi_streams_without_reading_everything_first(log_entries) -> None:
+    # Under the ASGI server a synchronous iterator would be read whole into memory.
+    staff = UserFactory.create(is_staff=True)
+
+    async def run() -> tuple[bool, str]:
+        client = AsyncClient()
+        await client.aforce_login(staff)
+        response = await client.get(reverse("audit:export", args=["jsonl"]), {"user": "alice"})
+        return response.is_async, b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+    is_async, body = async_to_sync(run)()
+    assert is_async
+    assert [json.loads(line)["action"] for line in body.splitlines()] == [
+        "user.login",
+        "document.uploaded",
+        "question.answered",
+    ]
