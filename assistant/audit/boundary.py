@@ -98,9 +98,19 @@ def _oidc() -> list[Endpoint]:
     ]
 
 
+def _email() -> list[Endpoint]:
+    # Nothing in the product sends mail except Django's password-reset form, which
+    # uses the configured backend when a user asks for a reset.
+    backend = settings.EMAIL_BACKEND
+    if backend.endswith("smtp.EmailBackend"):
+        address = _host_port(settings.EMAIL_HOST, settings.EMAIL_PORT)
+        return [Endpoint("Outgoing e-mail (password reset only)", "SMTP", address, "only when a user asks for a reset")]
+    return [Endpoint("Outgoing e-mail (password reset only)", backend.rsplit(".", 2)[-2], "", "no network")]
+
+
 def endpoints() -> list[Endpoint]:
     """Every remote (or local) endpoint the instance talks to, in the order a request meets them."""
-    return [*_database(), _broker(), _llm(), *_oidc()]
+    return [*_database(), _broker(), _llm(), *_oidc(), *_email()]
 
 
 def local_models() -> list[Endpoint]:

@@ -147,13 +147,24 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, staff, 
     settings.OIDC_OP_AUTHORIZATION_ENDPOINT = "https://sso.example.com/auth"
     settings.OIDC_OP_TOKEN_ENDPOINT = "https://sso.example.com/token"
     settings.OIDC_RP_CLIENT_SECRET = "oidc-secret"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # the tests run with locmem
+    settings.EMAIL_HOST = "mail.internal"
+    settings.EMAIL_HOST_PASSWORD = "smtp-secret"
     page = client.get(reverse("audit:boundary"))
     assert page.status_code == 200
     text = page.content.decode()
     for shown in ("cache.internal:6380", "http://vllm.internal:8000/v1", "Qwen-7B", "https://sso.example.com/token",
-                  "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else"):  # fmt: skip
+                  "mail.internal:25", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else"):  # fmt: skip
         assert shown in text, shown
-    for secret in ("broker-secret", "llm-secret", "llmuser", "query-secret", "sk-api-secret", "oidc-secret"):
+    for secret in (
+        "broker-secret",
+        "llm-secret",
+        "llmuser",
+        "query-secret",
+        "sk-api-secret",
+        "oidc-secret",
+        "smtp-secret",
+    ):
         assert secret not in text, secret
 
 
