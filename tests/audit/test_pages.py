@@ -186,3 +186,15 @@ def test_export_under_asgi_streams_without_reading_everything_first(log_entries)
         "document.uploaded",
         "question.answered",
     ]
+
+
+def test_django_admin_shows_the_log_but_offers_no_way_to_change_it(admin_client, log_entries) -> None:
+    event = AuditEvent.objects.filter(action=Action.DOCUMENT_UPLOADED).get()
+    listing = admin_client.get(reverse("admin:audit_auditevent_changelist"), {"action": Action.DOCUMENT_UPLOADED})
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].queryset) == [event]
+    assert admin_client.get(reverse("admin:audit_auditevent_add")).status_code == 403
+    assert (
+        admin_client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    )
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
