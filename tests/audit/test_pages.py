@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
@@ -177,6 +178,7 @@ def test_export_under_asgi_streams_without_reading_everything_first(log_entries)
         client = AsyncClient()
         await client.aforce_login(staff)
         response = await client.get(reverse("audit:export", args=["jsonl"]), {"user": "alice"})
+        assert isinstance(response, StreamingHttpResponse)
         return response.is_async, b"".join([chunk async for chunk in response.streaming_content]).decode()
 
     is_async, body = async_to_sync(run)()
