@@ -10,9 +10,12 @@ part to PostgreSQL, Redis and vLLM.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from assistant import privacy  # noqa: F401  (forces the offline switches first)
 
@@ -250,3 +253,89 @@ LOGGING = {
         "matplotlib": {"level": "WARNING"},
     },
 }
+
+# --- Audit log -----------------------------------------------------------------------
+# axes first: its receivers mark a sign-in as locked out before the audit log records it.
+INSTALLED_APPS += ["axes", "assistant.audit"]
+# Days an audit event is kept; 0 keeps every event forever. The worker purges daily.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+CELERY_BEAT_SCHEDULE["purge-audit-events"] = {
+    "task": "assistant.audit.tasks.purge_audit_events",
+    "schedule": env.float("AUDIT_PURGE_EVERY_S", default=24 * 3600.0),
+}
+# What deleting a user does to the audit rows naming them: ``anonymize`` puts a
+# pseudonym in place of the name (and drops their question texts and addresses);
+# ``keep`` leaves the name. Their conversations are deleted either way.
+USER_DELETION_POLICY = env.str("USER_DELETION_POLICY", default="anonymize")
+if USER_DELETION_POLICY not in ("anonymize", "keep"):
+    raise ImproperlyConfigured("USER_DELETION_POLICY must be 'anonymize' or 'keep'.")
+
+# --- Sign-in hardening -----------------------------------------------------------------
+# Reverse proxies in front of the web server: the client address is then read from
+# X-Forwarded-For (that many hops from the end), for the audit log and throttling.
+PROXY_COUNT = env.int("DJANGO_PROXY_COUNT", default=0)
+# The header a TLS-terminating proxy sets to "https", e.g. X-Forwarded-Proto. Only
+# set it if the proxy always overwrites that header.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+
+# Production behind HTTPS: secure cookies, redirect to HTTPS, HSTS. Off by default so
+# the embedded ``make run`` on http://127.0.0.1:8000 keeps working.
+SECURE_MODE = env.bool("DJANGO_SECURE", default=False)
+if SECURE_MODE and not env.str("DJANGO_SECRET_KEY", default=""):
+    raise ImproperlyConfigured("DJANGO_SECURE needs DJANGO_SECRET_KEY: production keys are never generated.")
+SESSION_COOKIE_SECURE = SECURE_MODE
+CSRF_COOKIE_SECURE = SECURE_MODE
+SECURE_SSL_REDIRECT = SECURE_MODE and env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+# The container health check speaks plain HTTP to 127.0.0.1 from inside.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600) if SECURE_MODE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_MODE and env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# The preload flag alone enrolls nothing (a domain is submitted to the browsers' list
+# by hand); it is on so that ``check --deploy`` is clean, and can be turned off.
+SECURE_HSTS_PRELOAD = SECURE_MODE and env.bool("DJANGO_HSTS_PRELOAD", default=True)
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failed sign-ins for one
+# user name from one address, that pair is refused for LOGIN_LOCKOUT_MINUTES. Kept
+# in the database, so every web process sees the same count.
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # axes wants to be last
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked.
+    "assistant.accounts.backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "assistant.audit.services.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Successful sign-ins are in the audit log already.
+AXES_DISABLE_ACCESS_LOG = True
+_loggers: Any = LOGGING["loggers"]
+_loggers["axes"] = {"level": "WARNING"}  # lockouts, not a line per command start
+
+# --- Single sign-on (OpenID Connect), off unless OIDC_RP_CLIENT_ID is set ---------------
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+# The claim holding the user's groups (a list, or one name); a dotted path reaches
+# into nested claims (Keycloak: realm_access.roles). Groups are created as needed and
+# a user's memberships follow the claim at every sign-in.
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_USERNAME_CLAIM = env.str("OIDC_USERNAME_CLAIM", default="preferred_username")
+if OIDC_ENABLED:
+    OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET")
+    OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+    OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT")
+    OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT")
+    OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+    OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+    if OIDC_RP_SIGN_ALGO != "HS256" and not OIDC_OP_JWKS_ENDPOINT:
+        raise ImproperlyConfigured(f"OIDC_RP_SIGN_ALGO={OIDC_RP_SIGN_ALGO} needs OIDC_OP_JWKS_ENDPOINT.")
+    OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+    # A private CA's certificate bundle for an in-house identity provider.
+    OIDC_VERIFY_SSL = env.str("OIDC_CA_BUNDLE", default="") or True
+    LOGIN_REDIRECT_URL_FAILURE = "login"
+    INSTALLED_APPS += ["mozilla_django_oidc"]
+    AUTHENTICATION_BACKENDS += ["assistant.accounts.oidc.GroupMappingOIDCBackend"]

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -10,3 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
 ]
+
+# --- Audit log and single sign-on ---
+urlpatterns += [path("portal/audit/", include("assistant.audit.urls"))]
+if settings.OIDC_ENABLED:  # nothing of the OIDC library is imported otherwise
+    urlpatterns += [path("oidc/", include("mozilla_django_oidc.urls"))]

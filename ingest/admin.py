@@ -23,11 +23,11 @@ class CollectionAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
     def delete_model(self, request: HttpRequest, obj: Collection) -> None:
-        services.collection_delete(collection=obj)
+        services.collection_delete(collection=obj, user=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Collection]) -> None:
         for collection in queryset:
-            services.collection_delete(collection=collection)
+            services.collection_delete(collection=collection, user=request.user)
 
 
 @admin.register(Document)
@@ -41,8 +41,8 @@ class DocumentAdmin(admin.ModelAdmin):
         return False
 
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
-        services.document_delete(document=obj)
+        services.document_delete(document=obj, user=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         for document in queryset:
-            services.document_delete(document=document)
+            services.document_delete(document=document, user=request.user)

@@ -27,6 +27,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from assistant.audit.models import AuditEvent
+from assistant.audit.services import audit_record
 from ingest import index
 from ingest.models import FINISHED, IN_PROGRESS, Chunk, Collection, Document
 from ingest.parsers import ParseError, parse_file
@@ -57,9 +59,11 @@ def collection_create(*, name: str, description: str = "", user: Any = None) -> 
         raise ValueError("A collection needs a name.")
     try:
         with transaction.atomic():  # a savepoint: a taken name must not spoil the caller's transaction
-            return Collection.objects.create(name=name, description=description, created_by=user)
+            collection = Collection.objects.create(name=name, description=description, created_by=user)
     except IntegrityError as exc:
         raise CollectionNameTaken(f"A collection named '{name}' already exists.") from exc
+    audit_record(action=AuditEvent.Action.COLLECTION_CREATED, actor=user, collection=collection, target=collection)
+    return collection
 
 
 def collection_get_or_create(*, name: str, user: Any = None) -> tuple[Collection, bool]:
@@ -69,11 +73,16 @@ def collection_get_or_create(*, name: str, user: Any = None) -> tuple[Collection
     return collection_create(name=name, user=user), True
 
 
-def collection_delete(*, collection: Collection) -> None:
-    """Delete a collection, its documents' files and its index."""
+def collection_delete(*, collection: Collection, user: Any = None) -> None:
+    """Delete a collection, its documents' files and its index (``user``: who did, for the audit log)."""
     collection_id = collection.pk
     stored = [(d.file.storage, d.file.name) for d in collection.documents.all() if d.file.name]
-    collection.delete()
+    with transaction.atomic():
+        audit_record(
+            action=AuditEvent.Action.COLLECTION_DELETED, actor=user, collection=collection, target=collection,
+            details={"documents": len(stored)},
+        )  # fmt: skip
+        collection.delete()
     for storage, name in stored:
         storage.delete(name)
     index.index_delete(collection_id=collection_id)
@@ -118,7 +127,9 @@ def document_upload(
     with spooled:
         existing = Document.objects.filter(collection=collection, content_hash=content_hash).first()
         if existing:
-            return UploadResult(document=existing, duplicate=True)
+            return _uploaded(
+                UploadResult(document=existing, duplicate=True), name=name, user=user, collection=collection
+            )
         previous = None
         if parent is None:
             previous = (
@@ -145,10 +156,35 @@ def document_upload(
         except IntegrityError:
             # Another upload of the same bytes won the race: that one is the document.
             document.file.delete(save=False)
-            return UploadResult(
-                document=Document.objects.get(collection=collection, content_hash=content_hash), duplicate=True
+            return _uploaded(
+                UploadResult(
+                    document=Document.objects.get(collection=collection, content_hash=content_hash), duplicate=True
+                ),
+                name=name,
+                user=user,
+                collection=collection,
             )
-    return UploadResult(document=document, duplicate=False)
+    return _uploaded(UploadResult(document=document, duplicate=False), name=name, user=user, collection=collection)
+
+
+def _uploaded(result: UploadResult, *, name: str, user: Any, collection: Collection) -> UploadResult:
+    """Audit an upload a person made; files found inside it (attachments, archive
+    members) are part of that upload and are not recorded one by one."""
+    document = result.document
+    if document.parent_id is None:
+        audit_record(
+            action=AuditEvent.Action.DOCUMENT_UPLOADED,
+            actor=user,
+            collection=collection,
+            target=document,
+            details={
+                "name": name,
+                "size": document.size,
+                "sha256": document.content_hash,
+                "duplicate": result.duplicate,
+            },
+        )
+    return result
 
 
 def _enqueue(document_id: int) -> None:
@@ -662,13 +698,21 @@ def documents_sweep() -> dict[str, int]:
     return {"requeued": requeued, "failed": failed, "resent": resent}
 
 
-def document_delete(*, document: Document) -> None:
-    """Delete a document: its chunks stop being retrievable at once, then file and vectors go."""
+def document_delete(*, document: Document, user: Any = None) -> None:
+    """Delete a document: its chunks stop being retrievable at once, then file and vectors go.
+
+    ``user`` is who deleted it, for the audit log.
+    """
     collection_id = document.collection_id
     chunk_ids = list(document.chunks.values_list("id", flat=True))
     file_name = document.file.name
     storage = document.file.storage
-    document.delete()
+    with transaction.atomic():
+        audit_record(
+            action=AuditEvent.Action.DOCUMENT_DELETED, actor=user, collection=document.collection, target=document,
+            details={"name": document.name, "sha256": document.content_hash, "chunks": len(chunk_ids)},
+        )  # fmt: skip
+        document.delete()
     if file_name:
         storage.delete(file_name)
     index.index_remove(collection_id=collection_id, ids=chunk_ids)

@@ -19,6 +19,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 
 from assistant.accounts.selectors import collections_readable_by, read_scope
+from assistant.audit.models import AuditEvent
+from assistant.audit.services import audit_record
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
@@ -115,6 +117,24 @@ def _save_answer(*, turn: _Turn, text: str, model: str, error: str, latency_ms: 
     return message
 
 
+def _audit_answer(*, user: Any, turn: _Turn, question: str, message: Message) -> None:
+    audit_record(
+        action=AuditEvent.Action.QUESTION_ANSWERED,
+        actor=user,
+        collection=turn.conversation.collection,
+        target=message,
+        details={
+            "question": question,
+            "chunk_ids": message.chunk_ids,
+            "model": message.model,
+            "latency_ms": message.latency_ms,
+            "message_id": message.pk,
+            "conversation_id": turn.conversation.pk,
+            "error": message.error,
+        },
+    )
+
+
 async def answer_stream(
     *, user: Any, conversation_id: int, question: str, llm: LLMClient | None = None
 ) -> AsyncIterator[dict[str, Any]]:
@@ -157,6 +177,7 @@ async def answer_stream(
     message = await sync_to_async(_save_answer)(
         turn=turn, text="".join(parts), model=model, error=error, latency_ms=latency_ms
     )
+    await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
     if error:
         yield {"event": "error", "message": error, "message_id": message.pk}
     else:

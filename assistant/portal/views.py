@@ -120,6 +120,6 @@ def documents_status(request: HttpRequest, collection_id: int) -> JsonResponse:
 def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     document = get_object_or_404(Document, pk=document_id)
     collection = _collection_for(request, document.collection_id, Role.WRITE)
-    services.document_delete(document=document)
+    services.document_delete(document=document, user=request.user)
     messages.success(request, f"Deleted “{document.name}”.")
     return redirect("portal:collection", collection_id=collection.pk)

@@ -8,6 +8,7 @@ built, against real vLLM (the production LLM path).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -104,3 +105,15 @@ def test_upload_then_ask_streams_a_cited_answer(stack: Stack) -> None:
     page = session.http.get(conversation_url).text
     assert "handbook.pdf" in page and "page 2" in page
     assert f"Answered by {stack.llm.model}" in page
+
+    # The audit log recorded the session; the shell exports it.
+    export = stack.manage("audit", "export", "--format", "jsonl", timeout=120)
+    assert export.returncode == 0, export.stderr[-2000:]
+    records = [json.loads(line) for line in export.stdout.splitlines() if line.startswith("{")]
+    actions = [r["action"] for r in records]
+    assert {"user.login", "collection.created"} <= set(actions)
+    assert actions.count("document.uploaded") == len(files)
+    answered = [r for r in records if r["action"] == "question.answered"]
+    assert answered[-1]["actor_username"] == "admin"
+    assert answered[-1]["details"]["chunk_ids"] == [c["chunk_id"] for c in events[0]["citations"]]
+    assert answered[-1]["details"]["model"] == stack.llm.model

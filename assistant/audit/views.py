@@ -1,0 +1,152 @@
+"""Admin pages of the audit log: browse, export, the data boundary, deleting a user.
+
+Views validate, check that the user is an administrator, call one service or
+selector and respond.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from assistant.audit import boundary, services
+from assistant.audit.models import AuditEvent
+from assistant.audit.selectors import AuditFilter, audit_events
+
+PAGE_SIZE = 50
+
+
+def _require_admin(request: HttpRequest, *, superuser: bool = False) -> None:
+    user = request.user
+    allowed = user.is_active and (user.is_superuser or (not superuser and user.is_staff))
+    if not allowed:
+        raise PermissionDenied
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(choices=[("", "All actions"), *AuditEvent.Action.choices], required=False)
+    user = forms.CharField(required=False, max_length=150, label="User name")
+    collection = forms.CharField(required=False, max_length=200, help_text="A collection's name or id")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+    def to_filter(self) -> AuditFilter:
+        data = self.cleaned_data
+        return AuditFilter(
+            actions=(data["action"],) if data.get("action") else (),
+            username=data.get("user") or "",
+            collection=data.get("collection") or "",
+            since=data.get("since"),
+            until=data.get("until"),
+        )
+
+
+@login_required
+def log(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    form = AuditFilterForm(request.GET or None)
+    page = None
+    if form.is_valid() or not request.GET:
+        filters = form.to_filter() if form.is_bound else None
+        page = Paginator(audit_events(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "portal/audit_log.html",
+        {"form": form, "page": page, "query": query.urlencode(), "retention_days": settings.AUDIT_RETENTION_DAYS},
+    )
+
+
+@login_required
+def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
+    _require_admin(request)
+    if fmt not in services.EXPORT_FORMATS:
+        return HttpResponseBadRequest("Export as csv or jsonl.")
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest(
+            "Invalid filter: " + "; ".join(str(e) for errs in form.errors.values() for e in errs)
+        )
+    filters = form.to_filter()
+    # Recorded before the first byte leaves: an export cut off half-way still happened.
+    services.audit_record(
+        action=AuditEvent.Action.AUDIT_EXPORTED, details={"format": fmt, "filters": filters.as_dict()}, request=request
+    )
+    events = audit_events(filters=filters)
+    if isinstance(request, ASGIRequest):
+        lines: Any = services.audit_export_lines_async(queryset=events, fmt=fmt)
+    else:
+        lines = services.audit_export_lines(queryset=events, fmt=fmt)
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    response = StreamingHttpResponse(lines, content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
+    return response
+
+
+@login_required
+def data_boundary(request: HttpRequest) -> HttpResponse:
+    _require_admin(request)
+    return render(
+        request,
+        "portal/data_boundary.html",
+        {
+            "endpoints": boundary.endpoints(),
+            "local_models": boundary.local_models(),
+            "switches": sorted(boundary.telemetry_switches().items()),
+        },
+    )
+
+
+class UserDeleteForm(forms.Form):
+    username = forms.CharField(max_length=150, label="User name")
+    confirm = forms.CharField(max_length=150, label="Type the user name again to confirm")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("username") and data.get("confirm") != data.get("username"):
+            raise forms.ValidationError("The two user names differ.")
+        if data.get("username"):
+            user = get_user_model().objects.filter(username=data["username"]).first()
+            if user is None:
+                raise forms.ValidationError("There is no user with this name.")
+            data["user"] = user
+        return data
+
+
+@login_required
+def user_delete(request: HttpRequest) -> HttpResponse:
+    """Delete a user and their data under ``USER_DELETION_POLICY`` (superusers only)."""
+    _require_admin(request, superuser=True)
+    form = UserDeleteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            summary = services.user_data_delete(user=form.cleaned_data["user"], actor=request.user, request=request)
+        except services.UserDeletionRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                f"Deleted user {form.cleaned_data['username']}: {summary['conversations']} conversations, "
+                f"{summary['messages']} messages; audit entries: {summary['policy']}.",
+            )
+            return redirect("audit:log")
+    return render(request, "portal/user_delete.html", {"form": form, "policy": settings.USER_DELETION_POLICY})
