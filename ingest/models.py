@@ -69,6 +69,13 @@ class Document(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Empty: everyone who may read the collection sees the document. Otherwise only
+    # members of these groups do (plus the collection's managers and the uploader;
+    # the rules are in ``assistant.accounts.selectors``). Set in the transaction that
+    # creates the row, and inherited by attachments, archive members and new versions.
+    restricted_to_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="restricted_documents", help_text="Empty: no restriction."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -6,20 +6,31 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from ingest.models import Collection, Document
+from ingest.models import Chunk, Collection, Document
 
 
-def collection_documents(*, collection: Collection) -> QuerySet[Document]:
-    return collection.documents.all().order_by("-created_at", "-id")
+def collection_documents(*, collection: Collection, documents: QuerySet[Document] | None = None) -> QuerySet[Document]:
+    """Newest first. ``documents``: the ones the viewer may see (all when not given)."""
+    if documents is None:
+        documents = collection.documents.all()
+    return documents.prefetch_related("restricted_to_groups").order_by("-created_at", "-id")
 
 
-def collection_summary(*, collection: Collection) -> dict[str, int]:
-    """Documents per status, plus the total number of chunks that are searchable."""
-    counts = collection.documents.aggregate(
+def collection_summary(*, collection: Collection, documents: QuerySet[Document] | None = None) -> dict[str, int]:
+    """Documents per status, plus the total number of chunks that are searchable.
+
+    ``documents``: the ones the viewer may see (``accounts.selectors.
+    documents_visible_to``), so that counts never reveal hidden documents.
+    """
+    if documents is None:
+        documents = collection.documents.all()
+    counts = documents.aggregate(
         total=Count("id"),
         **{status: Count("id", filter=Q(status=status)) for status in Document.Status.values},
     )
-    counts["chunks"] = collection.chunks.filter(document__status=Document.Status.READY).count()
+    counts["chunks"] = Chunk.objects.filter(
+        collection=collection, document__in=documents.filter(status=Document.Status.READY).values("pk")
+    ).count()
     return counts
 
 
@@ -43,6 +54,7 @@ def document_as_dict(document: Document) -> dict[str, Any]:
         "progress_total": document.progress_total,
         "attempts": document.attempts,
         "parent_id": document.parent_id,
+        "restricted_to": sorted(g.name for g in document.restricted_to_groups.all()),
         "size": document.size,
         "error": document.error,
         "elapsed_s": elapsed,

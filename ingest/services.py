@@ -22,11 +22,15 @@ from typing import IO, Any
 import numpy as np
 from django import db
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from assistant.accounts.models import Role
+from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from ingest import index
@@ -114,13 +118,21 @@ def document_upload(
     user: Any = None,
     enqueue: bool = True,
     parent: Document | None = None,
+    restrict_to_groups: Sequence[Group] = (),
 ) -> UploadResult:
     """Store an uploaded file and queue it for ingestion.
 
     The same bytes uploaded twice to one collection give one document; the second
-    upload returns it with ``duplicate=True`` and queues nothing. Different bytes
-    under the name of an existing top-level document are a new version of it: the
-    old version keeps answering questions until the new one is ready.
+    upload returns it with ``duplicate=True`` and queues nothing (and leaves its
+    restriction as it is). Different bytes under the name of an existing top-level
+    document that ``user`` can see are a new version of it: the old version keeps
+    answering questions until the new one is ready.
+
+    ``restrict_to_groups`` limits who sees the document (see
+    ``assistant.accounts.selectors``). It is stored in the transaction that creates
+    the row, so the document is never visible unrestricted. A file found inside
+    another (``parent``) always takes its parent's restriction; a new version takes
+    its predecessor's unless a restriction is given.
     """
     name = Path(name).name or "upload"
     spooled, content_hash, size = _spool(fileobj)
@@ -132,8 +144,11 @@ def document_upload(
             )
         previous = None
         if parent is None:
+            # Only a document the uploader can see is replaced: a writer who cannot
+            # see a restricted document must neither learn of it nor overwrite it.
             previous = (
-                Document.objects.filter(collection=collection, name=name[:500], parent=None)
+                documents_visible_to(user=user, collection=collection)
+                .filter(name=name[:500], parent=None)
                 .exclude(status=Status.FAILED)
                 .order_by("-created_at", "-id")
                 .first()
@@ -151,6 +166,9 @@ def document_upload(
             with transaction.atomic():
                 document.file.save(name, File(spooled), save=False)
                 document.save()
+                groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
+                if groups:
+                    document.restricted_to_groups.set(groups)
                 if enqueue:
                     transaction.on_commit(lambda: _enqueue(document.pk))
         except IntegrityError:
@@ -185,6 +203,60 @@ def _uploaded(result: UploadResult, *, name: str, user: Any, collection: Collect
             },
         )
     return result
+
+
+def _inherited_restriction(
+    *, parent: Document | None, previous: Document | None, given: Sequence[Group]
+) -> list[Group]:
+    """The groups a new document is restricted to (see ``document_upload``).
+
+    The source row is locked first: ``document_restrict`` locks the same row, so a
+    restriction changed meanwhile is either seen here or applied to the new row too.
+    """
+    source = parent if parent is not None else (None if given else previous)
+    if source is None:
+        return list(given)
+    Document.objects.select_for_update().filter(pk=source.pk).first()
+    return list(Group.objects.filter(restricted_documents=source.pk))
+
+
+def document_restrict(*, document: Document, groups: Sequence[Group], actor: Any = None) -> list[int]:
+    """Restrict a document to ``groups`` (empty: everyone who may read the collection).
+
+    The restriction also applies to everything that came out of the document
+    (attachments, archive members, at any depth) and to new versions of it still
+    being processed, so none of them shows what the document hides. Nothing is
+    re-embedded: retrieval reads restrictions for every question. ``actor``, when
+    given, must manage the collection. Returns the ids of the documents changed.
+    """
+    if actor is not None and not user_can(user=actor, collection=document.collection, role=Role.MANAGE):
+        raise PermissionDenied("You do not manage this collection.")
+    through = Document.restricted_to_groups.through
+    with transaction.atomic():
+        # Locked first: the processing of this document creates its attachments under
+        # the same lock, so they are either found below or created with the new groups.
+        if Document.objects.select_for_update().filter(pk=document.pk).first() is None:
+            raise Document.DoesNotExist(f"Document {document.pk} no longer exists.")
+        ids = [document.pk]
+        frontier = [document.pk]
+        while frontier:
+            frontier = list(
+                Document.objects.select_for_update()
+                .filter(db.models.Q(parent_id__in=frontier) | db.models.Q(supersedes_id__in=frontier))
+                .exclude(pk__in=ids)
+                .values_list("pk", flat=True)
+            )
+            ids.extend(frontier)
+        through.objects.filter(document_id__in=ids).delete()
+        through.objects.bulk_create([through(document_id=d, group_id=g.pk) for d in ids for g in set(groups)])
+        audit_record(
+            action=AuditEvent.Action.DOCUMENT_RESTRICTED,
+            actor=actor,
+            collection=document.collection,
+            target=document,
+            details={"groups": sorted(g.name for g in set(groups)), "documents": ids},
+        )
+    return ids
 
 
 def _enqueue(document_id: int) -> None:

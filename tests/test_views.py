@@ -78,10 +78,11 @@ def test_reader_cannot_see_or_change_a_collections_documents(client) -> None:
     reader = UserFactory.create()
     CollectionGrant.objects.create(collection=collection, user=reader, role=Role.READ)
     client.force_login(reader)
-    assert client.get(reverse("portal:collection", args=[collection.pk])).status_code == 403
-    assert client.get(reverse("portal:documents_status", args=[collection.pk])).status_code == 403
+    # Not found, as for a collection that does not exist: the portal reveals nothing.
+    assert client.get(reverse("portal:collection", args=[collection.pk])).status_code == 404
+    assert client.get(reverse("portal:documents_status", args=[collection.pk])).status_code == 404
     upload = {"files": [SimpleUploadedFile("x.md", b"# x")]}
-    assert client.post(reverse("portal:upload", args=[collection.pk]), upload).status_code == 403
+    assert client.post(reverse("portal:upload", args=[collection.pk]), upload).status_code == 404
     assert not Document.objects.exists()
 
 

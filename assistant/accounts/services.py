@@ -1,13 +1,27 @@
-"""Write-side operations on users and access."""
+"""Write-side operations on users and access.
+
+Every change of who may see what (the portal, the shell, the API) goes through these
+functions and ``ingest.services.document_restrict``: they are the one place to
+record such changes. ``actor`` is the person making the change; when given, the
+service checks that they manage the collection (``None``: an operator at the shell).
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+
+from assistant.accounts.models import CollectionGrant, Role
+from assistant.accounts.selectors import user_can
+from ingest.models import Collection
 
 
 def admin_bootstrap(*, username: str, password: str = "", email: str = "") -> tuple[bool, str]:
@@ -55,3 +69,127 @@ def user_groups_sync(*, user: Any, names: Sequence[str], source: str = "") -> tu
                 details={"group": name, "user": user.get_username(), "membership": True, "source": source},
             )  # fmt: skip
     return added, removed
+
+
+@dataclass(frozen=True)
+class UserAdded:
+    user: Any
+    created: bool
+    groups_added: list[str]
+    groups_created: list[str]
+    password_set: bool
+
+
+def user_add(*, username: str, groups: Sequence[str] = (), password: str = "", email: str = "") -> UserAdded:
+    """Create a user, or find the existing one, and put them in ``groups``.
+
+    Groups that do not exist yet are created. An existing user keeps their other
+    groups; their password and e-mail change only when given. A new user without a
+    password cannot sign in until one is set (``manage.py changepassword``), but can
+    be asked for at the shell (``ask --as``). A password the validators refuse
+    raises ``ValidationError`` and changes nothing.
+    """
+    username = username.strip()
+    if not username:
+        raise ValueError("A user needs a name.")
+    names = [g.strip() for g in groups]
+    if any(not n for n in names):
+        raise ValueError("A group name cannot be empty.")
+    user_model = get_user_model()
+    with transaction.atomic():
+        user = user_model.objects.filter(username=username).first()
+        created = user is None
+        if user is None:
+            user = user_model(username=username, email=email)
+        elif email:
+            user.email = email
+        if password:
+            validate_password(password, user=user)
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.save()
+        groups_created: list[str] = []
+        groups_added: list[str] = []
+        current = set(user.groups.values_list("name", flat=True))
+        for name in dict.fromkeys(names):
+            group, new = Group.objects.get_or_create(name=name)
+            if new:
+                groups_created.append(name)
+            if name not in current:
+                user.groups.add(group)
+                groups_added.append(name)
+    return UserAdded(
+        user=user,
+        created=created,
+        groups_added=groups_added,
+        groups_created=groups_created,
+        password_set=bool(password),
+    )
+
+
+def _require_manager(actor: Any, collection: Collection) -> None:
+    if actor is not None and not user_can(user=actor, collection=collection, role=Role.MANAGE):
+        raise PermissionDenied("You do not manage this collection.")
+
+
+def _grantee(group: Group | None, user: Any) -> dict[str, Any]:
+    if (group is None) == (user is None):
+        raise ValueError("Name either a group or a user.")
+    return {"group": group} if group is not None else {"user": user}
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    grant: CollectionGrant
+    previous_role: str | None  # None: there was no grant before
+
+
+def collection_grant(
+    *, collection: Collection, role: Role | str, group: Group | None = None, user: Any = None, actor: Any = None
+) -> GrantChange:
+    """Give a group or a user ``role`` on a collection, replacing the role they had.
+
+    Takes effect on the next question: retrieval reads grants for every question.
+    """
+    role = Role(role)
+    grantee = _grantee(group, user)
+    _require_manager(actor, collection)
+    from assistant.audit.services import permission_change_record
+
+    with transaction.atomic():
+        existing = CollectionGrant.objects.select_for_update().filter(collection=collection, **grantee).first()
+        if existing is None:
+            grant = CollectionGrant.objects.create(collection=collection, role=role, **grantee)
+            permission_change_record(grant=grant, granted=True, actor=actor)
+            return GrantChange(grant, None)
+        previous = existing.role
+        if previous != role:
+            existing.role = role
+            existing.save(update_fields=["role"])
+            permission_change_record(grant=existing, granted=True, actor=actor)
+        return GrantChange(existing, previous)
+
+
+def collection_revoke(
+    *, collection: Collection, group: Group | None = None, user: Any = None, actor: Any = None
+) -> bool:
+    """Take a group's or a user's grant on a collection away. Returns whether there was one.
+
+    The collection's creator and superusers keep their access: it does not come
+    from a grant.
+    """
+    from assistant.audit.services import permission_change_record
+
+    grantee = _grantee(group, user)
+    _require_manager(actor, collection)
+    with transaction.atomic():
+        grants = list(
+            CollectionGrant.objects.select_related("group", "user", "collection").filter(
+                collection=collection, **grantee
+            )
+        )
+        for grant in grants:
+            permission_change_record(grant=grant, granted=False, actor=actor)
+            grant.delete()
+    return bool(grants)

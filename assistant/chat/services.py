@@ -18,14 +18,15 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from assistant.accounts.selectors import collections_readable_by, read_scope
+from assistant.accounts.selectors import collections_readable_by, documents_visible_to, read_scope
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
-from assistant.chat.retrieval import Passage, build_retriever
-from ingest.models import Collection, Document
+from assistant.chat.retrieval import Passage, build_retriever, passages_for
+from ingest.index import Hit
+from ingest.models import Chunk, Collection, Document
 
 NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
 
@@ -58,6 +59,49 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
 
 
+NO_SUCH_PASSAGE = "This passage does not exist or you may not read it."
+
+
+def passage_get(*, user: Any, chunk_id: int) -> Passage:
+    """One passage by chunk id, if ``user`` may read it right now (the same check as retrieval).
+
+    Raises ``PermissionDenied`` with the same message whether the chunk does not
+    exist, is in a collection the user may not read, or belongs to a document hidden
+    from them, so a guessed id reveals nothing. ``score`` is 0: nothing was ranked.
+    """
+    collection_id = Chunk.objects.filter(pk=chunk_id).values_list("collection_id", flat=True).first()
+    if collection_id is None:
+        raise PermissionDenied(NO_SUCH_PASSAGE)
+    scope = read_scope(user=user, collections=list(Collection.objects.filter(pk=collection_id)))
+    found = passages_for([Hit(chunk_id=chunk_id, score=0.0)], scope=scope)
+    if not found:
+        raise PermissionDenied(NO_SUCH_PASSAGE)
+    return found[0]
+
+
+WITHHELD = "This answer drew on a document you may no longer see, so it is not shown."
+
+
+def conversation_messages(*, user: Any, conversation: Conversation) -> list[Message]:
+    """A conversation's messages as ``user`` may see them now.
+
+    An answer that cited a document since restricted away from the user is shown
+    as withheld (text and citations), so a restriction also covers what was said
+    before it; nothing stored is changed, and lifting the restriction shows it again.
+    """
+    messages = list(conversation.messages.all())
+    cited = {c.get("document_id") for m in messages for c in (m.citations or [])}
+    if not cited:
+        return messages
+    hidden = read_scope(user=user, collections=[conversation.collection]).hidden_document_ids & cited
+    for message in messages:
+        if any(c.get("document_id") in hidden for c in (message.citations or [])):
+            message.content = WITHHELD
+            message.citations = []
+            message.chunk_ids = []
+    return messages
+
+
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:
     return {
         "n": number,
@@ -88,9 +132,12 @@ def _prepare(*, user: Any, conversation_id: int, question: str, k: int) -> _Turn
     if not conversation.title:
         conversation.title = question.strip()[:200]
         conversation.save(update_fields=["title", "updated_at"])
-    pending = conversation.collection.documents.exclude(
-        status__in=[Document.Status.READY, Document.Status.FAILED]
-    ).count()
+    # Counted among the documents this user may see: a count must not reveal hidden ones.
+    pending = (
+        documents_visible_to(user=user, collection=conversation.collection)
+        .exclude(status__in=[Document.Status.READY, Document.Status.FAILED])
+        .count()
+    )
     turn = _Turn(conversation=conversation, passages=passages, pending=pending)
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     return turn

@@ -46,7 +46,10 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return render(
         request,
         "chat/conversation.html",
-        {"conversation": current, "chat_messages": current.messages.all()},
+        {
+            "conversation": current,
+            "chat_messages": services.conversation_messages(user=request.user, conversation=current),
+        },
     )
 
 

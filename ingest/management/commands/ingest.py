@@ -1,4 +1,4 @@
-"""``manage.py ingest --collection NAME [--wait] [--inline] [--json] PATH...``"""
+"""``manage.py ingest --collection NAME [--restrict-to-group GROUP]... [--wait] [--inline] [--json] PATH...``"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -44,6 +45,22 @@ def _with_descendants(ids: list[int]) -> list[int]:
     return found
 
 
+def _groups(names: list[str]) -> list[Group]:
+    """The named groups; a missing one is an error before anything is stored.
+
+    Restricting to a misspelt group would hide the files from everyone, so groups
+    are not created here (``manage.py user add NAME --group GROUP`` does that).
+    """
+    groups = {g.name: g for g in Group.objects.filter(name__in=names)}
+    missing = [n for n in dict.fromkeys(names) if n not in groups]
+    if missing:
+        raise CommandError(
+            f"No group named {', '.join(repr(n) for n in missing)}; create it with "
+            "`manage.py user add NAME --group GROUP`."
+        )
+    return list(groups.values())
+
+
 class Command(BaseCommand):
     help = "Ingest files or folders into a collection (created if missing)."
 
@@ -53,9 +70,18 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="Show progress and return when every file is done.")
         parser.add_argument("--inline", action="store_true", help="Run the pipeline in this process (no worker).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object per document.")
+        parser.add_argument(
+            "--restrict-to-group",
+            dest="groups",
+            action="append",
+            default=[],
+            metavar="GROUP",
+            help="Only members of this group (repeatable: any of them) see the new documents.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         files = _expand(options["paths"])
+        restrict = _groups(options["groups"])
         collection, created = services.collection_get_or_create(name=options["collection"])
         if created and not options["json"]:
             self.stderr.write(f"Created collection '{collection.name}'.")
@@ -72,12 +98,21 @@ class Command(BaseCommand):
                     with open(path, "rb") as handle:
                         try:
                             upload = services.document_upload(
-                                collection=collection, name=path.name, fileobj=handle, enqueue=False
+                                collection=collection,
+                                name=path.name,
+                                fileobj=handle,
+                                enqueue=False,
+                                restrict_to_groups=restrict,
                             )
                         except services.UploadRejected as exc:
                             results.append({"name": path.name, "status": "failed", "error": str(exc)})
                             continue
                     results.append({"name": path.name, "document": upload.document.pk, "duplicate": upload.duplicate})
+                    if upload.duplicate and restrict:
+                        self.stderr.write(
+                            f"{path.name}: already in the collection, its restriction left as it was "
+                            "(change it with `manage.py collection restrict`)."
+                        )
                     if not upload.duplicate:
                         uploaded.append(upload.document.pk)
             if inline:
