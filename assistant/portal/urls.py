@@ -10,4 +10,5 @@ urlpatterns = [
     path("collections/<int:collection_id>/upload", views.upload, name="upload"),
     path("collections/<int:collection_id>/documents.json", views.documents_status, name="documents_status"),
     path("documents/<int:document_id>/delete", views.document_delete, name="document_delete"),
+    path("feedback.jsonl", views.feedback_export, name="feedback_export"),
 ]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from assistant.accounts.models import Role
 from assistant.accounts.selectors import collections_with_role, user_can, user_can_create_collections
+from assistant.chat import feedback as chat_feedback
 from ingest import selectors, services
 from ingest.models import Collection, Document
 
@@ -123,3 +126,17 @@ def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     services.document_delete(document=document)
     messages.success(request, f"Deleted “{document.name}”.")
     return redirect("portal:collection", collection_id=collection.pk)
+
+
+@login_required
+def feedback_export(request: HttpRequest) -> StreamingHttpResponse:
+    """Rated answers as chat-format JSONL for fine-tuning; superusers only."""
+    if not request.user.is_superuser:
+        raise PermissionDenied
+    rating = request.GET.get("rating", "all")
+    if rating not in ("up", "down", "all"):
+        rating = "all"
+    lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in chat_feedback.feedback_export(rating=rating))
+    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="feedback-{rating}.jsonl"'
+    return response
