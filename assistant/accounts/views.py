@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.validators import MaxValueValidator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -48,7 +51,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             # from history with it, and the secret is never stored to be shown again.
             plaintext = issued.plaintext
             form = TokenForm()
-    listed = ApiToken.objects.filter(user_id=request.user.pk)
+    listed = ApiToken.objects.filter(user=cast(User, request.user))  # login_required: never anonymous
     response = render(request, "accounts/tokens.html", {"form": form, "tokens": listed, "plaintext": plaintext})
     if plaintext:
         response["Cache-Control"] = "no-store"
@@ -59,7 +62,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
     # Another user's token id is simply not found.
-    token = get_object_or_404(ApiToken, pk=token_id, user_id=request.user.pk)
+    token = get_object_or_404(ApiToken, pk=token_id, user=cast(User, request.user))
     token_revoke(token=token)
     messages.success(request, f"Revoked “{token.name}”.")
     return redirect("accounts:tokens")

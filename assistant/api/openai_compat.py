@@ -23,6 +23,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from assistant.accounts.models import ApiToken
@@ -144,7 +145,7 @@ def _start(user: Any, model: str, question: str) -> int | None:
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """Answer the last user message from the collection named by ``model``.
 
     Earlier messages are not used for retrieval: each completion is one grounded

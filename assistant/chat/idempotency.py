@@ -60,9 +60,10 @@ def idempotency_claim(*, user: Any, key: str, scope: str, fingerprint: str) -> C
         return Claim(record=record, replay=False)
     except IntegrityError:
         pass
-    record = IdempotencyKey.objects.filter(user=user, key=key, scope=scope).first()
-    if record is None:  # given up by a failed first attempt between our two queries
+    existing = IdempotencyKey.objects.filter(user=user, key=key, scope=scope).first()
+    if existing is None:  # given up by a failed first attempt between our two queries
         return idempotency_claim(user=user, key=key, scope=scope, fingerprint=fingerprint)
+    record = existing
     if record.fingerprint != fingerprint:
         raise IdempotencyConflict(
             "idempotency_key_reused",

@@ -45,7 +45,7 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
         current = services.conversation_for(user=request.user, conversation_id=conversation_id)
     except PermissionDenied:
         return render(request, "404.html", status=404)
-    mine = Feedback.objects.filter(message=OuterRef("pk"), user_id=request.user.pk).values("rating")
+    mine = Feedback.objects.filter(message=OuterRef("pk"), user=cast(User, request.user)).values("rating")
     return render(
         request,
         "chat/conversation.html",

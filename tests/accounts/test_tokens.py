@@ -25,7 +25,9 @@ def test_token_is_returned_once_and_only_its_hash_is_stored() -> None:
     assert issued.plaintext.startswith(f"ast_{issued.token.prefix}_")
     assert len(issued.plaintext) > 50
     row = ApiToken.objects.get(pk=issued.token.pk)
-    stored = " ".join(str(v) for v in ApiToken.objects.filter(pk=row.pk).values().first().values())
+    values = ApiToken.objects.filter(pk=row.pk).values().first()
+    assert values is not None
+    stored = " ".join(str(v) for v in values.values())
     assert issued.plaintext not in stored
     assert issued.plaintext.split("_", 2)[2] not in stored
     assert row.token_hash != issued.plaintext and len(row.token_hash) == 64

@@ -136,7 +136,7 @@ def test_portal_download_is_for_superusers_only(setup) -> None:
     response = admin.get(reverse("portal:feedback_export") + "?rating=up")
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="feedback-up.jsonl"'
-    lines = b"".join(response.streaming_content).decode().splitlines()
+    lines = response.getvalue().decode().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["messages"][-1]["content"] == good.content
     staff = Client()
     staff.force_login(UserFactory.create(is_staff=True))

@@ -1,5 +1,7 @@
 """Collections and their members."""
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
@@ -30,7 +32,7 @@ LIMIT = Query(50, ge=1, le=200)
 OFFSET = Query(0, ge=0)
 
 
-def _out(collections: list[Collection], roles: dict[int, str]) -> list[dict]:
+def _out(collections: list[Collection], roles: dict[int, str]) -> list[dict[str, Any]]:
     return [
         {
             "id": c.pk,
@@ -44,23 +46,23 @@ def _out(collections: list[Collection], roles: dict[int, str]) -> list[dict]:
     ]
 
 
-def _one(request: HttpRequest, collection: Collection) -> dict:
+def _one(request: HttpRequest, collection: Collection) -> dict[str, Any]:
     return _out([collection], role_of(user=caller(request), collection_ids=[collection.pk]))[0]
 
 
 @router.get("/collections", response={200: CollectionPage, **ERRORS}, summary="Collections you may read")
-def collections_list(request: HttpRequest, limit: int = LIMIT, offset: int = OFFSET):
+def collections_list(request: HttpRequest, limit: int = LIMIT, offset: int = OFFSET) -> Any:
     user = caller(request)
     rows = collections_with_role(user=user, role=Role.READ).order_by("name", "id")
 
-    def convert(page: list[Collection]) -> list[dict]:
+    def convert(page: list[Collection]) -> list[dict[str, Any]]:
         return _out(page, role_of(user=user, collection_ids=[c.pk for c in page]))
 
     return paginate(rows, limit=limit, offset=offset, convert=convert)
 
 
 @router.post("/collections", response={201: CollectionOut, **ERRORS}, auth=WRITE, summary="Create a collection")
-def collections_create(request: HttpRequest, body: CollectionIn):
+def collections_create(request: HttpRequest, body: CollectionIn) -> Any:
     user = caller(request)
     if not user_can_create_collections(user):
         raise ApiError(403, "forbidden", "Only staff may create collections.")
@@ -72,12 +74,12 @@ def collections_create(request: HttpRequest, body: CollectionIn):
 
 
 @router.get("/collections/{collection_id}", response={200: CollectionOut, **ERRORS})
-def collections_get(request: HttpRequest, collection_id: int):
+def collections_get(request: HttpRequest, collection_id: int) -> Any:
     return _one(request, collection_for(user=caller(request), collection_id=collection_id))
 
 
 @router.patch("/collections/{collection_id}", response={200: CollectionOut, **ERRORS}, auth=WRITE)
-def collections_update(request: HttpRequest, collection_id: int, body: CollectionPatch):
+def collections_update(request: HttpRequest, collection_id: int, body: CollectionPatch) -> Any:
     collection = collection_for(user=caller(request), collection_id=collection_id, role=Role.MANAGE)
     try:
         services.collection_update(collection=collection, name=body.name, description=body.description)
@@ -87,13 +89,13 @@ def collections_update(request: HttpRequest, collection_id: int, body: Collectio
 
 
 @router.delete("/collections/{collection_id}", response={204: None, **ERRORS}, auth=WRITE)
-def collections_delete(request: HttpRequest, collection_id: int):
+def collections_delete(request: HttpRequest, collection_id: int) -> Any:
     collection = collection_for(user=caller(request), collection_id=collection_id, role=Role.MANAGE)
     services.collection_delete(collection=collection)
     return Status(204, None)
 
 
-def _member(grant: CollectionGrant) -> dict:
+def _member(grant: CollectionGrant) -> dict[str, Any]:
     return {
         "user": grant.user.get_username() if grant.user else None,
         "group": grant.group.name if grant.group else None,
@@ -103,13 +105,13 @@ def _member(grant: CollectionGrant) -> dict:
 
 
 @router.get("/collections/{collection_id}/members", response={200: MemberPage, **ERRORS}, summary="Who has access")
-def members_list(request: HttpRequest, collection_id: int, limit: int = LIMIT, offset: int = OFFSET):
+def members_list(request: HttpRequest, collection_id: int, limit: int = LIMIT, offset: int = OFFSET) -> Any:
     collection = collection_for(user=caller(request), collection_id=collection_id, role=Role.MANAGE)
     rows = collection.grants.select_related("user", "group").order_by("id")
     return paginate(rows, limit=limit, offset=offset, convert=lambda page: [_member(g) for g in page])
 
 
-def _subject(user: str | None, group: str | None) -> dict:
+def _subject(user: str | None, group: str | None) -> dict[str, Any]:
     if user is not None:
         found = get_user_model().objects.filter(username=user).first()
         if found is None:
@@ -122,7 +124,7 @@ def _subject(user: str | None, group: str | None) -> dict:
 
 
 @router.put("/collections/{collection_id}/members", response={200: MemberOut, **ERRORS}, auth=WRITE)
-def members_set(request: HttpRequest, collection_id: int, body: MemberIn):
+def members_set(request: HttpRequest, collection_id: int, body: MemberIn) -> Any:
     """Give a user or a group a role on the collection (replacing the role they had)."""
     user = caller(request)
     collection = collection_for(user=user, collection_id=collection_id, role=Role.MANAGE)
@@ -133,7 +135,7 @@ def members_set(request: HttpRequest, collection_id: int, body: MemberIn):
 
 
 @router.delete("/collections/{collection_id}/members", response={204: None, **ERRORS}, auth=WRITE)
-def members_remove(request: HttpRequest, collection_id: int, user: str | None = None, group: str | None = None):
+def members_remove(request: HttpRequest, collection_id: int, user: str | None = None, group: str | None = None) -> Any:
     """Remove a user's or a group's grant (``?user=NAME`` or ``?group=NAME``)."""
     if (user is None) == (group is None):
         raise ApiError(422, "validation_error", "Name either ?user= or ?group=.")
