@@ -104,3 +104,10 @@ def install_handlers(api: NinjaAPI) -> None:
     def internal(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("API request %s %s failed", request.method, request.path)
         return respond(request, 500, error_body("internal_error", "The server failed; the error has been logged."))
+
+
+def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under /api/v1/ (or an id that is not a number): JSON, not an HTML page."""
+    from django.http import JsonResponse
+
+    return JsonResponse(error_body("not_found", "No such endpoint or resource."), status=404)

@@ -57,7 +57,11 @@ def test_validation_errors_have_the_same_shape(staff_api) -> None:
     bad_json = staff_api.post("/collections", data="{not json", content_type="application/json")
     assert bad_json.status_code in (400, 422) and error_code(bad_json) in ("bad_request", "validation_error")
     assert staff_api.get("/collections?limit=0").status_code == 422
-    assert staff_api.get("/collections/not-a-number").status_code in (404, 422)
+    not_a_number = staff_api.get("/collections/not-a-number")
+    assert not_a_number.status_code == 422 and error_code(not_a_number) == "validation_error"
+    for path in ("/collections/-1", "/no/such/endpoint"):
+        response = staff_api.get(path)
+        assert response.status_code == 404 and error_code(response) == "not_found", path
 
 
 def test_browser_session_works_and_needs_csrf_for_writes(collection, staff) -> None:
