@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -100,6 +101,11 @@ def install_handlers(api: NinjaAPI) -> None:
         # Django's own request limits (too many fields or files, a malformed upload).
         return respond(request, 400, error_body("bad_request", str(exc) or "The request is malformed."))
 
+    @api.exception_handler(MultiPartParserError)
+    def malformed_upload(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+        message = f"The multipart body could not be read: {exc}. Send files as multipart/form-data."
+        return respond(request, 400, error_body("bad_request", message))
+
     @api.exception_handler(Exception)
     def internal(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("API request %s %s failed", request.method, request.path)
@@ -107,7 +113,5 @@ def install_handlers(api: NinjaAPI) -> None:
 
 
 def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
-    """Any other path under /api/v1/ (or an id that is not a number): JSON, not an HTML page."""
-    from django.http import JsonResponse
-
+    """Any other path under /api/v1/: JSON, not an HTML page."""
     return JsonResponse(error_body("not_found", "No such endpoint or resource."), status=404)

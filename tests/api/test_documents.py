@@ -67,6 +67,13 @@ def test_another_users_documents_are_not_found(collection, staff_api, stranger_a
     assert Document.objects.filter(collection=collection).count() == 1
 
 
+def test_a_malformed_multipart_body_is_a_400(staff_api, collection) -> None:
+    response = staff_api.post(
+        f"/collections/{collection.pk}/documents", data=b"--x\r\n", content_type="multipart/form-data"
+    )
+    assert response.status_code == 400 and error_code(response) == "bad_request"
+
+
 def test_upload_over_the_limit_is_413_naming_the_limit_and_stores_nothing(settings, staff_api, collection) -> None:
     settings.MAX_UPLOAD_BYTES = 1024 * 1024
     response = upload(staff_api, collection.pk, [("small.md", b"ok"), ("big.bin", b"x" * (1024 * 1024 + 1))])
