@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import Client
 
 from assistant.accounts.models import CollectionGrant
@@ -81,3 +82,14 @@ def error_code(response: Any) -> str:
     assert set(body) == {"error"}, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return str(body["error"]["code"])
+
+
+def streamed(response: Any) -> bytes:
+    """The whole body of a streamed response, async or not, as the test client left it."""
+    if getattr(response, "is_async", False):
+
+        async def collect() -> bytes:
+            return b"".join([chunk async for chunk in response.streaming_content])
+
+        return async_to_sync(collect)()
+    return b"".join(response.streaming_content)

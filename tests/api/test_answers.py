@@ -15,7 +15,7 @@ import pytest
 from assistant.chat import services as chat_services
 from assistant.chat.models import Conversation, Feedback, Message
 from ingest import services as ingest_services
-from tests.api.conftest import api_for, error_code
+from tests.api.conftest import api_for, error_code, streamed
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_ask_with_an_idempotency_key_answers_once(collection, reader_api) -> Non
 def _events(response) -> list[dict]:
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "text/event-stream"
-    body = b"".join(response.streaming_content).decode()
+    body = streamed(response).decode()
     return [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
 
 

@@ -14,6 +14,7 @@ from django.test import Client
 from assistant.accounts.services import token_create
 from assistant.chat import services as chat_services
 from assistant.chat.models import Conversation
+from tests.api.conftest import streamed
 from tests.factories import CollectionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -106,7 +107,7 @@ def test_streamed_completion_ends_with_citations_usage_and_done(reader, collecti
     )
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
-    lines = [line[6:] for line in response.getvalue().decode().splitlines() if line.startswith("data: ")]
+    lines = [line[6:] for line in streamed(response).decode().splitlines() if line.startswith("data: ")]
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(line) for line in lines[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"

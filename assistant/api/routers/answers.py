@@ -49,8 +49,7 @@ def _conversation(user: Any, body: AskIn) -> Conversation:
     try:
         if body.conversation_id is not None:
             return services.conversation_for(user=user, conversation_id=body.conversation_id)
-        assert body.collection_id is not None  # noqa: S101  (the schema requires one of the two)
-        collection = collection_for(user=user, collection_id=body.collection_id)
+        collection = collection_for(user=user, collection_id=body.collection_id or 0)  # the schema requires one
         return services.conversation_start(user=user, collection=collection, title=body.question)
     except PermissionDenied as exc:
         raise not_found("conversation" if body.conversation_id is not None else "collection") from exc
