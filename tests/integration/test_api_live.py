@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,19 @@ pytestmark = pytest.mark.live
 # Each example is one HTTP request; a question the fuzzer aims at the handbook is a
 # real generation (a few seconds), so the run stays within a couple of minutes.
 FUZZ_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "6"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _short_answers() -> Iterator[None]:
+    """Shorter generations for this module's stack: it checks the API's plumbing (formats,
+    citations, streaming, permissions), not answer quality, and every example asks."""
+    previous = os.environ.get("LLM_MAX_TOKENS")
+    os.environ["LLM_MAX_TOKENS"] = "96"
+    yield
+    if previous is None:
+        os.environ.pop("LLM_MAX_TOKENS", None)
+    else:
+        os.environ["LLM_MAX_TOKENS"] = previous
 
 
 class Live:
@@ -93,6 +107,7 @@ def test_openai_client_lists_collections_and_answers_with_citations(live: Live) 
     message = completion.choices[0].message
     assert message.role == "assistant"
     assert message.content and "Sources:\n[1] handbook.pdf, p. 2" in message.content
+    assert completion.model_extra is not None
     citations = completion.model_extra["citations"]
     assert citations[0]["document"] == "handbook.pdf" and citations[0]["page"] == 2
     assert completion.usage is not None and completion.usage.completion_tokens > 0
@@ -108,7 +123,7 @@ def test_openai_client_lists_collections_and_answers_with_citations(live: Live) 
     assert text.strip() and "Sources:\n[1] handbook.pdf, p. 3" in text
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
-    assert last.model_extra["citations"][0]["page"] == 3
+    assert last.model_extra is not None and last.model_extra["citations"][0]["page"] == 3
     assert last.usage is not None and last.usage.completion_tokens > 0
 
     with pytest.raises(NotFoundError):
