@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -223,20 +225,42 @@ def fuzz(live: Live) -> dict[str, Any]:
     return {"base": live.base, "token": live.token("fuzzer", "write")}
 
 
-@pytest.fixture(scope="module")
-def api_schema(fuzz: dict[str, Any]) -> Any:
-    return schemathesis.openapi.from_url(f"{fuzz['base']}/api/v1/openapi.json")
+def test_api_conforms_to_its_openapi_document(fuzz: dict[str, Any]) -> None:
+    """Generated requests, valid and invalid, for every operation of the live document:
+    no 5xx, every status and content type documented, every body matching its schema."""
+    schema = schemathesis.openapi.from_url(f"{fuzz['base']}/api/v1/openapi.json")
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the OpenAPI document is invalid: {result.err()}"
+        operations.append(result.ok())
+    assert len(operations) >= 20
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    failures: list[str] = []
+    sent: list[str] = []
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=FUZZ_EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],  # no shrinking: the first failure is reported
+                suppress_health_check=list(HealthCheck),
+            )
+            def check(case: Any) -> None:
+                sent.append(case.operation.label)
+                case.call_and_validate(
+                    base_url=fuzz["base"],
+                    headers={"Authorization": f"Bearer {fuzz['token']}"},
+                    checks=checks,
+                    timeout=300,
+                )
 
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_api_conforms_to_its_openapi_document(case: Any, fuzz: dict[str, Any]) -> None:
-    case.call_and_validate(
-        base_url=fuzz["base"],
-        headers={"Authorization": f"Bearer {fuzz['token']}"},
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
-        timeout=300,
-    )
+            try:
+                check()
+            except Exception as exc:  # collected, so one run reports every operation that fails
+                failures.append(f"{operation.label} [{mode.value}]: {exc}")
+    assert not failures, "\n\n".join(failures)
+    assert set(sent) == {operation.label for operation in operations}
