@@ -752,9 +752,9 @@ def collection_update(*, collection: Collection, name: str | None = None, descri
 def document_reprocess(*, document: Document) -> Document:
     """Parse, chunk and embed a document again from its stored original.
 
-    The old chunks keep answering until the new ones replace them in one
-    transaction (see ``_Batch._store``). A document being processed right now is
-    left to that run.
+    The document is queued again: until the worker has replaced its chunks (in one
+    transaction, see ``_Batch._store``) it is not ready and is not searched. A
+    document being processed right now is left to that run.
     """
     with transaction.atomic():
         updated = (
