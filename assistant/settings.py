@@ -339,3 +339,13 @@ if OIDC_ENABLED:
     LOGIN_REDIRECT_URL_FAILURE = "login"
     INSTALLED_APPS += ["mozilla_django_oidc"]
     AUTHENTICATION_BACKENDS += ["assistant.accounts.oidc.GroupMappingOIDCBackend"]
+
+# --- REST API and API tokens -----------------------------------------------------------
+# django-ninja serves its docs page from its own bundled Swagger UI files only when it
+# is an installed app; otherwise it would load them from a CDN.
+INSTALLED_APPS += ["ninja"]
+API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
+API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
+# A retried upload or question with the same Idempotency-Key within this window gets
+# the first response back instead of being done twice.
+API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)

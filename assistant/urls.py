@@ -16,3 +16,16 @@ urlpatterns = [
 urlpatterns += [path("portal/audit/", include("assistant.audit.urls"))]
 if settings.OIDC_ENABLED:  # nothing of the OIDC library is imported otherwise
     urlpatterns += [path("oidc/", include("mozilla_django_oidc.urls"))]
+
+# The REST API and the OpenAI-compatible endpoints (for SDKs pointed at <site>/v1).
+from assistant.api import openai_compat  # noqa: E402
+from assistant.api.errors import unknown_endpoint  # noqa: E402
+from assistant.api.v1 import api as api_v1  # noqa: E402
+
+urlpatterns += [
+    path("api/v1/", api_v1.urls),
+    path("api/v1/<path:rest>", unknown_endpoint),
+    path("v1/models", openai_compat.models, name="openai-models"),
+    path("v1/chat/completions", openai_compat.chat_completions, name="openai-chat-completions"),
+    path("account/", include("assistant.accounts.urls")),
+]

@@ -846,3 +846,39 @@ def collection_reindex(*, collection_id: int) -> int:
             vectors=np.vstack([from_bytes(r[1]) for r in late]),
         )
     return len(ids) + len(late)
+
+
+def collection_update(*, collection: Collection, name: str | None = None, description: str | None = None) -> Collection:
+    """Rename a collection or change its description."""
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ValueError("A collection needs a name.")
+        collection.name = name
+    if description is not None:
+        collection.description = description
+    try:
+        with transaction.atomic():
+            collection.save()
+    except IntegrityError as exc:
+        raise CollectionNameTaken(f"A collection named '{name}' already exists.") from exc
+    return collection
+
+
+def document_reprocess(*, document: Document) -> Document:
+    """Parse, chunk and embed a document again from its stored original.
+
+    The document is queued again: until the worker has replaced its chunks (in one
+    transaction, see ``_Batch._store``) it is not ready and is not searched. A
+    document being processed right now is left to that run.
+    """
+    with transaction.atomic():
+        updated = (
+            Document.objects.filter(pk=document.pk)
+            .exclude(status__in=IN_PROGRESS)
+            .update(status=Status.QUEUED, attempts=0, error="", heartbeat_at=None, updated_at=timezone.now())
+        )
+        if updated:
+            transaction.on_commit(lambda: _enqueue(document.pk))
+    document.refresh_from_db()
+    return document

@@ -43,3 +43,32 @@ class CollectionGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group or self.user} {self.role} {self.collection_id}"
+
+
+class ApiToken(models.Model):
+    """A personal token for the REST API and the OpenAI-compatible endpoints.
+
+    Only a SHA-256 of the token is stored: the plaintext is shown once, at creation.
+    ``prefix`` is a random public part of the token that finds the row without a
+    scan; the hash is then compared in constant time.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read (search, ask, conversations, feedback)"
+        WRITE = "write", "Read and write (also collections, documents, members)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64)
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

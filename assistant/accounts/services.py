@@ -8,18 +8,23 @@ service checks that they manage the collection (``None``: an operator at the she
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 
-from assistant.accounts.models import CollectionGrant, Role
+from assistant.accounts.models import ApiToken, CollectionGrant, Role
 from assistant.accounts.selectors import user_can
 from ingest.models import Collection
 
@@ -193,3 +198,91 @@ def collection_revoke(
             permission_change_record(grant=grant, granted=False, actor=actor)
             grant.delete()
     return bool(grants)
+
+
+# --- API tokens ----------------------------------------------------------------------
+
+TOKEN_PREFIX = "ast"  # noqa: S105  (the public marker every token starts with, not a secret)
+
+
+class TokenRequestInvalid(ValueError):
+    """A token request the rules refuse (unknown scope, lifetime out of range)."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    plaintext: str  # shown once; never stored
+
+
+def _token_hash(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def token_create(*, user: Any, name: str, scope: str = ApiToken.Scope.READ, days: int | None = None) -> IssuedToken:
+    """Issue a personal API token. The plaintext is in the result and nowhere else."""
+    if scope not in ApiToken.Scope.values:
+        raise TokenRequestInvalid(f"Unknown scope '{scope}': use one of {', '.join(ApiToken.Scope.values)}.")
+    days = settings.API_TOKEN_DEFAULT_DAYS if days is None else days
+    if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
+        raise TokenRequestInvalid(f"A token lives 1 to {settings.API_TOKEN_MAX_DAYS} days.")
+    name = name.strip()[:100] or "API token"
+    # The prefix is public (it finds the row); the secret part carries 256 bits.
+    prefix = secrets.token_hex(6)
+    plaintext = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=prefix,
+        token_hash=_token_hash(plaintext),
+        scope=scope,
+        expires_at=timezone.now() + timedelta(days=days),
+    )
+    _token_audit("token.created", token)
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+def _token_audit(action: str, token: ApiToken, **details: Any) -> None:
+    from assistant.audit.services import audit_record
+
+    audit_record(
+        action=action,
+        actor=token.user,
+        target=token,
+        details={"name": token.name, "prefix": token.prefix, "scope": token.scope, **details},
+    )
+
+
+def token_revoke(*, token: ApiToken) -> bool:
+    """Revoke a token at once. Returns False if it was already revoked."""
+    revoked = bool(ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now()))
+    if revoked:
+        _token_audit("token.revoked", token)
+    return revoked
+
+
+def token_authenticate(*, plaintext: str) -> ApiToken | None:
+    """The live token this plaintext names, with its user, or None.
+
+    Malformed, unknown, revoked and expired tokens, and tokens of inactive users,
+    all give None: a caller learns nothing about which it was.
+    """
+    parts = plaintext.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+        return None
+    token = ApiToken.objects.select_related("user").filter(prefix=parts[1]).first()
+    if token is None:
+        return None
+    if not hmac.compare_digest(token.token_hash, _token_hash(plaintext.strip())):
+        _token_audit("token.denied", token, reason="wrong secret")
+        return None
+    now = timezone.now()
+    if token.revoked_at is not None or token.expires_at <= now or not token.user.is_active:
+        reason = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now else "inactive user")
+        _token_audit("token.denied", token, reason=reason)
+        return None
+    # One write a minute at most, not one per request.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(seconds=60):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token

@@ -45,3 +45,50 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+class Feedback(models.Model):
+    """A user's thumbs up or down on one answer, with an optional comment."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "Helpful"
+        DOWN = -1, "Not helpful"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="feedback_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.rating:+d} on {self.message_id}"
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a request sent with an ``Idempotency-Key`` header.
+
+    A retry with the same key, caller and request gets this response back instead of
+    the work being done again; the same key with a different request is refused.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    # Which operation the key was used for, and a digest of what was asked.
+    scope = models.CharField(max_length=100)
+    fingerprint = models.CharField(max_length=64)
+    # Empty while the first request is still being answered.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key", "scope"], name="idempotency_unique_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

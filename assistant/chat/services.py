@@ -9,7 +9,7 @@ reported and the chunk ids it was given.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,24 +82,26 @@ def passage_get(*, user: Any, chunk_id: int) -> Passage:
 WITHHELD = "This answer drew on a document you may no longer see, so it is not shown."
 
 
-def conversation_messages(*, user: Any, conversation: Conversation) -> list[Message]:
+def conversation_messages(
+    *, user: Any, conversation: Conversation, messages: Iterable[Message] | None = None
+) -> list[Message]:
     """A conversation's messages as ``user`` may see them now.
 
     An answer that cited a document since restricted away from the user is shown
     as withheld (text and citations), so a restriction also covers what was said
     before it; nothing stored is changed, and lifting the restriction shows it again.
     """
-    messages = list(conversation.messages.all())
-    cited = {c.get("document_id") for m in messages for c in (m.citations or [])}
+    shown = list(conversation.messages.all() if messages is None else messages)
+    cited = {c.get("document_id") for m in shown for c in (m.citations or [])}
     if not cited:
-        return messages
+        return shown
     hidden = read_scope(user=user, collections=[conversation.collection]).hidden_document_ids & cited
-    for message in messages:
+    for message in shown:
         if any(c.get("document_id") in hidden for c in (message.citations or [])):
             message.content = WITHHELD
             message.citations = []
             message.chunk_ids = []
-    return messages
+    return shown
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:

@@ -10,13 +10,15 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from assistant.chat import services
-from assistant.chat.models import Conversation
+from assistant.chat.feedback import answer_for, feedback_set
+from assistant.chat.models import Conversation, Feedback
 
 MAX_QUESTION_CHARS = 4000
 
@@ -43,13 +45,13 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
         current = services.conversation_for(user=request.user, conversation_id=conversation_id)
     except PermissionDenied:
         return render(request, "404.html", status=404)
+    mine = Feedback.objects.filter(message=OuterRef("pk"), user=cast(User, request.user)).values("rating")
+    rated = current.messages.annotate(my_rating=Subquery(mine[:1]))
+    chat_messages = services.conversation_messages(user=request.user, conversation=current, messages=rated)
     return render(
         request,
         "chat/conversation.html",
-        {
-            "conversation": current,
-            "chat_messages": services.conversation_messages(user=request.user, conversation=current),
-        },
+        {"conversation": current, "chat_messages": chat_messages},
     )
 
 
@@ -80,3 +82,23 @@ async def ask(request: HttpRequest, conversation_id: int) -> HttpResponseBase:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass tokens through
     return response
+
+
+@login_required
+@require_POST
+def feedback(request: HttpRequest, message_id: int) -> HttpResponse:
+    """Thumbs up or down on an answer from the chat page (``rating`` 1 or -1, ``comment``)."""
+    try:
+        message = answer_for(user=request.user, message_id=message_id)
+    except PermissionDenied:
+        return JsonResponse({"error": {"code": "not_found", "message": "No such answer."}}, status=404)
+    rating = request.POST.get("rating", "")
+    if rating not in ("1", "-1"):
+        return JsonResponse({"error": {"code": "invalid_feedback", "message": "A rating is 1 or -1."}}, status=400)
+    try:
+        saved = feedback_set(
+            user=request.user, message=message, rating=int(rating), comment=request.POST.get("comment", "")
+        )
+    except ValueError as exc:
+        return JsonResponse({"error": {"code": "invalid_feedback", "message": str(exc)}}, status=400)
+    return JsonResponse({"message_id": message.pk, "rating": saved.rating, "comment": saved.comment})

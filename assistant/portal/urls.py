@@ -13,4 +13,5 @@ urlpatterns = [
     path("collections/<int:collection_id>/access/grant", views.access_grant, name="access_grant"),
     path("collections/<int:collection_id>/access/<int:grant_id>/revoke", views.access_revoke, name="access_revoke"),
     path("collections/<int:collection_id>/restrict", views.document_restrict, name="document_restrict"),
+    path("feedback.jsonl", views.feedback_export, name="feedback_export"),
 ]

@@ -7,6 +7,7 @@ never reveal a document restricted away from them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -15,7 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -29,6 +30,7 @@ from assistant.accounts.selectors import (
     user_can,
     user_can_create_collections,
 )
+from assistant.chat import feedback as chat_feedback
 from ingest import selectors, services
 from ingest.models import Collection
 
@@ -234,3 +236,17 @@ def document_restrict(request: HttpRequest, collection_id: int) -> HttpResponse:
     else:
         messages.success(request, f"“{document.name}” is now visible to every reader of the collection.")
     return redirect("portal:collection", collection_id=collection.pk)
+
+
+@login_required
+def feedback_export(request: HttpRequest) -> StreamingHttpResponse:
+    """Rated answers as chat-format JSONL for fine-tuning; superusers only."""
+    if not request.user.is_superuser:
+        raise PermissionDenied
+    rating = request.GET.get("rating", "all")
+    if rating not in ("up", "down", "all"):
+        rating = "all"
+    lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in chat_feedback.feedback_export(rating=rating))
+    response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="feedback-{rating}.jsonl"'
+    return response

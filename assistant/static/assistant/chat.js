@@ -103,6 +103,9 @@ form?.addEventListener("submit", async (event) => {
       } else if (ev.event === "done") {
         linkMarkers(body, sources, prefix);
         footer.textContent = ev.model ? `Answered by ${ev.model}` : "";
+        if (ev.message_id && form.dataset.feedbackUrl) {
+          answer.append(feedbackForm(form.dataset.feedbackUrl.replace("/0/", `/${ev.message_id}/`)));
+        }
       } else if (ev.event === "error") {
         answer.append(el("p", "error", ev.message));
       }
@@ -112,5 +115,63 @@ form?.addEventListener("submit", async (event) => {
   } finally {
     answer.classList.remove("streaming");
     button.disabled = false;
+  }
+});
+
+// Thumbs up/down under each answer: a POST with the CSRF token, no page reload.
+function csrfToken() {
+  return form?.querySelector("[name=csrfmiddlewaretoken]")?.value ?? "";
+}
+
+function feedbackForm(url) {
+  const node = el("form", "feedback");
+  node.method = "post";
+  node.action = url;
+  for (const [value, label, symbol] of [["1", "Helpful", "👍"], ["-1", "Not helpful", "👎"]]) {
+    const button = el("button", "link", symbol);
+    button.type = "submit";
+    button.name = "rating";
+    button.value = value;
+    button.title = label;
+    button.setAttribute("aria-label", label);
+    node.append(button);
+  }
+  const comment = el("input", "small");
+  comment.type = "text";
+  comment.name = "comment";
+  comment.maxLength = 2000;
+  comment.placeholder = "Comment (optional)";
+  const status = el("span", "muted small status");
+  status.setAttribute("aria-live", "polite");
+  node.append(comment, status);
+  return node;
+}
+
+thread?.addEventListener("submit", async (event) => {
+  const target = event.target;
+  if (!(target instanceof HTMLFormElement) || !target.classList.contains("feedback")) return;
+  event.preventDefault();
+  const rating = event.submitter?.value;
+  if (!rating) return;
+  const status = target.querySelector(".status");
+  const data = new FormData();
+  data.append("rating", rating);
+  data.append("comment", target.querySelector("[name=comment]").value);
+  try {
+    const response = await fetch(target.action, {
+      method: "POST",
+      body: data,
+      headers: { "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error?.message || `HTTP ${response.status}`);
+    for (const button of target.querySelectorAll("button[name=rating]")) {
+      button.classList.toggle("chosen", button.value === String(body.rating));
+    }
+    target.dataset.rating = String(body.rating);
+    status.textContent = "Thanks for the feedback.";
+  } catch (error) {
+    status.textContent = `Feedback not saved: ${error.message}`;
   }
 });
