@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import Field, model_validator
@@ -222,3 +222,21 @@ class FeedbackOut(Schema):
     rating: Literal[1, -1]
     comment: str
     updated_at: datetime
+
+
+# --- Audit -------------------------------------------------------------------------------
+
+
+class AuditEventOut(Schema):
+    id: int
+    created_at: datetime
+    action: str
+    collection_id: int | None
+    collection_name: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any]
+
+
+class AuditEventPage(PageMeta):
+    items: list[AuditEventOut]

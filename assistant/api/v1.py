@@ -6,7 +6,7 @@ from ninja import NinjaAPI, Swagger
 
 from assistant.api.auth import READ
 from assistant.api.errors import install_handlers
-from assistant.api.routers import answers, collections, conversations, documents
+from assistant.api.routers import answers, audit, collections, conversations, documents
 
 api = NinjaAPI(
     title="Document assistant API",
@@ -30,3 +30,4 @@ api.add_router("", collections.router)
 api.add_router("", documents.router)
 api.add_router("", answers.router)
 api.add_router("", conversations.router)
+api.add_router("", audit.router)
