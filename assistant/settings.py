@@ -173,6 +173,13 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# --- Vector index ----------------------------------------------------------------------
+# Collections of up to this many chunks are searched exactly (a flat index); larger ones
+# through an inverted-file index whose nprobe is calibrated, when it is trained, to reach
+# INDEX_IVF_RECALL Recall@10 against exact search. See docs/retrieval-scale.md.
+INDEX_EXACT_MAX = env.int("INDEX_EXACT_MAX", default=100_000)
+INDEX_IVF_RECALL = env.float("INDEX_IVF_RECALL", default=0.95)
+
 # --- Celery --------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
