@@ -13,7 +13,9 @@ filled and kept.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,6 +62,11 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1.")
         if options["k"] is not None and options["k"] < 1:
             raise CommandError("--k must be at least 1.")
+        # A plain ``kill`` must clean up like Ctrl-C does: the throwaway collection
+        # is removed on the way out of the exception it raises.
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             if options["beir"]:
                 results, k = self._beir(options, kinds)
@@ -67,6 +74,9 @@ class Command(BaseCommand):
                 results, k = self._qa(options, kinds)
         except evaluation.EvaluationInputError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         if options["json"]:
             self.stdout.write(json.dumps(results))
         else:
@@ -205,6 +215,10 @@ class Command(BaseCommand):
                 value = row.get(c)
                 cells.append(f"{'-' if value is None else value:>14}")
             self.stdout.write(f"{kind:<11}" + "".join(cells))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class _Workspace:
