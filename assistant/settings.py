@@ -245,6 +245,10 @@ LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
 # Which retriever answers questions (assistant.chat.retrieval.build_retriever).
 RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="dense")
+# A follow-up question ("and in 2023?") is rewritten into a standalone query for
+# retrieval by the LLM within this many seconds; past it, or when the LLM is down, the
+# previous question and the follow-up are searched together. 0: never ask the LLM.
+QUERY_REWRITE_TIMEOUT_S = env.float("QUERY_REWRITE_TIMEOUT_S", default=8.0)
 
 LOGGING = {
     "version": 1,

@@ -183,6 +183,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             text.append(event["text"])
         elif event["event"] == "done":
             message_id = event["message_id"]
+            # The stored answer: markers naming no source removed, sources marked cited.
+            text = [event.get("text", "".join(text))]
+            citations = event.get("citations", citations)
         elif event["event"] == "error":
             return _error(502, event["message"], "generation_failed", kind="server_error")
     return JsonResponse(
@@ -231,6 +234,8 @@ async def _chunks(
         elif event["event"] == "token":
             pieces += 1
             yield chunk({"content": event["text"]})
+        elif event["event"] == "done":
+            citations = event.get("citations", citations)
         elif event["event"] == "error":
             body = {"error": {"message": event["message"], "type": "server_error", "code": "generation_failed"}}
             yield f"data: {json.dumps(body)}\n\n"

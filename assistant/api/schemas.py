@@ -154,6 +154,7 @@ class CitationOut(Schema):
     chunk_id: int
     score: float
     text: str
+    cited: bool | None = Field(default=None, description="Whether the answer cites it (known once it is complete).")
 
 
 class AskIn(Schema):
@@ -175,6 +176,7 @@ class AnswerOut(Schema):
     citations: list[CitationOut]
     model: str
     pending_documents: int = Field(description="Documents of the collection still being indexed (not searched).")
+    removed_citations: int = Field(default=0, description="Markers the model wrote that named no source, removed.")
 
 
 # --- Conversations, messages, feedback -------------------------------------------------

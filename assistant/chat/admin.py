@@ -6,7 +6,17 @@ from assistant.chat.models import Conversation, Message
 class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
-    readonly_fields = ("role", "content", "model", "chunk_ids", "error", "latency_ms", "created_at")
+    readonly_fields = (
+        "role",
+        "content",
+        "retrieval_query",
+        "model",
+        "chunk_ids",
+        "removed_citations",
+        "error",
+        "latency_ms",
+        "created_at",
+    )
     fields = readonly_fields
 
 

@@ -38,6 +38,12 @@ class Message(models.Model):
     citations = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # For questions: what retrieval actually searched for (a follow-up rewritten into a
+    # standalone query), so an answer's sources can be audited.
+    retrieval_query = models.TextField(blank=True)
+    # For answers: citation markers naming no source given to the model, removed from
+    # ``content`` (each citation in ``citations`` says whether the answer cited it).
+    removed_citations = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,9 +1,10 @@
 """Question answering: retrieval and generation wired together in one place.
 
 ``answer_stream`` is the single path every surface uses (the chat page's event
-stream, ``manage.py ask``, later the API): it checks permissions, retrieves, stores
-the question, streams the model's answer and stores it with the model id the server
-reported and the chunk ids it was given.
+stream, ``manage.py ask``, later the API): it checks permissions, rewrites a
+follow-up question into a standalone retrieval query, retrieves, stores the question,
+streams the model's answer and stores it (citation markers naming no source removed)
+with the model id the server reported and the chunk ids it was given.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from django.db import connection
 from assistant.accounts.selectors import collections_readable_by, documents_visible_to, read_scope
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
+from assistant.chat.citations import citations_clean
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
 from assistant.chat.retrieval import Passage, build_retriever, passages_for
+from assistant.chat.rewrite import Rewrite, Turn, query_rewrite
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
 
@@ -127,10 +130,20 @@ class _Turn:
     citations: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _prepare(*, user: Any, conversation_id: int, question: str, k: int) -> _Turn:
+def _history(*, user: Any, conversation_id: int) -> list[Turn]:
+    """The conversation's earlier turns, oldest first, as the user may see them now.
+
+    An answer withheld because a document it cited was since hidden from the user is
+    never given back to the model to rewrite a follow-up with.
+    """
     conversation = conversation_for(user=user, conversation_id=conversation_id)
-    passages = passages_retrieve(user=user, collection=conversation.collection, query=question, k=k)
-    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+    return [Turn(role=m.role, text=m.content) for m in conversation_messages(user=user, conversation=conversation)]
+
+
+def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: int) -> _Turn:
+    conversation = conversation_for(user=user, conversation_id=conversation_id)
+    passages = passages_retrieve(user=user, collection=conversation.collection, query=query, k=k)
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
         conversation.title = question.strip()[:200]
         conversation.save(update_fields=["title", "updated_at"])
@@ -151,14 +164,17 @@ def _release_connection() -> None:
         connection.close()
 
 
-def _save_answer(*, turn: _Turn, text: str, model: str, error: str, latency_ms: int) -> Message:
+def _save_answer(
+    *, turn: _Turn, text: str, citations: list[dict[str, Any]], removed: int, model: str, error: str, latency_ms: int
+) -> Message:
     message = Message.objects.create(
         conversation=turn.conversation,
         role=Message.Role.ASSISTANT,
         content=text,
         model=model,
         chunk_ids=[p.chunk_id for p in turn.passages],
-        citations=turn.citations,
+        citations=citations,
+        removed_citations=removed,
         error=error,
         latency_ms=latency_ms,
     )
@@ -189,17 +205,31 @@ async def answer_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """Answer a question as a stream of events.
 
-    Events, in order: ``sources`` (the numbered citations), ``token`` (answer text,
-    many), then ``done`` (the stored message id and the model id) or ``error`` (a
-    readable reason; the partial answer is still stored).
+    Events, in order: ``sources`` (the numbered citations, and the query retrieval
+    searched for), ``token`` (answer text as the model streams it, many), then
+    ``done`` or ``error`` (a readable reason; the partial answer is still stored).
+    Both end events carry the stored answer: ``text`` with citation markers naming
+    no source removed (``removed_citations`` of them; the page replaces the streamed
+    text with it) and ``citations``, each marked ``cited`` or not.
     """
     if not question.strip():
         raise ValueError("The question is empty.")
     started = time.monotonic()
-    turn = await sync_to_async(_prepare)(
-        user=user, conversation_id=conversation_id, question=question, k=settings.RETRIEVAL_TOP_K
+    client = llm or LLMClient.from_settings()
+    history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
+    rewrite: Rewrite = await query_rewrite(
+        history=history, question=question, llm=client, timeout_s=settings.QUERY_REWRITE_TIMEOUT_S
     )
-    yield {"event": "sources", "citations": turn.citations, "pending_documents": turn.pending}
+    turn = await sync_to_async(_prepare)(
+        user=user, conversation_id=conversation_id, question=question, query=rewrite.query, k=settings.RETRIEVAL_TOP_K
+    )
+    yield {
+        "event": "sources",
+        "citations": turn.citations,
+        "pending_documents": turn.pending,
+        "query": rewrite.query,
+        "query_rewrite": rewrite.method,
+    }
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()
 
@@ -210,7 +240,6 @@ async def answer_stream(
         parts.append(NOTHING_FOUND)
         yield {"event": "token", "text": NOTHING_FOUND}
     else:
-        client = llm or LLMClient.from_settings()
         try:
             async for delta in client.stream_chat(
                 build_messages(question, turn.passages),
@@ -223,44 +252,81 @@ async def answer_stream(
         except LLMError as exc:
             error = str(exc)
     latency_ms = int((time.monotonic() - started) * 1000)
+    cleaned = citations_clean("".join(parts), sources=len(turn.citations))
+    citations = [{**c, "cited": c["n"] in cleaned.cited} for c in turn.citations]
     message = await sync_to_async(_save_answer)(
-        turn=turn, text="".join(parts), model=model, error=error, latency_ms=latency_ms
+        turn=turn,
+        text=cleaned.text,
+        citations=citations,
+        removed=cleaned.removed,
+        model=model,
+        error=error,
+        latency_ms=latency_ms,
     )
     await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
+    final = {"text": cleaned.text, "citations": citations, "removed_citations": cleaned.removed}
     if error:
-        yield {"event": "error", "message": error, "message_id": message.pk}
+        yield {"event": "error", "message": error, "message_id": message.pk, **final}
     else:
-        yield {"event": "done", "message_id": message.pk, "model": model, "latency_ms": latency_ms}
+        yield {"event": "done", "message_id": message.pk, "model": model, "latency_ms": latency_ms, **final}
 
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    text: str  # as stored: citation markers naming no source removed
     model: str
-    citations: list[dict[str, Any]]
+    citations: list[dict[str, Any]]  # each with ``cited``: whether the answer cites it
     error: str
     message_id: int | None
+    removed_citations: int = 0
+    retrieval_query: str = ""
+    query_rewrite: str = ""  # "none", "llm" or "heuristic"
 
 
-def answer_question(*, user: Any, collection: Collection, question: str, llm: LLMClient | None = None) -> Answer:
-    """The same path as the chat page, collected into one result (for the shell and tests)."""
-    conversation = conversation_start(user=user, collection=collection, title=question)
+def answer_question(
+    *,
+    user: Any,
+    collection: Collection,
+    question: str,
+    llm: LLMClient | None = None,
+    conversation: Conversation | None = None,
+) -> Answer:
+    """The same path as the chat page, collected into one result (for the shell and tests).
+
+    A new conversation is started unless ``conversation`` is given (a follow-up).
+    """
+    if conversation is None:
+        conversation = conversation_start(user=user, collection=collection, title=question)
+    conversation_id = conversation.pk
 
     async def collect() -> Answer:
         text: list[str] = []
         citations: list[dict[str, Any]] = []
-        model = error = ""
+        model = error = query = method = ""
         message_id = None
-        async for event in answer_stream(user=user, conversation_id=conversation.pk, question=question, llm=llm):
+        removed = 0
+        async for event in answer_stream(user=user, conversation_id=conversation_id, question=question, llm=llm):
             if event["event"] == "sources":
-                citations = event["citations"]
+                citations, query, method = event["citations"], event["query"], event["query_rewrite"]
             elif event["event"] == "token":
                 text.append(event["text"])
-            elif event["event"] == "done":
-                model, message_id = event["model"], event["message_id"]
-            elif event["event"] == "error":
-                error, message_id = event["message"], event["message_id"]
-        return Answer(text="".join(text), model=model, citations=citations, error=error, message_id=message_id)
+            elif event["event"] in ("done", "error"):
+                message_id, citations, removed = event["message_id"], event["citations"], event["removed_citations"]
+                text = [event["text"]]
+                if event["event"] == "done":
+                    model = event["model"]
+                else:
+                    error = event["message"]
+        return Answer(
+            text="".join(text),
+            model=model,
+            citations=citations,
+            error=error,
+            message_id=message_id,
+            removed_citations=removed,
+            retrieval_query=query,
+            query_rewrite=method,
+        )
 
     # async_to_sync runs the ORM calls above on this very thread (and connection).
     return async_to_sync(collect)()

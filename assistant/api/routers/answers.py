@@ -80,6 +80,10 @@ async def _collect(user: Any, conversation: Conversation, question: str) -> dict
         elif event["event"] == "done":
             answer["message_id"] = event["message_id"]
             answer["model"] = event["model"]
+            # The stored answer: markers naming no source removed, sources marked cited.
+            answer["answer"] = event.get("text", answer["answer"])
+            answer["citations"] = event.get("citations", answer["citations"])
+            answer["removed_citations"] = event.get("removed_citations", 0)
         elif event["event"] == "error":
             raise ApiError(502, "generation_failed", event["message"], message_id=event["message_id"])
     return answer

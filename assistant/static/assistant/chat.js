@@ -33,7 +33,7 @@ function linkMarkers(body, citations, prefix) {
 function renderCitations(list, citations, prefix) {
   list.replaceChildren();
   for (const c of citations) {
-    const item = el("li");
+    const item = el("li", c.cited === false ? "uncited" : "");
     item.value = c.n;
     item.id = `${prefix}-c${c.n}`;
     item.append(el("strong", "", c.document));
@@ -100,14 +100,23 @@ form?.addEventListener("submit", async (event) => {
       } else if (ev.event === "token") {
         body.textContent += ev.text;
         answer.scrollIntoView({ block: "end" });
-      } else if (ev.event === "done") {
-        linkMarkers(body, sources, prefix);
-        footer.textContent = ev.model ? `Answered by ${ev.model}` : "";
-        if (ev.message_id && form.dataset.feedbackUrl) {
-          answer.append(feedbackForm(form.dataset.feedbackUrl.replace("/0/", `/${ev.message_id}/`)));
+      } else if (ev.event === "done" || ev.event === "error") {
+        // The stored answer replaces the streamed text: markers naming no source are
+        // removed from it, and the sources say which of them the answer cites.
+        if (typeof ev.text === "string") body.textContent = ev.text;
+        if (ev.citations) {
+          sources = ev.citations;
+          renderCitations(citations, sources, prefix);
         }
-      } else if (ev.event === "error") {
-        answer.append(el("p", "error", ev.message));
+        linkMarkers(body, sources, prefix);
+        if (ev.event === "done") {
+          footer.textContent = ev.model ? `Answered by ${ev.model}` : "";
+          if (ev.message_id && form.dataset.feedbackUrl) {
+            answer.append(feedbackForm(form.dataset.feedbackUrl.replace("/0/", `/${ev.message_id}/`)));
+          }
+        } else {
+          answer.append(el("p", "error", ev.message));
+        }
       }
     }
   } catch (error) {

@@ -1,0 +1,106 @@
+"""Follow-up questions rewritten into standalone retrieval queries.
+
+"And in 2023?" means nothing to a retriever on its own. When a conversation has
+earlier turns, the LLM is asked (short prompt, few tokens, a time budget) to restate
+the question so that it stands alone. When it is not reachable, fails, runs out of
+time or answers with nothing or with something far too long, a heuristic takes over:
+the previous question and the follow-up are searched together, which carries the
+subject of the conversation ("revenue of Northwind") into the follow-up's query.
+The question shown and stored stays the user's own; only retrieval uses the rewrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from assistant.chat.llm import LLMClient, LLMError
+
+logger = logging.getLogger(__name__)
+
+REWRITE_PROMPT = (
+    "Rewrite the user's last question so that it can be understood without the conversation: "
+    "replace words like 'it', 'that' or 'and in 2023?' by what they refer to. "
+    "Reply with the rewritten question only."
+)
+REWRITE_MAX_TOKENS = 64
+# Earlier turns given to the model: enough for the subject, short for a small model.
+HISTORY_TURNS = 3
+ANSWER_EXCERPT_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    query: str
+    method: str  # "none" (no earlier turn), "llm" or "heuristic"
+    reason: str = ""  # why the heuristic was used
+
+
+def heuristic_query(history: Sequence[Turn], question: str) -> str:
+    """The previous question followed by the follow-up (the fallback without an LLM)."""
+    previous = [t.text.strip() for t in history if t.role == "user" and t.text.strip()]
+    return f"{previous[-1]} {question.strip()}" if previous else question.strip()
+
+
+def rewrite_messages(history: Sequence[Turn], question: str) -> list[dict[str, str]]:
+    recent = list(history)[-HISTORY_TURNS * 2 :]
+    lines = []
+    for turn in recent:
+        if turn.role == "user":
+            lines.append(f"User: {turn.text.strip()}")
+        else:
+            lines.append(f"Assistant: {turn.text.strip()[:ANSWER_EXCERPT_CHARS]}")
+    conversation = "\n".join(lines)
+    user = f"Conversation:\n{conversation}\n\nLast question: {question.strip()}\n\nRewritten question:"
+    return [{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": user}]
+
+
+_LABEL = re.compile(r"^(rewritten question|standalone question|question|query)\s*:\s*", re.IGNORECASE)
+
+
+def _tidy(text: str) -> str:
+    """The first non-empty line, without a label or quotes the model may add."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _LABEL.sub("", line).strip()
+    return line.strip("\"'`").strip()
+
+
+async def query_rewrite(*, history: Sequence[Turn], question: str, llm: LLMClient, timeout_s: float) -> Rewrite:
+    """A standalone retrieval query for ``question`` asked after ``history``."""
+    if not any(t.role == "user" for t in history):
+        return Rewrite(query=question.strip(), method="none")
+    fallback = heuristic_query(history, question)
+    if timeout_s <= 0:
+        return Rewrite(query=fallback, method="heuristic", reason="rewriting with the LLM is turned off")
+
+    async def ask() -> str:
+        parts = []
+        async for delta in llm.stream_chat(
+            rewrite_messages(history, question), max_tokens=REWRITE_MAX_TOKENS, temperature=0.0
+        ):
+            parts.append(delta.text)
+        return "".join(parts)
+
+    try:
+        text = _tidy(await asyncio.wait_for(ask(), timeout=timeout_s))
+    except TimeoutError:
+        reason = f"the LLM did not rewrite within {timeout_s:g} s"
+    except LLMError as exc:
+        reason = str(exc)
+    else:
+        # A rewrite restates a question: empty, or several times longer than the two
+        # questions together, means the model did something else (answered, rambled).
+        if text and len(text) <= max(3 * len(fallback), 200):
+            return Rewrite(query=text, method="llm")
+        reason = "the LLM's rewrite was empty" if not text else "the LLM's rewrite was too long"
+    logger.info("Query rewrite fell back to the heuristic: %s", reason)
+    return Rewrite(query=fallback, method="heuristic", reason=reason)

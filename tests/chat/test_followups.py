@@ -1,0 +1,208 @@
+"""Follow-up questions are rewritten for retrieval; answers keep only citations that exist."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from assistant.chat import services
+from assistant.chat.llm import LLMClient
+from assistant.chat.models import Message
+from assistant.chat.rewrite import Turn, heuristic_query
+from ingest import services as ingest_services
+from tests.factories import CollectionFactory
+from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.django_db
+
+DOCUMENTS = {
+    "annual-report-2022.pdf": ["Northwind annual report 2022. Revenue in 2022 was 41 million euros."],
+    "annual-report-2023.pdf": [
+        "Northwind annual report 2023. Revenue in 2023 was 47 million euros, up from 41 million euros in 2022."
+    ],
+    "holidays-2023.pdf": ["Public holidays in 2023: the office is closed on New Year's Day and on 25 December 2023."],
+    "cafeteria-2023.pdf": ["Cafeteria menu for 2023: soup on Mondays, fish on Fridays, all through 2023."],
+    "badges-2023.pdf": ["Badge rules updated in 2023: badges are renewed every year, starting in 2023."],
+}
+FIRST = "What was Northwind's revenue in 2022?"
+FOLLOW_UP = "And in 2023?"
+
+
+def dead_llm() -> LLMClient:
+    return LLMClient(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", connect_timeout=1)
+
+
+@pytest.fixture
+def reports():
+    collection = CollectionFactory.create(name="Reports")
+    for name, pages in DOCUMENTS.items():
+        upload = ingest_services.document_upload(
+            collection=collection, name=name, fileobj=io.BytesIO(make_pdf(pages)), enqueue=False
+        )
+        ingest_services.document_process(document_id=upload.document.pk)
+    return collection
+
+
+def message_of(answer: services.Answer) -> Message:
+    assert answer.message_id is not None
+    return Message.objects.get(pk=answer.message_id)
+
+
+def retrieved(answer: services.Answer) -> list[str]:
+    return [c["document"] for c in answer.citations]
+
+
+def test_heuristic_carries_the_previous_question_into_the_follow_up() -> None:
+    history = [Turn("user", "Revenue in 2022?"), Turn("assistant", "41 million [1]."), Turn("user", FIRST)]
+    assert heuristic_query(history, FOLLOW_UP) == f"{FIRST} {FOLLOW_UP}"
+    assert heuristic_query([], FOLLOW_UP) == FOLLOW_UP
+
+
+def test_without_an_llm_the_follow_up_still_finds_the_right_document(reports, settings) -> None:
+    settings.RETRIEVAL_TOP_K = 2
+    llm = dead_llm()
+    # On its own, "And in 2023?" finds the documents that merely mention 2023.
+    alone = services.answer_question(user=None, collection=reports, question=FOLLOW_UP, llm=llm)
+    assert "annual-report-2023.pdf" not in retrieved(alone)
+
+    first = services.answer_question(user=None, collection=reports, question=FIRST, llm=llm)
+    conversation = message_of(first).conversation
+    follow = services.answer_question(
+        user=None, collection=reports, question=FOLLOW_UP, llm=llm, conversation=conversation
+    )
+    assert retrieved(follow)[0] == "annual-report-2023.pdf"
+    assert follow.retrieval_query == f"{FIRST} {FOLLOW_UP}"
+    asked = Message.objects.filter(conversation=conversation, role=Message.Role.USER).order_by("pk")
+    assert [(m.content, m.retrieval_query) for m in asked] == [(FIRST, FIRST), (FOLLOW_UP, f"{FIRST} {FOLLOW_UP}")]
+
+
+class _Stalling(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        threading.Event().wait(3)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _BadMarker(BaseHTTPRequestHandler):
+    """Streams an answer citing a source that does not exist, the marker split across pieces."""
+
+    PIECES = ["The meal allowance is 85 euros", " [", "1", "]. Flights go through Zephyr", " [", "7", "]."]
+
+    def do_POST(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in self.PIECES:
+            chunk = {"model": "scripted", "choices": [{"delta": {"content": piece}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server(request):
+    server = HTTPServer(("127.0.0.1", 0), request.param)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("http_server", [_Stalling], indirect=True)
+def test_a_rewrite_past_its_time_budget_falls_back_to_the_heuristic(reports, settings, http_server) -> None:
+    settings.QUERY_REWRITE_TIMEOUT_S = 0.5
+    first = services.answer_question(user=None, collection=reports, question=FIRST, llm=dead_llm())
+    conversation = message_of(first).conversation
+    slow = LLMClient(base_url=http_server, model="m", read_timeout=1)
+
+    async def sources() -> dict:
+        async for event in services.answer_stream(
+            user=None, conversation_id=conversation.pk, question=FOLLOW_UP, llm=slow
+        ):
+            if event["event"] == "sources":
+                return event
+        raise AssertionError("no sources event")
+
+    event = async_to_sync(sources)()
+    assert event["query_rewrite"] == "heuristic"
+    assert event["query"] == f"{FIRST} {FOLLOW_UP}"
+
+
+@pytest.fixture
+def handbook():
+    collection = CollectionFactory.create(name="Handbook")
+    upload = ingest_services.document_upload(
+        collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
+    )
+    ingest_services.document_process(document_id=upload.document.pk)
+    return collection
+
+
+@pytest.mark.parametrize("http_server", [_BadMarker], indirect=True)
+def test_a_marker_naming_no_source_is_removed_from_the_stored_answer(handbook, http_server) -> None:
+    conversation = services.conversation_start(user=None, collection=handbook)
+
+    async def events() -> list[dict]:
+        llm = LLMClient(base_url=http_server, model="scripted")
+        stream = services.answer_stream(user=None, conversation_id=conversation.pk, question="Meals?", llm=llm)
+        return [event async for event in stream]
+
+    stream = async_to_sync(events)()
+    streamed = "".join(e["text"] for e in stream if e["event"] == "token")
+    assert "[7]" in streamed  # the page shows it while streaming...
+    done = stream[-1]
+    assert done["event"] == "done"
+    expected = "The meal allowance is 85 euros [1]. Flights go through Zephyr."
+    assert done["text"] == expected  # ...and replaces it with the stored text
+    assert done["removed_citations"] == 1
+    assert [c["cited"] for c in done["citations"]] == [c["n"] == 1 for c in done["citations"]]
+    stored = Message.objects.get(pk=done["message_id"])
+    assert stored.content == expected
+    assert stored.removed_citations == 1
+    assert stored.citations == done["citations"]
+
+
+# -- with the real local LLM -----------------------------------------------------------
+
+
+def test_the_llm_rewrites_a_follow_up_and_retrieval_uses_it(llm, reports, settings, caplog) -> None:
+    settings.RETRIEVAL_TOP_K = 2
+    settings.QUERY_REWRITE_TIMEOUT_S = 300  # what is tested is the rewrite, not a busy machine's speed
+    caplog.set_level("INFO", logger="assistant.chat.rewrite")
+    first = services.answer_question(user=None, collection=reports, question=FIRST)
+    conversation = message_of(first).conversation
+    follow = services.answer_question(user=None, collection=reports, question=FOLLOW_UP, conversation=conversation)
+    assert follow.query_rewrite == "llm", caplog.text
+    assert follow.retrieval_query.strip()
+    assert follow.retrieval_query != heuristic_query([Turn("user", FIRST)], FOLLOW_UP)
+    stored = Message.objects.filter(conversation=conversation, role=Message.Role.USER).last()
+    assert stored is not None
+    assert stored.content == FOLLOW_UP
+    assert stored.retrieval_query == follow.retrieval_query
+    searched = services.passages_retrieve(user=None, collection=reports, query=follow.retrieval_query, k=2)
+    assert [c["chunk_id"] for c in follow.citations] == [p.chunk_id for p in searched]
+
+
+def test_a_real_answer_keeps_only_markers_of_its_sources(llm, handbook) -> None:
+    answer = services.answer_question(user=None, collection=handbook, question="What is the meal allowance abroad?")
+    assert answer.error == ""
+    numbers = {int(n) for n in re.findall(r"\[(\d{1,3})\]", answer.text)}
+    assert numbers <= {c["n"] for c in answer.citations}
+    assert numbers == {c["n"] for c in answer.citations if c["cited"]}
+    stored = message_of(answer)
+    assert stored.content == answer.text
+    assert stored.citations == answer.citations
+    assert stored.removed_citations == answer.removed_citations
