@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from assistant import privacy  # noqa: F401  (forces the offline switches first)
 
@@ -250,3 +251,14 @@ LOGGING = {
         "matplotlib": {"level": "WARNING"},
     },
 }
+
+# --- Personal data ---------------------------------------------------------------------
+# Redaction of e-mail addresses, phone numbers, IBANs, card numbers and national ids
+# (ingest/redaction.py): "off"; "ingest" stores, embeds and indexes chunks redacted
+# (the uploaded file is kept as is); "answer" keeps stored text and redacts passages,
+# citations and answers on their way out. PII_REDACTION_NER adds person names found by
+# the packaged spaCy model.
+PII_REDACTION = env.str("PII_REDACTION", default="off").strip().lower()
+if PII_REDACTION not in ("off", "ingest", "answer"):
+    raise ImproperlyConfigured(f"PII_REDACTION must be off, ingest or answer, not {PII_REDACTION!r}.")
+PII_REDACTION_NER = env.bool("PII_REDACTION_NER", default=False)
