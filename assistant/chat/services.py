@@ -8,6 +8,7 @@ reported and the chunk ids it was given.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
 from assistant.chat.retrieval import Passage, build_retriever
 from ingest.models import Collection, Document
+from ingest.redaction import StreamRedactor, pii_redact
 
 NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
 
@@ -53,7 +55,29 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
-    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    return passages_redact(build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k))
+
+
+def passages_redact(passages: list[Passage]) -> list[Passage]:
+    """With ``PII_REDACTION=answer``, passages with personal data replaced by placeholders.
+
+    Every surface gets its passages through ``passages_retrieve``, so what the model
+    is given, the citations shown and the citations stored are all redacted here.
+    """
+    if settings.PII_REDACTION != "answer":
+        return passages
+    ner = settings.PII_REDACTION_NER
+    return [
+        dataclasses.replace(p, text=pii_redact(p.text, ner=ner), heading=pii_redact(p.heading, ner=ner))
+        for p in passages
+    ]
+
+
+def answer_redactor() -> StreamRedactor | None:
+    """With ``PII_REDACTION=answer``, the filter an answer's text streams through."""
+    if settings.PII_REDACTION != "answer":
+        return None
+    return StreamRedactor(ner=settings.PII_REDACTION_NER)
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:
@@ -142,6 +166,9 @@ async def answer_stream(
         yield {"event": "token", "text": NOTHING_FOUND}
     else:
         client = llm or LLMClient.from_settings()
+        # The model only saw redacted passages, but it may still write personal data
+        # (from the question, or made up): the answer is redacted as it streams.
+        redactor = answer_redactor()
         try:
             async for delta in client.stream_chat(
                 build_messages(question, turn.passages),
@@ -149,10 +176,15 @@ async def answer_stream(
                 temperature=settings.LLM_TEMPERATURE,
             ):
                 model = delta.model
-                parts.append(delta.text)
-                yield {"event": "token", "text": delta.text}
+                text = redactor.feed(delta.text) if redactor else delta.text
+                if text:
+                    parts.append(text)
+                    yield {"event": "token", "text": text}
         except LLMError as exc:
             error = str(exc)
+        if redactor and (rest := redactor.close()):
+            parts.append(rest)
+            yield {"event": "token", "text": rest}
     latency_ms = int((time.monotonic() - started) * 1000)
     message = await sync_to_async(_save_answer)(
         turn=turn, text="".join(parts), model=model, error=error, latency_ms=latency_ms
