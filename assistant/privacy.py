@@ -29,6 +29,9 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_DO_NOT_TRACK": "1",
     "ANONYMIZED_TELEMETRY": "False",
+    # onnxruntime (used by unstructured) ships Microsoft's 1DS telemetry client, which
+    # looks up mobile.events.data.microsoft.com from a native thread during ingestion.
+    "ORT_DISABLE_TELEMETRY": "1",
     # OpenTelemetry (installed with redis and FastAPI, which the LLM server uses): no
     # SDK and no exporter, whatever OTEL_EXPORTER_OTLP_ENDPOINT an inherited shell has.
     "OTEL_SDK_DISABLED": "true",

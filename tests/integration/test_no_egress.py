@@ -200,6 +200,8 @@ def test_ingest_every_format_and_a_chat_turn_contact_only_configured_hosts(
     assert answer["answer"].strip() and answer["model"] == llama_server.model
 
     # The web server's start-up and a page load, under the same guard.
+    collected = guarded.manage("collectstatic", "--noinput")
+    assert collected.returncode == 0, collected.stderr
     port = free_port()
     web = Process("web", processes.web_command(host="127.0.0.1", port=port), env=guarded.env, log_dir=tmp_path,
                   cwd=REPO)  # fmt: skip
