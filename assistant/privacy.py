@@ -18,6 +18,9 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    # The older generic switch huggingface_hub still reads.
+    "DISABLE_TELEMETRY": "1",
     # unstructured (Scarf analytics) and the generic opt-out many libraries honour.
     "SCARF_NO_ANALYTICS": "true",
     "DO_NOT_TRACK": "true",
@@ -26,6 +29,16 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_DO_NOT_TRACK": "1",
     "ANONYMIZED_TELEMETRY": "False",
+    # onnxruntime (used by unstructured) ships Microsoft's 1DS telemetry client, which
+    # looks up mobile.events.data.microsoft.com from a native thread during ingestion.
+    "ORT_DISABLE_TELEMETRY": "1",
+    # OpenTelemetry (installed with redis and FastAPI, which the LLM server uses): no
+    # SDK and no exporter, whatever OTEL_EXPORTER_OTLP_ENDPOINT an inherited shell has.
+    "OTEL_SDK_DISABLED": "true",
+    "OTEL_TRACES_EXPORTER": "none",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_LOGS_EXPORTER": "none",
+    "FASTAPI_OTEL_AUTO_CONFIGURE": "false",
     # Tokenizers fork-safety noise in Celery prefork workers.
     "TOKENIZERS_PARALLELISM": "false",
 }

@@ -360,3 +360,14 @@ API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
 # A retried upload or question with the same Idempotency-Key within this window gets
 # the first response back instead of being done twice.
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
+
+# --- Personal data ---------------------------------------------------------------------
+# Redaction of e-mail addresses, phone numbers, IBANs, card numbers and national ids
+# (ingest/redaction.py): "off"; "ingest" stores, embeds and indexes chunks redacted
+# (the uploaded file is kept as is); "answer" keeps stored text and redacts passages,
+# citations and answers on their way out. PII_REDACTION_NER adds person names found by
+# the packaged spaCy model.
+PII_REDACTION = env.str("PII_REDACTION", default="off").strip().lower()
+if PII_REDACTION not in ("off", "ingest", "answer"):
+    raise ImproperlyConfigured(f"PII_REDACTION must be off, ingest or answer, not {PII_REDACTION!r}.")
+PII_REDACTION_NER = env.bool("PII_REDACTION_NER", default=False)

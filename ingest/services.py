@@ -562,6 +562,7 @@ class _BatchRun:
     def _prepare_all(self) -> list[_Prepared]:
         from ingest.chunking import chunk_elements
         from ingest.embedding import count_tokens
+        from ingest.redaction import elements_redact
 
         prepared: list[_Prepared] = []
         offset = 0
@@ -586,7 +587,12 @@ class _BatchRun:
                 continue
             timings["parse"] = time.monotonic() - clock
             clock = time.monotonic()
-            drafts = chunk_elements(parsed.elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
+            elements = parsed.elements
+            if settings.PII_REDACTION == "ingest":
+                # Before chunking: a phone number must not be split between two chunks,
+                # and the heading each chunk carries comes from this text too.
+                elements = elements_redact(elements, ner=settings.PII_REDACTION_NER)
+            drafts = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
             timings["chunk"] = time.monotonic() - clock
             _set_status(
                 document.pk,

@@ -9,6 +9,7 @@ with the model id the server reported and the chunk ids it was given.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from assistant.chat.retrieval import Passage, build_retriever, passages_for
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
+from ingest.redaction import StreamRedactor, pii_redact
 
 NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
 
@@ -59,7 +61,29 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
-    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    return passages_redact(build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k))
+
+
+def passages_redact(passages: list[Passage]) -> list[Passage]:
+    """With ``PII_REDACTION=answer``, passages with personal data replaced by placeholders.
+
+    Every surface gets its passages through ``passages_retrieve``, so what the model
+    is given, the citations shown and the citations stored are all redacted here.
+    """
+    if settings.PII_REDACTION != "answer":
+        return passages
+    ner = settings.PII_REDACTION_NER
+    return [
+        dataclasses.replace(p, text=pii_redact(p.text, ner=ner), heading=pii_redact(p.heading, ner=ner))
+        for p in passages
+    ]
+
+
+def answer_redactor() -> StreamRedactor | None:
+    """With ``PII_REDACTION=answer``, the filter an answer's text streams through."""
+    if settings.PII_REDACTION != "answer":
+        return None
+    return StreamRedactor(ner=settings.PII_REDACTION_NER)
 
 
 NO_SUCH_PASSAGE = "This passage does not exist or you may not read it."
@@ -79,7 +103,7 @@ def passage_get(*, user: Any, chunk_id: int) -> Passage:
     found = passages_for([Hit(chunk_id=chunk_id, score=0.0)], scope=scope)
     if not found:
         raise PermissionDenied(NO_SUCH_PASSAGE)
-    return found[0]
+    return passages_redact(found)[0]
 
 
 WITHHELD = "This answer drew on a document you may no longer see, so it is not shown."
@@ -240,6 +264,9 @@ async def answer_stream(
         parts.append(NOTHING_FOUND)
         yield {"event": "token", "text": NOTHING_FOUND}
     else:
+        # The model only saw redacted passages, but it may still write personal data
+        # (from the question, or made up): the answer is redacted as it streams.
+        redactor = answer_redactor()
         try:
             async for delta in client.stream_chat(
                 build_messages(question, turn.passages),
@@ -247,10 +274,15 @@ async def answer_stream(
                 temperature=settings.LLM_TEMPERATURE,
             ):
                 model = delta.model
-                parts.append(delta.text)
-                yield {"event": "token", "text": delta.text}
+                text = redactor.feed(delta.text) if redactor else delta.text
+                if text:
+                    parts.append(text)
+                    yield {"event": "token", "text": text}
         except LLMError as exc:
             error = str(exc)
+        if redactor and (rest := redactor.close()):
+            parts.append(rest)
+            yield {"event": "token", "text": rest}
     latency_ms = int((time.monotonic() - started) * 1000)
     cleaned = citations_clean("".join(parts), sources=len(turn.citations))
     citations = [{**c, "cited": c["n"] in cleaned.cited} for c in turn.citations]
