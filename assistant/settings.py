@@ -233,8 +233,26 @@ LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=120.0)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=512)
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
-# Which retriever answers questions (assistant.chat.retrieval.build_retriever).
-RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="dense")
+# Which retriever answers questions (assistant.chat.retrieval.build_retriever):
+# dense, lexical, hybrid, or rerank (when RERANKER_MODEL_PATH is set).
+RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="hybrid")
+# Hybrid retrieval (measured on SciFact train, see docs/quality.md): each of the dense and
+# lexical searches proposes this many chunks, then every candidate is scored by both and
+# fused: "convex" = RETRIEVAL_DENSE_WEIGHT x min-max-normalised cosine + the rest x
+# BM25 / best BM25; "rrf" = reciprocal rank fusion with RETRIEVAL_RRF_K.
+RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=50)
+RETRIEVAL_FUSION = env.str("RETRIEVAL_FUSION", default="convex")
+RETRIEVAL_DENSE_WEIGHT = env.float("RETRIEVAL_DENSE_WEIGHT", default=0.5)
+RETRIEVAL_RRF_K = env.int("RETRIEVAL_RRF_K", default=60)
+# Relevance is the cosine of the question and a passage's embedded text, whatever the
+# retriever. Below MIN a passage is not given to the model (no passage left: "nothing
+# found"); a best passage below WEAK makes the chat show a low-relevance warning.
+RETRIEVAL_MIN_RELEVANCE = env.float("RETRIEVAL_MIN_RELEVANCE", default=0.2)
+RETRIEVAL_WEAK_RELEVANCE = env.float("RETRIEVAL_WEAK_RELEVANCE", default=0.35)
+# An optional cross-encoder (a local sentence-transformers folder; none ships) reranks the
+# hybrid candidates. Empty: off, and the "rerank" retriever is not offered.
+RERANKER_MODEL_PATH = env.str("RERANKER_MODEL_PATH", default="")
+RERANKER_CANDIDATES = env.int("RERANKER_CANDIDATES", default=20)
 
 LOGGING = {
     "version": 1,

@@ -22,7 +22,7 @@ from assistant.accounts.selectors import collections_readable_by, read_scope
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
-from assistant.chat.retrieval import Passage, build_retriever
+from assistant.chat.retrieval import Passage, build_retriever, is_low_relevance, relevant_passages
 from ingest.models import Collection, Document
 
 NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
@@ -53,7 +53,10 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
-    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    # A passage this far from the question would only tempt the model to answer from
+    # its own memory: with none left, the answer says nothing was found.
+    return relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE)
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def citation_for(number: int, passage: Passage) -> dict[str, Any]:
         "heading": passage.heading,
         "chunk_id": passage.chunk_id,
         "score": passage.score,
+        "relevance": passage.relevance,
         "text": passage.text,
     }
 
@@ -76,6 +80,7 @@ class _Turn:
     conversation: Conversation
     passages: list[Passage]
     pending: int  # documents of the collection still being ingested
+    low_relevance: bool = False  # the best passage is only weakly related to the question
     citations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -89,7 +94,12 @@ def _prepare(*, user: Any, conversation_id: int, question: str, k: int) -> _Turn
     pending = conversation.collection.documents.exclude(
         status__in=[Document.Status.READY, Document.Status.FAILED]
     ).count()
-    turn = _Turn(conversation=conversation, passages=passages, pending=pending)
+    turn = _Turn(
+        conversation=conversation,
+        passages=passages,
+        pending=pending,
+        low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
+    )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     return turn
 
@@ -120,7 +130,8 @@ async def answer_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """Answer a question as a stream of events.
 
-    Events, in order: ``sources`` (the numbered citations), ``token`` (answer text,
+    Events, in order: ``sources`` (the numbered citations, and ``low_relevance`` when
+    the best of them is only weakly related to the question), ``token`` (answer text,
     many), then ``done`` (the stored message id and the model id) or ``error`` (a
     readable reason; the partial answer is still stored).
     """
@@ -130,7 +141,12 @@ async def answer_stream(
     turn = await sync_to_async(_prepare)(
         user=user, conversation_id=conversation_id, question=question, k=settings.RETRIEVAL_TOP_K
     )
-    yield {"event": "sources", "citations": turn.citations, "pending_documents": turn.pending}
+    yield {
+        "event": "sources",
+        "citations": turn.citations,
+        "pending_documents": turn.pending,
+        "low_relevance": turn.low_relevance,
+    }
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()
 
