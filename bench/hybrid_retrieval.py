@@ -91,50 +91,90 @@ def p95(values: list[float]) -> float:
     return ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def _embed_cached(texts: list[str], cache: Path) -> np.ndarray:
-    from ingest.embedding import embed_texts, model_path
+def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
+    """Every abstract as the product chunks it, judged documents first, then the rest shuffled.
 
-    # Keyed by the model's folder name, not its path: the same package in another environment.
-    model = "/".join(Path(model_path()).parts[-2:])
-    key = hashlib.sha256(("\x00".join([model, *texts])).encode()).hexdigest()[:16]
-    path = cache / f"scifact-chunks-{key}.npy"
-    if path.exists():
-        return np.load(path, allow_pickle=False)
+    The order lets ``embed`` be stopped at any point with every judged document embedded
+    and a random sample of the others: ``load`` then reports how much of the corpus it holds.
+    """
+    from django.conf import settings
+
+    from ingest.chunking import chunk_elements, document_title
+    from ingest.embedding import count_tokens
+    from ingest.parsers.base import Element
+
+    judged: set[str] = set()
+    for split in ("train", "test"):
+        for rels in read_split(split)[1].values():
+            judged.update(rels)
+    rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
+    rest = [r for r in rows if r["_id"] not in judged]
+    np.random.default_rng(0).shuffle(rest)  # type: ignore[arg-type]
+    ordered = [r for r in rows if r["_id"] in judged] + rest
+    drafts = []
+    for row in ordered:
+        elements = [Element(text=row["title"], kind="title"), Element(text=row["text"])]
+        title = document_title(elements, name=f"{row['_id']}.txt")
+        chunks = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title)
+        drafts.append((row, title, chunks))
+    return drafts
+
+
+def _cache_key() -> str:
+    from ingest.embedding import model_path
+
+    # The model's folder name, not its path: the same package in another environment.
+    return "/".join(Path(model_path()).parts[-2:])
+
+
+def _read_cache(cache: Path) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    for path in sorted(cache.glob("batch-*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            found.update(zip(data["digests"].tolist(), data["vectors"], strict=True))
+    return found
+
+
+def embed(args: argparse.Namespace) -> None:
+    """Embed the corpus's chunk texts in batches, each saved as it is done (resumable)."""
+    from ingest.embedding import embed_texts
+    from ingest.services import text_digest
+
+    cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    texts = [d.embedding_text for _, _, ds in _corpus_drafts() for d in ds]
+    model = _cache_key()
     clock = time.perf_counter()
-    vectors = np.vstack([embed_texts(texts[i : i + 512]) for i in range(0, len(texts), 512)])
-    print(f"embedded {len(texts)} chunks in {time.perf_counter() - clock:.0f} s", file=sys.stderr)
-    np.save(path, vectors, allow_pickle=False)
-    return vectors
+    for number, start in enumerate(range(0, len(texts), args.batch)):
+        if number % args.shards != args.shard:
+            continue
+        part = texts[start : start + args.batch]
+        name = hashlib.sha256("\x00".join([model, *part]).encode()).hexdigest()[:16]
+        path = cache / f"batch-{name}.npz"
+        if path.exists():
+            continue
+        vectors = embed_texts(part)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, digests=np.asarray([text_digest(t) for t in part]), vectors=vectors)
+        os.replace(tmp, path)
+        print(f"{start + len(part)}/{len(texts)} texts, {time.perf_counter() - clock:.0f} s", file=sys.stderr)
 
 
 def load(args: argparse.Namespace) -> None:
-    from django.conf import settings
     from django.db import transaction
 
     from ingest import services
-    from ingest.chunking import chunk_elements, document_title
-    from ingest.embedding import count_tokens, to_bytes
+    from ingest.embedding import to_bytes
     from ingest.models import Chunk, Collection, Document
-    from ingest.parsers.base import Element
 
     if not Collection.objects.filter(name=SCIFACT_NAME).exists():
-        rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
-        drafts = []
-        for row in rows:
-            elements = [Element(text=row["title"], kind="title"), Element(text=row["text"])]
-            title = document_title(elements, name=f"{row['_id']}.txt")
-            drafts.append(
-                (
-                    row,
-                    title,
-                    chunk_elements(
-                        elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title
-                    ),
-                )
-            )
-        texts = [d.embedding_text for _, _, ds in drafts for d in ds]
-        vectors = _embed_cached(texts, Path(args.cache))
+        known = _read_cache(Path(args.cache))
+        drafts = [
+            (row, title, ds)
+            for row, title, ds in _corpus_drafts()
+            if all(services.text_digest(d.embedding_text) in known for d in ds)
+        ]
+        print(f"{SCIFACT_NAME}: {len(drafts)} of 5183 abstracts embedded (every judged one first)")
         with transaction.atomic():
             collection = services.collection_create(name=SCIFACT_NAME)
             documents = Document.objects.bulk_create(
@@ -150,9 +190,9 @@ def load(args: argparse.Namespace) -> None:
                 for row, title, ds in drafts
             )
             chunks = []
-            n = 0
             for document, (_, _, ds) in zip(documents, drafts, strict=True):
                 for ordinal, d in enumerate(ds):
+                    digest = services.text_digest(d.embedding_text)
                     chunks.append(
                         Chunk(
                             document=document,
@@ -160,11 +200,10 @@ def load(args: argparse.Namespace) -> None:
                             ordinal=ordinal,
                             heading=d.heading,
                             text=d.text,
-                            embedding=to_bytes(vectors[n]),
-                            text_hash=services.text_digest(d.embedding_text),
+                            embedding=to_bytes(known[digest]),
+                            text_hash=digest,
                         )
                     )
-                    n += 1
             Chunk.objects.bulk_create(chunks, batch_size=1000)
         clock = time.perf_counter()
         size = services.index_rebuild(collection_id=collection.pk)
@@ -298,17 +337,20 @@ def thresholds(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["load", "eval", "tune", "thresholds"])
+    parser.add_argument("command", choices=["embed", "load", "eval", "tune", "thresholds"])
     parser.add_argument("--split", default="test")
     parser.add_argument("--kind", action="append")
     parser.add_argument("--chunks", type=int, default=30, help="passages asked per query")
     parser.add_argument("--candidates", type=int, action="append", help="tune: RETRIEVAL_CANDIDATES values")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "assistant" / "bench-retrieval"))
     parser.add_argument("--skip-formats", action="store_true", help="load: SciFact only")
+    parser.add_argument("--batch", type=int, default=128, help="embed: texts per saved batch")
+    parser.add_argument("--shard", type=int, default=0, help="embed: this process's share (0-based)")
+    parser.add_argument("--shards", type=int, default=1, help="embed: processes sharing the work")
     args = parser.parse_args()
     args.candidates = args.candidates or [50]
     setup()
-    {"load": load, "eval": evaluate, "tune": tune, "thresholds": thresholds}[args.command](args)
+    {"embed": embed, "load": load, "eval": evaluate, "tune": tune, "thresholds": thresholds}[args.command](args)
 
 
 if __name__ == "__main__":

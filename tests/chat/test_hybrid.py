@@ -31,21 +31,23 @@ DOCUMENTS = {
     "security.txt": "IT security\n\nPasswords are rotated every ninety days. Laptops are encrypted with BitLocker.",
     "leave.txt": "Leave\n\nEmployees have 28 days of annual leave. Parental leave is sixteen weeks.",
     "code.txt": "Part numbers\n\nThe replacement valve has part number ZX-4471-B and ships from Lyon.",
+    "canteen.txt": "Canteen\n\nA canteen meal costs 4 euros; there is no meal allowance for guests.",
 }
-
-
-def _upload(collection, name: str, text: str) -> Document:
-    result = ingest_services.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(text.encode()), enqueue=False
-    )
-    ingest_services.document_process(document_id=result.document.pk)
-    return Document.objects.get(pk=result.document.pk)
 
 
 @pytest.fixture
 def policies(db):
     collection = CollectionFactory.create(name="Policies")
-    documents = {name: _upload(collection, name, text) for name, text in DOCUMENTS.items()}
+    uploaded = {
+        name: ingest_services.document_upload(
+            collection=collection, name=name, fileobj=io.BytesIO(text.encode()), enqueue=False
+        ).document.pk
+        for name, text in DOCUMENTS.items()
+    }
+    # One batch: one embedding call, one transaction, one write of each index.
+    ingest_services.documents_process(document_ids=list(uploaded.values()))
+    documents = {name: Document.objects.get(pk=pk) for name, pk in uploaded.items()}
+    assert all(d.status == Document.Status.READY for d in documents.values())
     return collection, documents
 
 
@@ -99,14 +101,17 @@ def test_hybrid_scores_every_candidate_with_both_retrievers(policies) -> None:
 
 
 def test_fusion_weights_move_between_the_two_rankings() -> None:
-    dense = {1: 0.9, 2: 0.5, 3: 0.1}
-    bm25 = {1: 0.0, 2: 3.0, 3: 9.0}
+    dense = {1: 0.9, 2: 0.8, 3: 0.1}
+    bm25 = {1: 0.0, 2: 8.0, 3: 9.0}
     assert [c for c, _ in fuse(dense, bm25, method="convex", dense_weight=1.0, rrf_k=60)] == [1, 2, 3]
     assert [c for c, _ in fuse(dense, bm25, method="convex", dense_weight=0.0, rrf_k=60)] == [3, 2, 1]
-    # Chunk 2 is second in both lists: with equal weights it beats each list's extreme.
-    assert fuse(dense, bm25, method="convex", dense_weight=0.5, rrf_k=60)[0][0] in {2, 3}
-    ranked = [c for c, _ in fuse(dense, bm25, method="rrf", dense_weight=0.5, rrf_k=1)]
-    assert ranked[0] in {1, 3} and ranked[-1] != 3
+    # Chunk 2 is nearly the best of both lists: mixed equally, it beats each list's winner.
+    mixed = fuse(dense, bm25, method="convex", dense_weight=0.5, rrf_k=60)
+    assert mixed[0][0] == 2
+    assert mixed[0][1] == pytest.approx(0.5 * (0.8 - 0.1) / 0.8 + 0.5 * 8 / 9)
+    # RRF: 1 is first by cosine only, 3 first by BM25 and last by cosine, 2 second in both.
+    ranked = fuse(dense, bm25, method="rrf", dense_weight=0.5, rrf_k=1)
+    assert dict(ranked) == pytest.approx({1: 0.5 / 2, 2: 0.5 / 3 + 0.5 / 3, 3: 0.5 / 4 + 0.5 / 2})
     with pytest.raises(ValueError):
         fuse(dense, bm25, method="borda", dense_weight=0.5, rrf_k=60)
 
