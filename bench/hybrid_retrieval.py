@@ -168,10 +168,20 @@ def load(args: argparse.Namespace) -> None:
     from ingest.models import Chunk, Collection, Document
 
     if not Collection.objects.filter(name=SCIFACT_NAME).exists():
-        known = _read_cache(Path(args.cache))
+        all_drafts = _corpus_drafts()
+        if args.random_vectors:
+            # Timing only: a flat index costs the same whatever its vectors hold, and the
+            # lexical index is real. Dense and hybrid quality numbers are meaningless then.
+            rng = np.random.default_rng(0)
+            texts = {services.text_digest(d.embedding_text) for _, _, ds in all_drafts for d in ds}
+            vectors = rng.standard_normal((len(texts), 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            known = dict(zip(sorted(texts), vectors, strict=True))
+        else:
+            known = _read_cache(Path(args.cache))
         drafts = [
             (row, title, ds)
-            for row, title, ds in _corpus_drafts()
+            for row, title, ds in all_drafts
             if all(services.text_digest(d.embedding_text) in known for d in ds)
         ]
         print(f"{SCIFACT_NAME}: {len(drafts)} of 5183 abstracts embedded (every judged one first)")
@@ -335,22 +345,100 @@ def thresholds(args: argparse.Namespace) -> None:
         )
 
 
+def floors(args: argparse.Namespace) -> None:
+    """Relevance floors without a full collection: cosines of questions to their gold passages.
+
+    For the first ``--queries`` TRAIN queries (by id): the best cosine between the query and
+    the chunks of its judged documents (what an answerable question's best passage scores),
+    and the best cosine between the query and every chunk of the text formats of
+    ``shared/data/formats`` (what the best passage of an unrelated collection scores).
+    """
+    from ingest.chunking import chunk_elements, document_title
+    from ingest.embedding import count_tokens, embed_texts
+    from ingest.parsers import parse_file
+
+    queries, qrels = read_split("train")
+    chosen = sorted(queries, key=lambda q: int(q.split("-")[-1]) if q.split("-")[-1].isdigit() else q)
+    chosen = chosen[: args.queries]
+    rows = {}
+    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            rows[row["_id"]] = row
+    from django.conf import settings
+
+    from ingest.parsers.base import Element
+
+    def chunks_of(elements: list[Any], name: str) -> list[str]:
+        title = document_title(elements, name=name)
+        drafts = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title)
+        return [d.embedding_text for d in drafts]
+
+    gold_texts: dict[str, list[str]] = {}
+    for qid in chosen:
+        for did in qrels[qid]:
+            if did in rows and did not in gold_texts:
+                row = rows[did]
+                gold_texts[did] = chunks_of([Element(text=row["title"], kind="title"), Element(text=row["text"])], did)
+    other: list[str] = []
+    for path in sorted(FORMATS.iterdir()):
+        if path.suffix.lower() in {".txt", ".md", ".html", ".csv", ".eml", ".docx"}:
+            try:
+                _, parsed = parse_file(path, name=path.name)
+            except Exception as exc:  # a bench: report and go on
+                print(f"skipped {path.name}: {exc}", file=sys.stderr)
+                continue
+            other += chunks_of(parsed.elements, path.name)
+    flat = [t for texts in gold_texts.values() for t in texts]
+    clock = time.perf_counter()
+    vectors = embed_texts(flat + other)
+    query_vectors = embed_texts([queries[q] for q in chosen])
+    print(f"embedded {len(flat)} gold + {len(other)} unrelated chunks in {time.perf_counter() - clock:.0f} s")
+    gold_vectors = dict(zip(flat, vectors[: len(flat)], strict=True))
+    other_vectors = vectors[len(flat) :]
+    gold, unrelated = [], []
+    for qid, qv in zip(chosen, query_vectors, strict=True):
+        best = max(
+            float(np.dot(qv, gold_vectors[t])) for did in qrels[qid] if did in gold_texts for t in gold_texts[did]
+        )
+        gold.append(best)
+        unrelated.append(float((other_vectors @ qv).max()))
+    pct = (1, 2, 5, 10, 25, 50)
+    print(f"{len(chosen)} TRAIN queries; {len(other)} unrelated chunks from {FORMATS.name}/")
+    print("gold passage cosine:       " + "  ".join(f"p{q}={np.percentile(gold, q):.3f}" for q in pct))
+    print(
+        "best unrelated cosine:     "
+        + "  ".join(f"p{q}={np.percentile(unrelated, q):.3f}" for q in (50, 75, 90, 95, 99, 100))
+    )
+    for floor in np.arange(0.10, 0.51, 0.025):
+        print(
+            f"  {floor:.3f}: gold passage kept {np.mean(np.asarray(gold) >= floor):6.1%}, "
+            f"unrelated best passage dropped {np.mean(np.asarray(unrelated) < floor):6.1%}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["embed", "load", "eval", "tune", "thresholds"])
+    parser.add_argument("command", choices=["embed", "load", "eval", "tune", "thresholds", "floors"])
     parser.add_argument("--split", default="test")
     parser.add_argument("--kind", action="append")
     parser.add_argument("--chunks", type=int, default=30, help="passages asked per query")
     parser.add_argument("--candidates", type=int, action="append", help="tune: RETRIEVAL_CANDIDATES values")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "assistant" / "bench-retrieval"))
     parser.add_argument("--skip-formats", action="store_true", help="load: SciFact only")
+    parser.add_argument(
+        "--random-vectors", action="store_true", help="load: random unit vectors (latency and lexical only)"
+    )
+    parser.add_argument("--queries", type=int, default=60, help="floors: TRAIN queries used")
     parser.add_argument("--batch", type=int, default=128, help="embed: texts per saved batch")
     parser.add_argument("--shard", type=int, default=0, help="embed: this process's share (0-based)")
     parser.add_argument("--shards", type=int, default=1, help="embed: processes sharing the work")
     args = parser.parse_args()
     args.candidates = args.candidates or [50]
     setup()
-    {"embed": embed, "load": load, "eval": evaluate, "tune": tune, "thresholds": thresholds}[args.command](args)
+    {"embed": embed, "load": load, "eval": evaluate, "tune": tune, "thresholds": thresholds, "floors": floors}[
+        args.command
+    ](args)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ def test_search_ranks_by_bm25_and_stems_words() -> None:
 
 
 def test_excluded_chunks_never_take_a_place() -> None:
-    lexical.lexical_replace(collection_id=1, ids=[1, 2, 3], texts=["alpha beta", "alpha beta alpha", "alpha gamma"])
+    lexical.lexical_replace(collection_id=1, ids=[1, 2, 3], texts=["alpha gamma delta", "alpha beta", "beta"])
     best = lexical.lexical_search(collection_id=1, query="alpha beta", k=1)
     assert [h.chunk_id for h in best] == [2]
     hidden = lexical.lexical_search(collection_id=1, query="alpha beta", k=1, exclude=[2])
-    assert [h.chunk_id for h in hidden] == [1]
+    assert [h.chunk_id for h in hidden] == [3]
+    assert 2 not in {h.chunk_id for h in lexical.lexical_search(collection_id=1, query="alpha beta", k=3, exclude=[2])}
 
 
 def test_upsert_and_remove_keep_the_index_in_step() -> None:

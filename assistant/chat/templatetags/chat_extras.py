@@ -38,7 +38,7 @@ def low_relevance(citations: Any) -> bool:
     """A stored answer whose best passage was below ``RETRIEVAL_WEAK_RELEVANCE`` (as the live page showed)."""
     from django.conf import settings
 
-    known = [c.get("relevance") for c in citations or [] if isinstance(c, dict) and c.get("relevance") is not None]
+    known = [float(c["relevance"]) for c in citations or [] if isinstance(c, dict) and c.get("relevance") is not None]
     return bool(known) and max(known) < settings.RETRIEVAL_WEAK_RELEVANCE
 
 
