@@ -685,7 +685,7 @@ def document_delete(*, document: Document) -> None:
     lexical.lexical_remove(collection_id=collection_id, ids=chunk_ids)
 
 
-def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tuple[int, str, bytes]]:
+def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tuple[int, str, bytes | memoryview]]:
     """(chunk id, indexed text, embedding) of a collection's ready chunks, in id order."""
     from ingest.chunking import indexed_text
 
