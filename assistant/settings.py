@@ -243,8 +243,29 @@ LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", default=120.0)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=512)
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
-# Which retriever answers questions (assistant.chat.retrieval.build_retriever).
-RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="dense")
+# Which retriever answers questions (assistant.chat.retrieval.build_retriever):
+# dense, lexical, hybrid, or rerank (when RERANKER_MODEL_PATH is set).
+RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="hybrid")
+# Hybrid retrieval (docs/quality.md): each of the dense and lexical searches proposes this
+# many chunks, then every candidate is scored by both and fused: "rrf" = reciprocal rank
+# fusion with RETRIEVAL_RRF_K, the dense ranking weighted RETRIEVAL_DENSE_WEIGHT and the
+# lexical the rest; "convex" = that weight x min-max-normalised cosine + the rest x
+# BM25 / best BM25. `bench/hybrid_retrieval.py tune` measures them on SciFact TRAIN.
+RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=50)
+RETRIEVAL_FUSION = env.str("RETRIEVAL_FUSION", default="rrf")
+RETRIEVAL_DENSE_WEIGHT = env.float("RETRIEVAL_DENSE_WEIGHT", default=0.5)
+RETRIEVAL_RRF_K = env.int("RETRIEVAL_RRF_K", default=60)
+# Relevance is the cosine of the question and a passage's embedded text, whatever the
+# retriever. Below MIN a passage is not given to the model (no passage left: "nothing
+# found"); a best passage below WEAK makes the chat show a low-relevance warning. Both
+# measured for the packaged MiniLM on SciFact TRAIN vs. an unrelated collection
+# (docs/quality.md, "Relevance thresholds"): another embedding model needs its own.
+RETRIEVAL_MIN_RELEVANCE = env.float("RETRIEVAL_MIN_RELEVANCE", default=0.25)
+RETRIEVAL_WEAK_RELEVANCE = env.float("RETRIEVAL_WEAK_RELEVANCE", default=0.30)
+# An optional cross-encoder (a local sentence-transformers folder; none ships) reranks the
+# hybrid candidates. Empty: off, and the "rerank" retriever is not offered.
+RERANKER_MODEL_PATH = env.str("RERANKER_MODEL_PATH", default="")
+RERANKER_CANDIDATES = env.int("RERANKER_CANDIDATES", default=20)
 # A follow-up question ("and in 2023?") is rewritten into a standalone query for
 # retrieval by the LLM within this many seconds; past it, or when the LLM is down, the
 # previous question and the follow-up are searched together. 0: never ask the LLM.

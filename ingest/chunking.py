@@ -24,19 +24,42 @@ TokenCounter = Callable[[str], int]
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
+def indexed_text(*, title: str, heading: str, text: str) -> str:
+    """What is embedded and indexed lexically: the document's title, the section heading, the text.
+
+    A passage's own words often lack what it is about ("the results show it halves the
+    risk"): the title and heading give it that context. Each is left out where it would
+    only repeat what follows (a title that is the heading, a heading the text opens with).
+    """
+    lines = []
+    if title and not heading.startswith(title) and not text.startswith(title):
+        lines.append(title)
+    if heading and not text.startswith(heading):
+        lines.append(heading)
+    lines.append(text)
+    return "\n".join(lines)
+
+
+def document_title(elements: Iterable[Element], *, name: str) -> str:
+    """The first title the parser found, else the file name without its extension."""
+    for element in elements:
+        if element.kind == "title" and element.text.strip():
+            return element.text.strip()[:500]
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    return " ".join(re.sub(r"[_\-]+", " ", stem).split())[:500]
+
+
 @dataclass(frozen=True)
 class ChunkDraft:
     text: str
     heading: str
     page_start: int | None
     page_end: int | None
+    title: str = ""
 
     @property
     def embedding_text(self) -> str:
-        """What is embedded: the heading gives a passage the context its words lack."""
-        if self.heading and not self.text.startswith(self.heading):
-            return f"{self.heading}\n{self.text}"
-        return self.text
+        return indexed_text(title=self.title, heading=self.heading, text=self.text)
 
 
 def approximate_token_count(text: str) -> int:
@@ -78,17 +101,28 @@ def _split_long(text: str, max_tokens: int, count: TokenCounter) -> Iterator[str
 
 
 def chunk_elements(
-    elements: Iterable[Element], *, max_tokens: int, count_tokens: TokenCounter = approximate_token_count
+    elements: Iterable[Element],
+    *,
+    max_tokens: int,
+    count_tokens: TokenCounter = approximate_token_count,
+    title: str = "",
 ) -> list[ChunkDraft]:
-    """Group parsed elements into chunks of at most ``max_tokens`` tokens."""
+    """Group parsed elements into chunks of at most ``max_tokens`` tokens.
+
+    ``title`` (the document's, see ``document_title``) is embedded with every chunk,
+    as is its section heading: both are counted in each chunk's budget, so that what
+    is embedded still fits the model's window.
+    """
     chunks: list[ChunkDraft] = []
     heading = ""
     parts: list[str] = []
     pages: list[int] = []
     used = 0
     has_body = False
-    # The heading is embedded with every chunk of its section: leave room for it.
-    budget = max_tokens
+    title = title.strip()[:500]
+    title_size = count_tokens(title) if title else 0
+    # The title and heading are embedded with every chunk of a section: leave room for them.
+    budget = max(32, max_tokens - title_size)
     # The table header the current chunk has already written, if any.
     chunk_header = ""
     # The header of the previous element, to tell where a new table starts.
@@ -105,6 +139,7 @@ def chunk_elements(
                     heading=heading,
                     page_start=min(pages) if pages else None,
                     page_end=max(pages) if pages else None,
+                    title=title,
                 )
             )
         parts, pages, used, has_body, chunk_header = [], [], 0, False, ""
@@ -151,7 +186,9 @@ def chunk_elements(
             if has_body:
                 flush()
             heading = text[:500]
-            budget = max(32, max_tokens - count_tokens(heading))
+            # A heading that is the title is embedded once (see ``indexed_text``).
+            heading_size = 0 if heading == title else count_tokens(heading)
+            budget = max(32, max_tokens - title_size - heading_size)
             add(text, element.page, count_tokens(text))
             continue
         if header and header not in header_sizes:

@@ -53,6 +53,8 @@ class Document(models.Model):
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes.")
     size = models.BigIntegerField(default=0)
     file_type = models.CharField(max_length=50, blank=True, help_text="Detected from the content.")
+    # Embedded and indexed with every chunk (``ingest.chunking.indexed_text``).
+    title = models.CharField(max_length=500, blank=True, default="", help_text="The first title found, else the name.")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)

@@ -33,7 +33,7 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
-from ingest import index
+from ingest import index, lexical
 from ingest.models import FINISHED, IN_PROGRESS, Chunk, Collection, Document
 from ingest.parsers import ParseError, parse_file
 
@@ -90,6 +90,7 @@ def collection_delete(*, collection: Collection, user: Any = None) -> None:
     for storage, name in stored:
         storage.delete(name)
     index.index_delete(collection_id=collection_id)
+    lexical.lexical_delete(collection_id=collection_id)
 
 
 def _spool(fileobj: IO[bytes]) -> tuple[tempfile.SpooledTemporaryFile[bytes], str, int]:
@@ -560,7 +561,7 @@ class _BatchRun:
                 _enqueue(document_id)
 
     def _prepare_all(self) -> list[_Prepared]:
-        from ingest.chunking import chunk_elements
+        from ingest.chunking import chunk_elements, document_title
         from ingest.embedding import count_tokens
         from ingest.redaction import elements_redact
 
@@ -592,12 +593,16 @@ class _BatchRun:
                 # Before chunking: a phone number must not be split between two chunks,
                 # and the heading each chunk carries comes from this text too.
                 elements = elements_redact(elements, ner=settings.PII_REDACTION_NER)
-            drafts = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens)
+            title = document_title(elements, name=document.name)
+            drafts = chunk_elements(
+                elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title
+            )
             timings["chunk"] = time.monotonic() - clock
             _set_status(
                 document.pk,
                 Status.EMBEDDING,
                 file_type=file_type,
+                title=title,
                 pages=parsed.pages,
                 progress_total=len(drafts),
                 progress_done=0,
@@ -653,6 +658,7 @@ class _BatchRun:
         replaced_files: list[tuple[Any, str]] = []
         ready: list[tuple[_Prepared, list[Chunk]]] = []
         new_ids: list[int] = []
+        new_texts: list[str] = []
         new_vectors: list[np.ndarray] = []
         old_ids: list[int] = []
         with transaction.atomic():
@@ -682,6 +688,7 @@ class _BatchRun:
                     )
                 )
                 new_ids += [c.pk for c in created]
+                new_texts += [d.embedding_text for d in p.drafts[: len(created)]]
                 if len(created):
                     new_vectors.append(mine)
                 # A new version replaces the old one in this same transaction: readers
@@ -702,6 +709,9 @@ class _BatchRun:
                 ids=new_ids,
                 vectors=np.vstack(new_vectors) if new_vectors else None,
                 remove=old_ids,
+            )
+            lexical.lexical_upsert(
+                collection_id=self.documents[0].collection_id, ids=new_ids, texts=new_texts, remove=old_ids
             )
             index_s = time.monotonic() - clock
             now = timezone.now()
@@ -794,40 +804,56 @@ def document_delete(*, document: Document, user: Any = None) -> None:
     if file_name:
         storage.delete(file_name)
     index.index_remove(collection_id=collection_id, ids=chunk_ids)
+    lexical.lexical_remove(collection_id=collection_id, ids=chunk_ids)
+
+
+def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tuple[int, str, bytes | memoryview]]:
+    """(chunk id, indexed text, embedding) of a collection's ready chunks, in id order."""
+    from ingest.chunking import indexed_text
+
+    rows = (
+        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY)
+        .exclude(id__in=list(exclude))
+        .order_by("id")
+        .values_list("id", "document__title", "heading", "text", "embedding")
+    )
+    return [
+        (chunk_id, indexed_text(title=title, heading=heading, text=text), embedding)
+        for chunk_id, title, heading, text, embedding in rows
+    ]
+
+
+def lexical_rebuild(*, collection_id: int) -> int:
+    """Rebuild one collection's lexical index from the database alone. Returns its size."""
+    rows = _indexed_rows(collection_id)
+    lexical.lexical_replace(collection_id=collection_id, ids=[r[0] for r in rows], texts=[r[1] for r in rows])
+    return len(rows)
 
 
 def index_rebuild(*, collection_id: int) -> int:
-    """Rebuild one collection's FAISS index from the database alone. Returns its size."""
+    """Rebuild one collection's indexes (FAISS and lexical) from the database alone. Returns its size."""
     from ingest.embedding import from_bytes
 
-    rows = list(
-        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY).values_list("id", "embedding")
-    )
+    rows = _indexed_rows(collection_id)
     ids = [r[0] for r in rows]
-    vectors = np.vstack([from_bytes(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    vectors = np.vstack([from_bytes(r[2]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
     index.index_replace(collection_id=collection_id, ids=ids, vectors=vectors)
+    lexical.lexical_replace(collection_id=collection_id, ids=ids, texts=[r[1] for r in rows])
     return len(ids)
 
 
 def collection_reindex(*, collection_id: int) -> int:
     """Re-embed every chunk of a collection with the configured model, then swap indexes.
 
-    For a changed embedding model: the old index keeps answering while the new
-    vectors are computed, and the new index replaces it in one rename. Chunks that
-    became ready meanwhile are added after the swap. Returns the number of vectors.
+    For a changed embedding model (or a changed way of composing what is embedded):
+    the old index keeps answering while the new vectors are computed, and the new
+    index replaces it in one rename. Chunks that became ready meanwhile are added
+    after the swap. Returns the number of vectors.
     """
-    from ingest.chunking import ChunkDraft
     from ingest.embedding import embed_texts, from_bytes, to_bytes
 
-    rows = list(
-        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY)
-        .order_by("id")
-        .values_list("id", "heading", "text")
-    )
-    texts = [
-        ChunkDraft(text=text, heading=heading, page_start=None, page_end=None).embedding_text
-        for _, heading, text in rows
-    ]
+    rows = _indexed_rows(collection_id)
+    texts = [r[1] for r in rows]
     vectors = embed_texts(texts) if texts else np.zeros((0, 0), np.float32)
     ids = [row[0] for row in rows]
     with transaction.atomic():
@@ -840,17 +866,15 @@ def collection_reindex(*, collection_id: int) -> int:
             batch_size=500,
         )
         index.index_replace(collection_id=collection_id, ids=ids, vectors=vectors)
-    late = list(
-        Chunk.objects.filter(collection_id=collection_id, document__status=Status.READY)
-        .exclude(id__in=ids)
-        .values_list("id", "embedding")
-    )
+        lexical.lexical_replace(collection_id=collection_id, ids=ids, texts=texts)
+    late = _indexed_rows(collection_id, exclude=ids)
     if late:
         index.index_upsert(
             collection_id=collection_id,
             ids=[r[0] for r in late],
-            vectors=np.vstack([from_bytes(r[1]) for r in late]),
+            vectors=np.vstack([from_bytes(r[2]) for r in late]),
         )
+        lexical.lexical_upsert(collection_id=collection_id, ids=[r[0] for r in late], texts=[r[1] for r in late])
     return len(ids) + len(late)
 
 

@@ -7,15 +7,24 @@ are restricted away from them. It searches only those collections' indexes, skip
 hidden documents' chunks inside the index scan itself, and checks every hit against
 the database (the chunk still exists, belongs to one of those collections, its
 document is ready and not hidden) before it is returned.
+
+Kinds: ``dense`` (FAISS cosine), ``lexical`` (BM25, ``ingest.lexical``), ``hybrid``
+(both, fused; the default), ``rerank`` (hybrid candidates reordered by a cross-encoder
+an admin configures). Every passage carries ``relevance``, the cosine of the question and
+its stored embedding, so one threshold means the same whichever kind found it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from ingest import index
+import numpy as np
+from django.conf import settings
+
+from ingest import index, lexical
 from ingest.models import Chunk, Document
 
 
@@ -30,6 +39,9 @@ class Passage:
     page_start: int | None
     page_end: int | None
     score: float
+    # The cosine of the question and this passage's embedded text, whatever the retriever
+    # (``score`` is only comparable within one retriever): what relevance floors compare.
+    relevance: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +79,33 @@ class Retriever(Protocol):
 
 
 def _ensure_index(collection_id: int) -> None:
-    """The index is a cache: if it is missing while the database has chunks, rebuild it."""
-    if index.index_path(collection_id).exists():
+    """The indexes are caches: if one is missing while the database has chunks, rebuild it."""
+    faiss_missing = not index.index_path(collection_id).exists()
+    lexical_missing = not lexical.lexical_path(collection_id).exists()
+    if not (faiss_missing or lexical_missing):
         return
     if Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY).exists():
-        from ingest.services import index_rebuild
+        from ingest.services import index_rebuild, lexical_rebuild
 
-        index_rebuild(collection_id=collection_id)
+        if faiss_missing:
+            index_rebuild(collection_id=collection_id)
+        else:
+            lexical_rebuild(collection_id=collection_id)
+
+
+def _query_vector(query: str) -> np.ndarray:
+    from ingest.embedding import embed_query
+
+    return np.asarray(embed_query(query), dtype=np.float32)
+
+
+def _cosine(vector: np.ndarray, chunk: Chunk) -> float:
+    from ingest.embedding import from_bytes
+
+    stored = from_bytes(chunk.embedding)
+    if stored.shape != vector.shape:  # a collection embedded with another model, not yet reindexed
+        return 0.0
+    return float(np.dot(vector, stored))
 
 
 class DenseRetriever:
@@ -85,69 +117,295 @@ class DenseRetriever:
     def retrieve(self, query: str, *, k: int) -> list[Passage]:
         if not self.scope.collection_ids or not query.strip():
             return []
-        from ingest.embedding import embed_query
+        vector = _query_vector(query)
+        hits = self.hits(vector, k=k * 2 + 10)
+        return passages_for(hits, scope=self.scope, vector=vector)[:k]
 
-        vector = embed_query(query)
+    def hits(self, vector: np.ndarray, *, k: int) -> list[index.Hit]:
         hits: list[index.Hit] = []
         for collection_id in self.scope.collection_ids:
             _ensure_index(collection_id)
-            # Over-fetch: hits of deleted or not-yet-ready documents are dropped below.
+            # Over-fetch: hits of deleted or not-yet-ready documents are dropped later.
             hits.extend(
                 index.index_search(
                     collection_id=collection_id,
                     vector=vector,
-                    k=k * 2 + 10,
+                    k=k,
                     exclude=self.scope.hidden_chunk_ids(collection_id),
                 )
             )
         hits.sort(key=lambda h: h.score, reverse=True)
-        return passages_for(hits, scope=self.scope)[:k]
+        return hits
 
 
-def passages_for(hits: Sequence[index.Hit], *, scope: Scope) -> list[Passage]:
-    """Hits as passages, in hit order, keeping only rows the scope may read right now."""
-    rows = {
+class LexicalRetriever:
+    """BM25 over the scope's lexical indexes, hidden documents' chunks scored zero before ranking."""
+
+    def __init__(self, *, scope: Scope) -> None:
+        self.scope = scope
+
+    def retrieve(self, query: str, *, k: int) -> list[Passage]:
+        if not self.scope.collection_ids or not query.strip():
+            return []
+        hits = self.hits(query, k=k * 2 + 10)
+        if not hits:
+            return []
+        return passages_for(hits, scope=self.scope, vector=_query_vector(query))[:k]
+
+    def hits(self, query: str, *, k: int) -> list[index.Hit]:
+        hits: list[index.Hit] = []
+        for collection_id in self.scope.collection_ids:
+            _ensure_index(collection_id)
+            hits.extend(
+                lexical.lexical_search(
+                    collection_id=collection_id,
+                    query=query,
+                    k=k,
+                    exclude=self.scope.hidden_chunk_ids(collection_id),
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return hits
+
+
+def fuse(
+    dense: dict[int, float],
+    lexical_scores: dict[int, float],
+    *,
+    method: str,
+    dense_weight: float,
+    rrf_k: int,
+) -> list[tuple[int, float]]:
+    """Candidates (chunk id, fused score), best first.
+
+    ``dense`` and ``lexical_scores`` score the same candidates (a candidate one search
+    did not propose is still scored by it, see ``HybridRetriever``), so neither method
+    has to guess a missing score.
+
+    * ``convex``: ``w * (cos - min cos) / (max cos - min cos) + (1 - w) * bm25 / max bm25``:
+      BM25 has no fixed scale, cosines crowd a narrow band; both are mapped onto [0, 1]
+      over the candidates before they are mixed.
+    * ``rrf``: ``w / (rrf_k + dense rank) + (1 - w) / (rrf_k + lexical rank)``.
+    """
+    ids = list(dense)
+    if not ids:
+        return []
+    if method == "rrf":
+        dense_rank = {c: r for r, c in enumerate(sorted(ids, key=lambda c: -dense[c]), start=1)}
+        lexical_rank = {c: r for r, c in enumerate(sorted(ids, key=lambda c: -lexical_scores.get(c, 0.0)), start=1)}
+        fused = {
+            c: dense_weight / (rrf_k + dense_rank[c])
+            + ((1 - dense_weight) / (rrf_k + lexical_rank[c]) if lexical_scores.get(c, 0.0) > 0 else 0.0)
+            for c in ids
+        }
+    elif method == "convex":
+        cosines = np.asarray([dense[c] for c in ids], dtype=np.float64)
+        low, high = float(cosines.min()), float(cosines.max())
+        spread = high - low if high > low else 1.0
+        best_bm25 = max((lexical_scores.get(c, 0.0) for c in ids), default=0.0) or 1.0
+        fused = {
+            c: dense_weight * (dense[c] - low) / spread + (1 - dense_weight) * lexical_scores.get(c, 0.0) / best_bm25
+            for c in ids
+        }
+    else:
+        raise ValueError(f"Unknown fusion {method!r}: use convex or rrf.")
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass(frozen=True)
+class Candidates:
+    rows: dict[int, Chunk]
+    cosines: dict[int, float]
+    bm25: dict[int, float]
+
+
+class HybridRetriever:
+    """Dense and lexical candidates, each scored by both, fused (``fuse``).
+
+    Each search proposes ``RETRIEVAL_CANDIDATES`` chunks from inside the scope (hidden
+    chunks are skipped by both scans). For their union the cosine comes from the
+    chunks' stored embeddings and the BM25 score from the lexical index, so a chunk one
+    search ranked just outside its list still gets its true score from it.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: Scope,
+        method: str | None = None,
+        dense_weight: float | None = None,
+        candidates: int | None = None,
+        rrf_k: int | None = None,
+    ) -> None:
+        self.scope = scope
+        self.method = method or settings.RETRIEVAL_FUSION
+        self.dense_weight = settings.RETRIEVAL_DENSE_WEIGHT if dense_weight is None else dense_weight
+        self.candidates = candidates or settings.RETRIEVAL_CANDIDATES
+        self.rrf_k = rrf_k or settings.RETRIEVAL_RRF_K
+        if self.method not in ("convex", "rrf"):
+            raise ValueError(f"Unknown fusion {self.method!r}: use convex or rrf.")
+
+    def retrieve(self, query: str, *, k: int) -> list[Passage]:
+        return self.candidate_passages(query, k=k)[:k]
+
+    def candidate_passages(self, query: str, *, k: int) -> list[Passage]:
+        """Every fused candidate the scope may read, best first, with score = fused score."""
+        if not self.scope.collection_ids or not query.strip():
+            return []
+        candidates = self.candidates_scored(query, _query_vector(query), k=k)
+        fused = fuse(
+            candidates.cosines,
+            candidates.bm25,
+            method=self.method,
+            dense_weight=self.dense_weight,
+            rrf_k=self.rrf_k,
+        )
+        return [_passage(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
+
+    def candidates_scored(self, query: str, vector: np.ndarray, *, k: int) -> Candidates:
+        """The union of both searches' candidates, each with its cosine and its BM25 score."""
+        wanted = max(self.candidates, k)
+        dense_hits = DenseRetriever(scope=self.scope).hits(vector, k=wanted)
+        lexical_hits = LexicalRetriever(scope=self.scope).hits(query, k=wanted)
+        rows = _readable_chunks([h.chunk_id for h in [*dense_hits, *lexical_hits]], scope=self.scope)
+        cosines = {chunk_id: _cosine(vector, chunk) for chunk_id, chunk in rows.items()}
+        return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows))
+
+    def _bm25(self, query: str, rows: dict[int, Chunk]) -> dict[int, float]:
+        scores: dict[int, float] = {}
+        by_collection: dict[int, list[int]] = {}
+        for chunk_id, chunk in rows.items():
+            by_collection.setdefault(chunk.collection_id, []).append(chunk_id)
+        for collection_id, chunk_ids in by_collection.items():
+            scores.update(lexical.lexical_scores(collection_id=collection_id, query=query, chunk_ids=chunk_ids))
+        return scores
+
+
+class RerankRetriever:
+    """Hybrid candidates reordered by a cross-encoder read from ``RERANKER_MODEL_PATH``."""
+
+    def __init__(self, *, scope: Scope, model_path: str | None = None) -> None:
+        self.scope = scope
+        self.model_path = model_path or settings.RERANKER_MODEL_PATH
+        if not self.model_path:
+            raise ValueError("The rerank retriever needs RERANKER_MODEL_PATH (a local cross-encoder folder).")
+
+    def retrieve(self, query: str, *, k: int) -> list[Passage]:
+        candidates = HybridRetriever(scope=self.scope).candidate_passages(query, k=k)
+        candidates = candidates[: max(k, settings.RERANKER_CANDIDATES)]
+        if not candidates:
+            return []
+        model = cross_encoder(self.model_path)
+        scores = model.predict([(query, _passage_text(p)) for p in candidates], show_progress_bar=False)
+        order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
+        return [replace(candidates[i], score=round(float(scores[i]), 4)) for i in order[:k]]
+
+
+_cross_encoders: dict[str, Any] = {}
+_cross_encoder_lock = threading.Lock()
+
+
+def cross_encoder(path: str) -> Any:
+    """The cross-encoder in ``path``, loaded once per process (sentence-transformers, CPU)."""
+    from pathlib import Path
+
+    with _cross_encoder_lock:
+        if path not in _cross_encoders:
+            if not Path(path).is_dir():
+                raise ValueError(f"RERANKER_MODEL_PATH {path!r} is not a folder holding a cross-encoder model.")
+            from sentence_transformers import CrossEncoder
+
+            _cross_encoders[path] = CrossEncoder(path, device="cpu")
+        return _cross_encoders[path]
+
+
+def _passage_text(passage: Passage) -> str:
+    if passage.heading and not passage.text.startswith(passage.heading):
+        return f"{passage.heading}\n{passage.text}"
+    return passage.text
+
+
+def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chunk]:
+    """The rows among ``chunk_ids`` the scope may read right now (exists, ready, not hidden)."""
+    return {
         c.pk: c
         for c in Chunk.objects.filter(
-            id__in=[h.chunk_id for h in hits],
+            id__in=list(set(chunk_ids)),
             collection_id__in=scope.collection_ids,
             document__status=Document.Status.READY,
         )
         .exclude(document_id__in=scope.hidden_document_ids)
         .select_related("document")
     }
+
+
+def _passage(chunk: Chunk, *, score: float, relevance: float | None) -> Passage:
+    return Passage(
+        chunk_id=chunk.pk,
+        document_id=chunk.document_id,
+        document_name=chunk.document.name,
+        collection_id=chunk.collection_id,
+        heading=chunk.heading,
+        text=chunk.text,
+        page_start=chunk.page_start,
+        page_end=chunk.page_end,
+        score=round(score, 4),
+        relevance=None if relevance is None else round(relevance, 4),
+    )
+
+
+def passages_for(hits: Sequence[index.Hit], *, scope: Scope, vector: np.ndarray | None = None) -> list[Passage]:
+    """Hits as passages, in hit order, keeping only rows the scope may read right now.
+
+    With the query's ``vector``, each passage's ``relevance`` is its cosine to it.
+    """
+    rows = _readable_chunks([h.chunk_id for h in hits], scope=scope)
     passages = []
     for hit in hits:
         chunk = rows.get(hit.chunk_id)
         if chunk is None:
             continue
-        passages.append(
-            Passage(
-                chunk_id=chunk.pk,
-                document_id=chunk.document_id,
-                document_name=chunk.document.name,
-                collection_id=chunk.collection_id,
-                heading=chunk.heading,
-                text=chunk.text,
-                page_start=chunk.page_start,
-                page_end=chunk.page_end,
-                score=round(hit.score, 4),
-            )
-        )
+        relevance = None if vector is None else _cosine(vector, chunk)
+        passages.append(_passage(chunk, score=hit.score, relevance=relevance))
     return passages
 
 
+def relevant_passages(passages: Sequence[Passage], *, floor: float) -> list[Passage]:
+    """The passages at or above the relevance floor (a passage without a relevance is kept)."""
+    return [p for p in passages if p.relevance is None or p.relevance >= floor]
+
+
+def is_low_relevance(passages: Sequence[Passage], *, weak: float) -> bool:
+    """True when there are passages and the best of them is below ``weak``.
+
+    No passage at all is not "low relevance": the answer then says nothing was found.
+    """
+    known = [p.relevance for p in passages if p.relevance is not None]
+    return bool(known) and max(known) < weak
+
+
 # Every surface (chat, ``ask``, the API, ``evaluate``) gets its retriever here, by kind,
-# so a new kind (lexical, hybrid, reranked) becomes available everywhere at once.
-RETRIEVER_KINDS: tuple[str, ...] = ("dense",)
+# so a new kind becomes available everywhere at once.
+RETRIEVER_KINDS: tuple[str, ...] = ("dense", "lexical", "hybrid", "rerank")
 
 
 def available_retrievers() -> list[str]:
-    """The kinds usable with the current settings, in the order reports list them."""
-    return list(RETRIEVER_KINDS)
+    """The kinds usable with the current settings, in the order reports list them.
+
+    ``rerank`` needs a cross-encoder folder (``RERANKER_MODEL_PATH``); none ships.
+    """
+    return [kind for kind in RETRIEVER_KINDS if kind != "rerank" or settings.RERANKER_MODEL_PATH]
 
 
 def build_retriever(kind: str, *, scope: Scope) -> Retriever:
+    if kind not in available_retrievers():
+        if kind == "rerank":
+            raise ValueError("The rerank retriever needs RERANKER_MODEL_PATH (a local cross-encoder folder).")
+        raise ValueError(f"Unknown retriever {kind!r}; known: {', '.join(available_retrievers())}.")
     if kind == "dense":
         return DenseRetriever(scope=scope)
-    raise ValueError(f"Unknown retriever {kind!r}; known: {', '.join(available_retrievers())}.")
+    if kind == "lexical":
+        return LexicalRetriever(scope=scope)
+    if kind == "hybrid":
+        return HybridRetriever(scope=scope)
+    return RerankRetriever(scope=scope)

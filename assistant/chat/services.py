@@ -27,7 +27,7 @@ from assistant.chat.citations import citations_clean
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
-from assistant.chat.retrieval import Passage, build_retriever, passages_for
+from assistant.chat.retrieval import Passage, build_retriever, is_low_relevance, passages_for, relevant_passages
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
@@ -61,7 +61,10 @@ def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) 
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
-    return passages_redact(build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k))
+    passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    # A passage this far from the question would only tempt the model to answer from
+    # its own memory: with none left, the answer says nothing was found.
+    return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
 
 
 def passages_redact(passages: list[Passage]) -> list[Passage]:
@@ -142,6 +145,7 @@ def citation_for(number: int, passage: Passage) -> dict[str, Any]:
         "heading": passage.heading,
         "chunk_id": passage.chunk_id,
         "score": passage.score,
+        "relevance": passage.relevance,
         "text": passage.text,
     }
 
@@ -151,6 +155,7 @@ class _Turn:
     conversation: Conversation
     passages: list[Passage]
     pending: int  # documents of the collection still being ingested
+    low_relevance: bool = False  # the best passage is only weakly related to the question
     citations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -177,7 +182,12 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
         .exclude(status__in=[Document.Status.READY, Document.Status.FAILED])
         .count()
     )
-    turn = _Turn(conversation=conversation, passages=passages, pending=pending)
+    turn = _Turn(
+        conversation=conversation,
+        passages=passages,
+        pending=pending,
+        low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
+    )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     return turn
 
@@ -229,8 +239,9 @@ async def answer_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """Answer a question as a stream of events.
 
-    Events, in order: ``sources`` (the numbered citations, and the query retrieval
-    searched for), ``token`` (answer text as the model streams it, many), then
+    Events, in order: ``sources`` (the numbered citations, the query retrieval
+    searched for, and ``low_relevance`` when the best of them is only weakly related
+    to the question), ``token`` (answer text as the model streams it, many), then
     ``done`` or ``error`` (a readable reason; the partial answer is still stored).
     Both end events carry the stored answer: ``text`` with citation markers naming
     no source removed (``removed_citations`` of them; the page replaces the streamed
@@ -253,6 +264,7 @@ async def answer_stream(
         "pending_documents": turn.pending,
         "query": rewrite.query,
         "query_rewrite": rewrite.method,
+        "low_relevance": turn.low_relevance,
     }
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()

@@ -61,8 +61,10 @@ def test_group_grant_gives_read_access(collections) -> None:
     assert passages[0].page_start == 2
 
 
-def test_other_collections_never_contribute_passages(collections) -> None:
+def test_other_collections_never_contribute_passages(collections, settings) -> None:
     public, _ = collections
+    # Every passage of the readable collection, however weak: this is about scope, not relevance.
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
     user = UserFactory.create()
     CollectionGrant.objects.create(collection=public, user=user, role=Role.READ)
     passages = services.passages_retrieve(user=user, collection=public, query="merger code name BLUEHERON", k=50)

@@ -26,3 +26,22 @@ def cite_links(text: str, message: Any) -> SafeString:
         return f'<a class="cite" href="#m{message.pk}-c{n}">[{n}]</a>'
 
     return mark_safe(_MARKER.sub(link, escape(text)).replace("\n", "<br>"))  # noqa: S308 (escaped above)
+
+
+LOW_RELEVANCE_WARNING = (
+    "The passages found are only weakly related to this question: the answer may not be supported by the documents."
+)
+
+
+@register.filter
+def low_relevance(citations: Any) -> bool:
+    """A stored answer whose best passage was below ``RETRIEVAL_WEAK_RELEVANCE`` (as the live page showed)."""
+    from django.conf import settings
+
+    known = [float(c["relevance"]) for c in citations or [] if isinstance(c, dict) and c.get("relevance") is not None]
+    return bool(known) and max(known) < settings.RETRIEVAL_WEAK_RELEVANCE
+
+
+@register.simple_tag
+def low_relevance_warning() -> str:
+    return LOW_RELEVANCE_WARNING

@@ -74,11 +74,14 @@ form?.addEventListener("submit", async (event) => {
   const answer = el("article", "msg assistant streaming");
   const body = el("div", "body");
   const notice = el("p", "muted small");
+  const warning = el("p", "warning");
+  warning.setAttribute("role", "status");
+  warning.hidden = true;
   const citations = el("ol", "citations");
   const footer = el("p", "muted small");
   const prefix = `live${Date.now()}`;
   let sources = [];
-  answer.append(notice, body, citations, footer);
+  answer.append(notice, warning, body, citations, footer);
   thread.append(asked, answer);
   textarea.value = "";
 
@@ -96,6 +99,10 @@ form?.addEventListener("submit", async (event) => {
       if (ev.event === "sources") {
         sources = ev.citations;
         renderCitations(citations, sources, prefix);
+        if (ev.low_relevance) {
+          warning.textContent = thread.dataset.lowRelevanceWarning;
+          warning.hidden = false;
+        }
         if (ev.pending_documents) notice.textContent = `${ev.pending_documents} document(s) of this collection are still being indexed and could not be searched yet.`;
       } else if (ev.event === "token") {
         body.textContent += ev.text;

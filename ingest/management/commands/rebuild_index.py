@@ -1,4 +1,4 @@
-"""``manage.py rebuild_index [--collection NAME]``: rebuild FAISS from the database alone."""
+"""``manage.py rebuild_index [--collection NAME]``: rebuild FAISS and BM25 from the database alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ingest.management.selection import selected_collections
 
 
 class Command(BaseCommand):
-    help = "Rebuild the vector index of one collection (or all) from the chunks stored in the database."
+    help = "Rebuild the vector and lexical indexes of one collection (or all) from the chunks stored in the database."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--collection")
