@@ -43,6 +43,15 @@ from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _no_relevance_floor(settings) -> None:
+    """Fishing questions are unrelated to every document, so the relevance floor would
+    answer them with nothing at all and a leak could hide behind it: these tests see
+    every passage retrieval ranks."""
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+
+
 MARKERS = ("BLUEHERON", "Heron Logistics", "412 million", "TANGERINE-7", "Larkspur")
 MERGER = (
     "Board minutes, confidential.\n\n"
