@@ -4,8 +4,10 @@
 earlier turns, the LLM is asked (short prompt, few tokens, a time budget) to restate
 the question so that it stands alone. When it is not reachable, fails, runs out of
 time or answers with nothing or with something far too long, a heuristic takes over:
-the previous question and the follow-up are searched together, which carries the
-subject of the conversation ("revenue of Northwind") into the follow-up's query.
+a short follow-up that only changes a value (a year, a quarter, a number) becomes the
+previous question with that value swapped in; otherwise the previous question and the
+follow-up are searched together, which carries the subject of the conversation
+("revenue of Northwind") into the follow-up's query.
 The question shown and stored stays the user's own; only retrieval uses the rewrite.
 """
 
@@ -45,10 +47,65 @@ class Rewrite:
     reason: str = ""  # why the heuristic was used
 
 
+# Values a short follow-up swaps into the previous question ("And in 2023?", "What
+# about Q3?"): years, quarters and halves, other numbers. Each is matched by its kind.
+_SLOTS = (
+    ("year", re.compile(r"\b(?:19|20)\d{2}\b")),
+    ("period", re.compile(r"\b(?:Q[1-4]|H[12])\b", re.IGNORECASE)),
+    ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w.,]*\d)")),
+)
+# A follow-up this short is elliptical: it only makes sense with the previous question.
+_ELLIPTICAL_MAX_WORDS = 6
+
+
+def _slot_values(text: str) -> list[tuple[str, int, int]]:
+    """(kind, start, end) of every slot value in ``text``, each span counted once."""
+    found: list[tuple[str, int, int]] = []
+    for kind, pattern in _SLOTS:
+        for m in pattern.finditer(text):
+            if not any(s < m.end() and m.start() < e for _, s, e in found):
+                found.append((kind, m.start(), m.end()))
+    return sorted(found, key=lambda v: v[1])
+
+
+def _swap_values(previous: str, follow_up: str) -> str | None:
+    """The previous question with the follow-up's values put in place of its own, or None.
+
+    "What was Northwind's revenue in 2022?" + "And in 2023?" gives "What was
+    Northwind's revenue in 2023?": searching both questions together would rank the
+    2022 report first, since the previous question says 2022 and its subject words.
+    """
+    if len(follow_up.split()) > _ELLIPTICAL_MAX_WORDS:
+        return None
+    new = _slot_values(follow_up)
+    old = _slot_values(previous)
+    if not new or not old:
+        return None
+    replacements: dict[int, tuple[int, str]] = {}
+    for kind, start, end in new:
+        target = next((v for v in old if v[0] == kind and v[1] not in replacements), None)
+        if target is None:
+            return None  # a value of a kind the previous question does not have: no swap
+        replacements[target[1]] = (target[2], follow_up[start:end])
+    swapped = previous
+    for start in sorted(replacements, reverse=True):
+        end, value = replacements[start]
+        swapped = swapped[:start] + value + swapped[end:]
+    return swapped
+
+
 def heuristic_query(history: Sequence[Turn], question: str) -> str:
-    """The previous question followed by the follow-up (the fallback without an LLM)."""
+    """The fallback without an LLM.
+
+    A short follow-up that only changes a value ("And in 2023?") becomes the previous
+    question with that value swapped in; any other follow-up is searched together
+    with the previous question, which carries the conversation's subject into it.
+    """
     previous = [t.text.strip() for t in history if t.role == "user" and t.text.strip()]
-    return f"{previous[-1]} {question.strip()}" if previous else question.strip()
+    if not previous:
+        return question.strip()
+    swapped = _swap_values(previous[-1], question.strip())
+    return swapped if swapped is not None else f"{previous[-1]} {question.strip()}"
 
 
 def rewrite_messages(history: Sequence[Turn], question: str) -> list[dict[str, str]]:

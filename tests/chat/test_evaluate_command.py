@@ -228,7 +228,9 @@ def test_qa_needs_a_corpus_or_an_existing_collection(tmp_path: Path) -> None:
         call_command("evaluate", "--qa", str(qa))
 
 
-def test_qa_measures_cited_gold_with_the_real_llm(llm, tmp_path: Path, qa_corpus: Path) -> None:
+def test_qa_measures_cited_gold_with_the_real_llm(llm, settings, tmp_path: Path, qa_corpus: Path) -> None:
+    # cited_gold is measured for the retriever that answers questions (RETRIEVAL_MODE).
+    settings.RETRIEVAL_MODE = "dense"
     qa = write_qa(tmp_path / "qa.jsonl", QA_ROWS[:1])
     results, err = evaluate("--qa", str(qa), "--corpus", str(qa_corpus), "--retriever", "dense")
     assert "cited_gold: " in err and "of 1 answers" in err

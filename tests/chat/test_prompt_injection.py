@@ -209,7 +209,8 @@ def test_a_planted_injection_changes_nothing_the_product_controls(llm, settings,
     assert set(stored.chunk_ids) <= set(Chunk.objects.filter(collection=poisoned).values_list("id", flat=True))
     # The only change is the question and the answer (and their conversation).
     changed = {label: after[label] - before[label] for label in after if after[label] != before[label]}
-    assert changed == {"chat.Message": 2, "chat.Conversation": 1}
+    # The question and its answer, their conversation, and the audit record of the answer.
+    assert changed == {"chat.Message": 2, "chat.Conversation": 1, "audit.AuditEvent": 1}
     assert stored.content == answer.text
     # The model was never given the rules in a form it could copy out whole.
     assert SYSTEM_PROMPT not in answer.text

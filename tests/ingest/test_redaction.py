@@ -170,9 +170,14 @@ def test_ingest_mode_stores_and_embeds_chunks_redacted_and_keeps_the_file(settin
         assert placeholder in stored
     for kept in KEPT:
         assert kept in stored
-    # What was embedded is the redacted text.
+    # What was embedded is the redacted text (with the document's title, itself redacted).
+    document.refresh_from_db()
+    for original in ORIGINALS:
+        assert original not in document.title
     for chunk in chunks:
-        embedded = ChunkDraft(text=chunk.text, heading=chunk.heading, page_start=None, page_end=None).embedding_text
+        embedded = ChunkDraft(
+            text=chunk.text, heading=chunk.heading, page_start=None, page_end=None, title=document.title
+        ).embedding_text
         assert chunk.text_hash == services.text_digest(embedded)
     # The uploaded file is kept exactly as it was sent.
     assert Path(document.file.path).read_bytes() == content
