@@ -109,7 +109,7 @@ def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
             judged.update(rels)
     rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
     rest = [r for r in rows if r["_id"] not in judged]
-    np.random.default_rng(0).shuffle(rest)  # type: ignore[arg-type]
+    np.random.default_rng(0).shuffle(rest)
     ordered = [r for r in rows if r["_id"] in judged] + rest
     drafts = []
     for row in ordered:
