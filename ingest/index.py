@@ -75,10 +75,12 @@ def index_path(collection_id: int) -> Path:
 
 
 @contextlib.contextmanager
-def _write_lock(collection_id: int) -> Iterator[None]:
+def collection_write_lock(collection_id: int, kind: str = "") -> Iterator[None]:
+    """One writer at a time for a collection's index of ``kind`` ("": FAISS), across processes."""
     directory = Path(settings.INDEX_DIR)
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"collection-{collection_id}.lock", "a+b") as handle:
+    suffix = f".{kind}" if kind else ""
+    with open(directory / f"collection-{collection_id}{suffix}.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -228,7 +230,7 @@ def index_upsert(
     """
     path = index_path(collection_id)
     adding = len(ids) > 0 and vectors is not None
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id):
         if path.exists():
             index = _read(path)
         elif adding:
@@ -261,7 +263,7 @@ def index_remove(*, collection_id: int, ids: Sequence[int]) -> None:
 def index_replace(*, collection_id: int, ids: Sequence[int], vectors: np.ndarray) -> None:
     """Write a whole index from scratch (the rebuild path)."""
     path = index_path(collection_id)
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id):
         if len(ids):
             index = index_build(ids=_as_ids(ids), vectors=vectors)
         else:
@@ -271,7 +273,7 @@ def index_replace(*, collection_id: int, ids: Sequence[int], vectors: np.ndarray
 
 
 def index_delete(*, collection_id: int) -> None:
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id):
         index_path(collection_id).unlink(missing_ok=True)
     with _cache_lock:
         _cache.pop(str(index_path(collection_id)), None)

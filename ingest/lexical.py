@@ -21,11 +21,9 @@ read with ``allow_pickle=False``: nothing read back is unpickled.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from ingest.index import Hit
+from ingest.index import Hit, collection_write_lock
 
 _cache: dict[str, tuple[tuple[int, int, int], LexicalIndex]] = {}
 _cache_lock = threading.Lock()
@@ -47,18 +45,6 @@ B = 0.75
 
 def lexical_path(collection_id: int) -> Path:
     return Path(settings.INDEX_DIR) / f"collection-{collection_id}.bm25.npz"
-
-
-@contextlib.contextmanager
-def _write_lock(collection_id: int) -> Iterator[None]:
-    directory = Path(settings.INDEX_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"collection-{collection_id}.bm25.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _stem() -> Any:
@@ -222,7 +208,7 @@ def lexical_upsert(*, collection_id: int, ids: Sequence[int], texts: Sequence[st
     if len(ids) != len(texts):
         raise ValueError("lexical_upsert needs one text per id.")
     path = lexical_path(collection_id)
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id, "bm25"):
         if path.exists():
             base = _read(path)
         elif ids:
@@ -242,12 +228,12 @@ def lexical_replace(*, collection_id: int, ids: Sequence[int], texts: Sequence[s
     if len(ids) != len(texts):
         raise ValueError("lexical_replace needs one text per id.")
     path = lexical_path(collection_id)
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id, "bm25"):
         _write_atomically(_merged(_empty(), ids=ids, texts=texts, remove=()), path)
 
 
 def lexical_delete(*, collection_id: int) -> None:
-    with _write_lock(collection_id):
+    with collection_write_lock(collection_id, "bm25"):
         lexical_path(collection_id).unlink(missing_ok=True)
     with _cache_lock:
         _cache.pop(str(lexical_path(collection_id)), None)
