@@ -17,7 +17,7 @@ its stored embedding, so one threshold means the same whichever kind found it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -63,15 +63,20 @@ class Scope:
     def of(cls, collection_ids: Sequence[int], hidden_document_ids: Sequence[int] = ()) -> Scope:
         return cls(tuple(collection_ids), frozenset(hidden_document_ids))
 
-    def hidden_chunk_ids(self, collection_id: int) -> list[int]:
-        """Chunk ids of this collection's hidden documents (what the index scan skips)."""
+    def hidden_chunk_ids(self) -> dict[int, list[int]]:
+        """Chunk ids of the hidden documents, by collection (what the index scans skip).
+
+        One query for the whole scope; none at all when nothing is hidden.
+        """
         if not self.hidden_document_ids:
-            return []
-        return list(
-            Chunk.objects.filter(collection_id=collection_id, document_id__in=self.hidden_document_ids).values_list(
-                "id", flat=True
-            )
-        )
+            return {}
+        by_collection: dict[int, list[int]] = {}
+        rows = Chunk.objects.filter(
+            collection_id__in=self.collection_ids, document_id__in=self.hidden_document_ids
+        ).values_list("collection_id", "id")
+        for collection_id, chunk_id in rows:
+            by_collection.setdefault(collection_id, []).append(chunk_id)
+        return by_collection
 
 
 class Retriever(Protocol):
@@ -121,7 +126,9 @@ class DenseRetriever:
         hits = self.hits(vector, k=k * 2 + 10)
         return passages_for(hits, scope=self.scope, vector=vector)[:k]
 
-    def hits(self, vector: np.ndarray, *, k: int) -> list[index.Hit]:
+    def hits(self, vector: np.ndarray, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
+        """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
+        hidden = self.scope.hidden_chunk_ids() if hidden is None else hidden
         hits: list[index.Hit] = []
         for collection_id in self.scope.collection_ids:
             _ensure_index(collection_id)
@@ -131,7 +138,7 @@ class DenseRetriever:
                     collection_id=collection_id,
                     vector=vector,
                     k=k,
-                    exclude=self.scope.hidden_chunk_ids(collection_id),
+                    exclude=hidden.get(collection_id, ()),
                 )
             )
         hits.sort(key=lambda h: h.score, reverse=True)
@@ -152,7 +159,9 @@ class LexicalRetriever:
             return []
         return passages_for(hits, scope=self.scope, vector=_query_vector(query))[:k]
 
-    def hits(self, query: str, *, k: int) -> list[index.Hit]:
+    def hits(self, query: str, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
+        """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
+        hidden = self.scope.hidden_chunk_ids() if hidden is None else hidden
         hits: list[index.Hit] = []
         for collection_id in self.scope.collection_ids:
             _ensure_index(collection_id)
@@ -161,7 +170,7 @@ class LexicalRetriever:
                     collection_id=collection_id,
                     query=query,
                     k=k,
-                    exclude=self.scope.hidden_chunk_ids(collection_id),
+                    exclude=hidden.get(collection_id, ()),
                 )
             )
         hits.sort(key=lambda h: h.score, reverse=True)
@@ -265,8 +274,9 @@ class HybridRetriever:
     def candidates_scored(self, query: str, vector: np.ndarray, *, k: int) -> Candidates:
         """The union of both searches' candidates, each with its cosine and its BM25 score."""
         wanted = max(self.candidates, k)
-        dense_hits = DenseRetriever(scope=self.scope).hits(vector, k=wanted)
-        lexical_hits = LexicalRetriever(scope=self.scope).hits(query, k=wanted)
+        hidden = self.scope.hidden_chunk_ids()
+        dense_hits = DenseRetriever(scope=self.scope).hits(vector, k=wanted, hidden=hidden)
+        lexical_hits = LexicalRetriever(scope=self.scope).hits(query, k=wanted, hidden=hidden)
         rows = _readable_chunks([h.chunk_id for h in [*dense_hits, *lexical_hits]], scope=self.scope)
         cosines = {chunk_id: _cosine(vector, chunk) for chunk_id, chunk in rows.items()}
         return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows))
