@@ -247,13 +247,14 @@ RETRIEVAL_TOP_K = env.int("RETRIEVAL_TOP_K", default=5)
 # dense, lexical, hybrid, or rerank (when RERANKER_MODEL_PATH is set).
 RETRIEVAL_MODE = env.str("RETRIEVAL_MODE", default="hybrid")
 # Hybrid retrieval (docs/quality.md): each of the dense and lexical searches proposes this
-# many chunks, then every candidate is scored by both and fused: "rrf" = reciprocal rank
-# fusion with RETRIEVAL_RRF_K, the dense ranking weighted RETRIEVAL_DENSE_WEIGHT and the
-# lexical the rest; "convex" = that weight x min-max-normalised cosine + the rest x
-# BM25 / best BM25. `bench/hybrid_retrieval.py tune` measures them on SciFact TRAIN.
+# many chunks, then every candidate is scored by both and fused: "convex" = the dense
+# weight RETRIEVAL_DENSE_WEIGHT x min-max-normalised cosine + the rest x BM25 / best BM25;
+# "rrf" = reciprocal rank fusion with RETRIEVAL_RRF_K, the ranks weighted the same way.
+# The defaults (convex, 0.7) are the best setting on SciFact TRAIN (docs/quality.md,
+# "Fusion tuning"; `bench/hybrid_retrieval.py tune` and `manage.py evaluate` measure them).
 RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=50)
-RETRIEVAL_FUSION = env.str("RETRIEVAL_FUSION", default="rrf")
-RETRIEVAL_DENSE_WEIGHT = env.float("RETRIEVAL_DENSE_WEIGHT", default=0.5)
+RETRIEVAL_FUSION = env.str("RETRIEVAL_FUSION", default="convex")
+RETRIEVAL_DENSE_WEIGHT = env.float("RETRIEVAL_DENSE_WEIGHT", default=0.7)
 RETRIEVAL_RRF_K = env.int("RETRIEVAL_RRF_K", default=60)
 # Relevance is the cosine of the question and a passage's embedded text, whatever the
 # retriever. Below MIN a passage is not given to the model (no passage left: "nothing

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from assistant.chat import services
@@ -90,6 +92,31 @@ def test_hidden_chunks_are_scored_zero_inside_the_lexical_search(policies) -> No
     scope = Scope.of([collection.pk], hidden_document_ids=[travel.pk])
     hits = LexicalRetriever(scope=scope).hits("meal allowance", k=10)
     assert not set(travel.chunks.values_list("id", flat=True)) & {h.chunk_id for h in hits}
+
+
+def test_hybrid_looks_up_the_hidden_chunks_once_for_both_searches(policies) -> None:
+    collection, documents = policies
+    other = CollectionFactory.create(name="Other")
+    travel, leave = documents["travel.txt"], documents["leave.txt"]
+    scope = Scope.of([collection.pk, other.pk], hidden_document_ids=[travel.pk, leave.pk])
+    hidden = scope.hidden_chunk_ids()
+    assert set(hidden) == {collection.pk}  # nothing of the other collection is hidden
+    assert sorted(hidden[collection.pk]) == sorted(
+        Chunk.objects.filter(document__in=[travel, leave]).values_list("id", flat=True)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        passages = HybridRetriever(scope=scope).retrieve("meal allowance abroad", k=5)
+    assert passages and not {travel.pk, leave.pk} & {p.document_id for p in passages}
+    chunk_lookups = [q["sql"] for q in queries.captured_queries if '"document_id" IN' in q["sql"]]
+    # The hidden chunks of the whole scope: one query, shared by the dense and lexical scans.
+    assert len([sql for sql in chunk_lookups if "NOT" not in sql]) == 1, chunk_lookups
+    assert Scope.of([collection.pk]).hidden_chunk_ids() == {}
+
+
+def test_the_default_fusion_is_the_setting_tuned_on_scifact_train() -> None:
+    # docs/quality.md, "Fusion tuning": convex fusion at dense weight 0.7 was the best on TRAIN.
+    retriever = HybridRetriever(scope=Scope.of([1]))
+    assert (retriever.method, retriever.dense_weight) == ("convex", 0.7)
 
 
 def test_hybrid_scores_every_candidate_with_both_retrievers(policies) -> None:
