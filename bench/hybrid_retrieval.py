@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import math
 import os
 import statistics
 import sys
@@ -38,11 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
-SCIFACT = SHARED / "scifact"
-FORMATS = SHARED / "formats"
+from scifact import FORMATS, corpus_rows, ndcg_at_10, read_split  # noqa: E402
+
 SCIFACT_NAME = "bench-scifact"
 FORMATS_NAME = "bench-formats"
 
@@ -57,33 +52,6 @@ def setup() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def read_split(split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with (SCIFACT / "qrels" / f"{split}.tsv").open() as handle:
-        next(handle)
-        for line in handle:
-            qid, did, score = line.rstrip("\n").split("\t")
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries: dict[str, str] = {}
-    with (SCIFACT / "queries.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if row["_id"] in qrels:
-                queries[row["_id"]] = row["text"]
-    return queries, qrels
-
-
-def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    total = 0.0
-    for qid, rels in qrels.items():
-        got = ranked.get(qid, [])[:10]
-        dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(got))
-        ideal = sorted(rels.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(qrels)
 
 
 def p95(values: list[float]) -> float:
@@ -107,7 +75,7 @@ def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
     for split in ("train", "test"):
         for rels in read_split(split)[1].values():
             judged.update(rels)
-    rows = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open(encoding="utf-8")]
+    rows = list(corpus_rows())
     rest = [r for r in rows if r["_id"] not in judged]
     np.random.default_rng(0).shuffle(rest)
     ordered = [r for r in rows if r["_id"] in judged] + rest
@@ -360,11 +328,7 @@ def floors(args: argparse.Namespace) -> None:
     queries, qrels = read_split("train")
     chosen = sorted(queries, key=lambda q: int(q.split("-")[-1]) if q.split("-")[-1].isdigit() else q)
     chosen = chosen[: args.queries]
-    rows = {}
-    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            rows[row["_id"]] = row
+    rows = {row["_id"]: row for row in corpus_rows()}
     from django.conf import settings
 
     from ingest.parsers.base import Element

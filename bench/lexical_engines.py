@@ -21,54 +21,21 @@ exist and agree.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-if not SCIFACT.is_dir():
-    SCIFACT = Path("/work/shared/data/scifact")
+from scifact import corpus_rows, ndcg_at_10, read_split
 
 Search = Callable[[str, int], list[str]]
 
 
 def load(split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    corpus: dict[str, str] = {}
-    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            corpus[row["_id"]] = f"{row['title']}\n{row['text']}"
-    qrels: dict[str, dict[str, int]] = {}
-    with (SCIFACT / "qrels" / f"{split}.tsv").open() as handle:
-        next(handle)
-        for line in handle:
-            qid, did, score = line.split("\t")
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries: dict[str, str] = {}
-    with (SCIFACT / "queries.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            if row["_id"] in qrels:
-                queries[row["_id"]] = row["text"]
-    return corpus, queries, qrels
-
-
-def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    """BEIR's nDCG@10 (graded gains, log2 discount), averaged over the judged queries."""
-    total = 0.0
-    for qid, rels in qrels.items():
-        got = ranked.get(qid, [])[:10]
-        dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(got))
-        ideal = sorted(rels.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(qrels)
+    corpus = {row["_id"]: f"{row['title']}\n{row['text']}" for row in corpus_rows()}
+    return (corpus, *read_split(split))
 
 
 def build_bm25s(corpus: dict[str, str]) -> Search:
