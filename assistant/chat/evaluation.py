@@ -193,23 +193,18 @@ def beir_load(root: Path, split: str = "test", limit: int | None = None) -> Beir
 DEEP_K = 100  # Recall@100 is always reported
 
 
-def retrieve_documents(
-    retriever: Retriever, query: str, keys: Mapping[int, Sequence[str]], want: int
-) -> tuple[list[str], float]:
-    """At least ``want`` distinct documents (when the collection has them), and the seconds it took.
+def retrieve_documents(retriever: Retriever, query: str, keys: Mapping[int, Sequence[str]], want: int) -> list[str]:
+    """At least ``want`` distinct documents, when the collection has them, best first.
 
     A document may have many passages, so more passages than documents are asked for,
     and more again while the answer is full but still short of ``want`` documents.
     """
     depth = want * 3
-    elapsed = 0.0
     while True:
-        clock = time.perf_counter()
         passages = retriever.retrieve(query, k=depth)
-        elapsed += time.perf_counter() - clock
         ranked = ranked_documents(passages, keys)
         if len(ranked) >= want or len(passages) < depth or depth >= want * 24:
-            return ranked, elapsed
+            return ranked
         depth *= 2
 
 
@@ -221,14 +216,21 @@ def beir_evaluate(
     k: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
-    """Mean metrics over the dataset's queries, and retrieval latency percentiles in ms."""
+    """Mean metrics over the dataset's queries, and retrieval latency percentiles in ms.
+
+    The latency is that of one retrieval of ``k`` passages, what answering a question
+    costs (query embedding, search, database check); the deeper retrieval behind
+    Recall@100 (hundreds of passages) is an artefact of measuring and is not timed.
+    """
     deep = max(DEEP_K, k)
     totals = {"ndcg": 0.0, "recall": 0.0, "recall_deep": 0.0, "mrr": 0.0}
     latencies: list[float] = []
     retriever.retrieve("warm-up query", k=1)  # model loading is not a query's latency
     for done, (query_id, text) in enumerate(dataset.queries.items(), start=1):
-        ranked, seconds = retrieve_documents(retriever, text, keys, deep)
-        latencies.append(seconds * 1000)
+        clock = time.perf_counter()
+        retriever.retrieve(text, k=k)
+        latencies.append((time.perf_counter() - clock) * 1000)
+        ranked = retrieve_documents(retriever, text, keys, deep)
         judged = dataset.qrels[query_id]
         relevant = {doc for doc, score in judged.items() if score > 0}
         totals["ndcg"] += ndcg_at_k(ranked, judged, k)

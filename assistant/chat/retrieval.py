@@ -335,6 +335,20 @@ def _passage_text(passage: Passage) -> str:
     return passage.text
 
 
+# What a passage is made of (``_passage``, ``_cosine``): the other columns stay in the database.
+PASSAGE_FIELDS = (
+    "id",
+    "document_id",
+    "collection_id",
+    "heading",
+    "text",
+    "page_start",
+    "page_end",
+    "embedding",
+    "document__name",
+)
+
+
 def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chunk]:
     """The rows among ``chunk_ids`` the scope may read right now (exists, ready, not hidden)."""
     return {
@@ -346,6 +360,7 @@ def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chu
         )
         .exclude(document_id__in=scope.hidden_document_ids)
         .select_related("document")
+        .only(*PASSAGE_FIELDS)
     }
 
 
