@@ -179,6 +179,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 # INDEX_IVF_RECALL Recall@10 against exact search. See docs/retrieval-scale.md.
 INDEX_EXACT_MAX = env.int("INDEX_EXACT_MAX", default=100_000)
 INDEX_IVF_RECALL = env.float("INDEX_IVF_RECALL", default=0.95)
+# Readers read an index file into memory. True: they map an IVF file's lists instead
+# (a reload after a write costs milliseconds instead of reading the file, one copy in
+# the page cache for every process), but a search over mapped lists measured about 2x
+# slower (docs/retrieval-scale.md).
+INDEX_MMAP = env.bool("INDEX_MMAP", default=False)
 
 # --- Celery --------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"

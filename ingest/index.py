@@ -20,8 +20,10 @@ across every process on the host, and across containers sharing the volume), bui
 the new index in memory, write it to a temporary file and ``os.replace`` it, so a
 reader only ever opens a complete file. Readers never lock: they keep the last index
 they loaded and reload when the file's identity (inode, size, mtime) changes. They
-map an IVF file's lists from disk instead of copying them, so a reload after a write
-is cheap and processes on one host share one copy in the page cache.
+read the file into memory: searching mapped IVF lists measured about twice as slow
+(docs/retrieval-scale.md). With ``INDEX_MMAP`` they map an IVF file's lists instead,
+so a reload after a write is cheap and processes on one host share one copy in the
+page cache, at that cost per search.
 
 Nothing read back from disk is unpickled or evaluated: FAISS reads its own format.
 """
@@ -296,7 +298,7 @@ def _load(collection_id: int) -> Any | None:
         cached = _cache.get(key)
         if cached and cached[0] == identity:
             return cached[1]
-        index = _read(path, mapped=True)
+        index = _read(path, mapped=bool(settings.INDEX_MMAP))
         _cache[key] = (identity, index)
         return index
 

@@ -182,3 +182,23 @@ def test_readers_see_the_new_index_after_a_switch() -> None:
     index.index_remove(collection_id=1, ids=ids_from(901, 600))
     assert top_ids(1, vectors[1_200], k=1) != [1_201]
     assert kind(1) == "flat"
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_readers_hold_ivf_lists_in_memory_unless_mapping_is_asked_for(settings, mapped) -> None:
+    settings.INDEX_MMAP = mapped
+    drawn = clustered(3_050)
+    vectors, queries = drawn[:3_000], drawn[3_000:]
+    index.index_replace(collection_id=1, ids=ids_from(1, 3_000), vectors=vectors)
+    lists = type(faiss.downcast_InvertedLists(loaded(1).invlists)).__name__
+    # Mapped lists stay in the file (OnDiskInvertedLists); the default copies them into memory.
+    assert lists == ("OnDiskInvertedLists" if mapped else "ArrayInvertedLists")
+    # Either way the reader searches the same index, hidden ids skipped, and sees later writes.
+    on_disk = index._read(index.index_path(1))
+    for query in queries[:10]:
+        _, expected = on_disk.search(query.reshape(1, -1), 10)
+        assert top_ids(1, query) == [int(i) for i in expected[0]]
+        assert not set(top_ids(1, query, exclude=top_ids(1, query)[:3])) & set(top_ids(1, query)[:3])
+    best = top_ids(1, queries[0], k=1)[0]
+    index.index_remove(collection_id=1, ids=[best])
+    assert best not in top_ids(1, queries[0])
