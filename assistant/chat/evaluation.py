@@ -440,7 +440,12 @@ def folder_ingest(collection: Collection, root: Path) -> list[Document]:
 
     if not root.is_dir():
         raise EvaluationInputError(f"{root} is not a folder.")
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and not any(s.startswith(".") for s in p.parts)]
+    # Hidden files and folders inside ``root`` are skipped; the path to it may hold any (``../``).
+    files = [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+    ]
     if not files:
         raise EvaluationInputError(f"{root} holds no files.")
     ids: list[int] = []

@@ -197,6 +197,23 @@ def test_qa_warns_about_a_glob_that_matches_no_document(tmp_path: Path, qa_corpu
     assert results["dense"]["page_recall@5"] is None
 
 
+def test_a_corpus_named_through_dot_dot_is_read_and_its_hidden_files_skipped(
+    tmp_path: Path, qa_corpus: Path, settings, monkeypatch
+) -> None:
+    settings.LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
+    (qa_corpus / ".hidden").mkdir()
+    (qa_corpus / ".hidden" / "notes.txt").write_text("The meal allowance abroad is 5 euros.")
+    (qa_corpus / ".DS_Store").write_bytes(b"\0\1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    qa = write_qa(tmp_path / "qa.jsonl", QA_ROWS[:1])
+    results, _ = evaluate("--qa", str(qa), "--corpus", f"../{qa_corpus.name}", "--collection", "dots", "--k", "1")
+    assert results["dense"]["recall@1"] == 1.0
+    names = Collection.objects.get(name="dots").documents.values_list("name", flat=True)
+    assert sorted(names) == ["2024 Q1 Report.pdf", "Travel-Policy-2024.pdf"]
+
+
 def test_an_empty_qa_file_is_refused(tmp_path: Path, qa_corpus: Path) -> None:
     qa = tmp_path / "qa.jsonl"
     qa.write_text("\n\n")
