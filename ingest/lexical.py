@@ -123,7 +123,10 @@ class LexicalIndex:
         chunks, their average length, each word's document frequency) leave them out,
         so the scores are the ones an index of the visible chunks alone would give.
         """
-        if self.size == 0 or self.starts is None or not len(self.rows):
+        starts, postings, frequencies, lengths = self.starts, self.rows, self.tf, self.lengths
+        if self.size == 0 or starts is None or postings is None or frequencies is None or lengths is None:
+            return None
+        if not len(postings):
             return None
         vocab = self.vocab_ids()
         wanted = [vocab[t] for t in tokenize([query])[0] if t in vocab]
@@ -131,23 +134,23 @@ class LexicalIndex:
             return None
         visible = np.ones(self.size, dtype=bool)
         if len(exclude):
-            rows = self.row_of()
-            visible[[rows[c] for c in exclude if c in rows]] = False
+            positions = self.row_of()
+            visible[[positions[c] for c in exclude if c in positions]] = False
         count = int(visible.sum())
         if count == 0:
             return None
-        average = float(self.lengths[visible].sum()) / count
+        average = float(lengths[visible].sum()) / count
         scores = np.zeros(self.size, dtype=np.float64)
         for token in wanted:  # a word the query repeats counts again, as bm25s counts it
-            rows = self.rows[self.starts[token] : self.starts[token + 1]]
-            tf = self.tf[self.starts[token] : self.starts[token + 1]]
+            rows = postings[starts[token] : starts[token + 1]]
+            tf = frequencies[starts[token] : starts[token + 1]]
             keep = visible[rows]
             rows, tf = rows[keep], tf[keep]
             if not len(rows):
                 continue
             df = len(rows)
             idf = np.log(1 + (count - df + 0.5) / (df + 0.5))
-            scores[rows] += idf * tf / (K1 * ((1 - B) + B * self.lengths[rows] / average) + tf)
+            scores[rows] += idf * tf / (K1 * ((1 - B) + B * lengths[rows] / average) + tf)
         return scores
 
     def search(self, query: str, *, k: int, exclude: Sequence[int] = ()) -> list[Hit]:

@@ -150,7 +150,7 @@ def read_scope(*, user: AnyUser | None, collections: QuerySet[Collection] | list
 
 
 def cited_documents_hidden_from(
-    *, user: AnyUser | None, collection: Collection, document_ids: Iterable[int]
+    *, user: AnyUser | None, collection: Collection, document_ids: Iterable[object]
 ) -> set[int]:
     """Which of these documents, cited by an old answer, ``user`` may not see now.
 
