@@ -1,22 +1,24 @@
 """Per-collection BM25 indexes: a cache derived from the chunks' indexed text.
 
 Beside each FAISS file, ``INDEX_DIR/collection-<id>.bm25.npz`` holds the collection's
-lexical index: the chunk ids, every chunk's tokens (as ids into the vocabulary), the
-vocabulary, and the BM25 score matrix computed from them (bm25s, Lucene's BM25 with
-k1=1.5, b=0.75, English stop words, Snowball stemming). Why bm25s, with the numbers:
+lexical index: the chunk ids, every chunk's tokens (as ids into the vocabulary) and the
+vocabulary (bm25s's tokenizer, English stop words, Snowball stemming), scored with
+Lucene's BM25, k1=1.5, b=0.75, as bm25s scores it. Why, with the numbers:
 docs/quality.md, "Lexical engine".
 
 It is written where the FAISS index is written (new chunks, deleted documents and
 collections, replaced versions, rebuild, reindex), under the same kind of ``flock``
 and by the same write-to-a-temporary-file-then-``os.replace``, so a reader only ever
 opens a complete file. A write tokenizes only the new chunks: the stored tokens of the
-others are reused, and the score matrix (whose idf and average length depend on every
-chunk) is recomputed from them, which is fast (about 0.3 s for 12,000 chunks).
+others are reused.
 
-Readers keep the last index they loaded per collection and reload only when the file's
-identity (inode, size, mtime) changes: nothing is rebuilt per query. Hidden chunks get a
-score of zero before ranking, so they never take a place in the top ``k``. The file is
-read with ``allow_pickle=False``: nothing read back is unpickled.
+Readers keep the last index they loaded per collection, with its postings, and reload
+only when the file's identity (inode, size, mtime) changes: nothing is rebuilt per query.
+Scores are computed per query from the postings over the chunks the asker may read:
+hidden chunks score zero before ranking, so they never take a place in the top ``k``,
+and they are left out of idf and the average length too, so that no score a user sees
+moves with a document hidden from them. The file is read with ``allow_pickle=False``:
+nothing read back is unpickled.
 """
 
 from __future__ import annotations
@@ -76,8 +78,12 @@ class LexicalIndex:
     offsets: np.ndarray  # int64, len(ids) + 1: row i's tokens are tokens[offsets[i]:offsets[i + 1]]
     tokens: np.ndarray  # int32 token ids
     vocab: list[str]
-    model: Any = None  # bm25s.BM25 with its score matrix
     positions: dict[int, int] | None = None  # chunk id -> row
+    # Postings, built by ``score``: token t's rows are rows[starts[t]:starts[t + 1]], with tf.
+    starts: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    tf: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -92,46 +98,78 @@ class LexicalIndex:
         return self.positions
 
     def score(self) -> None:
-        """Compute the BM25 score matrix from the stored tokens."""
-        import bm25s
+        """Build the postings (for each token, the rows holding it and how often) from the stored tokens.
 
-        if not (self.size and self.vocab):  # nothing indexed, or only stop words: nothing can match
-            self.model = None
+        Scores are computed per query from them rather than read from a precomputed
+        matrix: idf and the average length must be those of the chunks the asker may
+        read, so that a score never depends on a document hidden from them.
+        """
+        self.lengths = np.diff(self.offsets).astype(np.float64)
+        if not (self.size and self.vocab and len(self.tokens)):  # nothing indexed, or only stop words
+            self.starts = np.zeros(len(self.vocab) + 1, np.int64)
+            self.rows = np.zeros(0, np.int64)
+            self.tf = np.zeros(0, np.float64)
             return
-        model = bm25s.BM25(k1=K1, b=B)
-        rows = [self.tokens[self.offsets[i] : self.offsets[i + 1]].tolist() for i in range(self.size)]
-        model.index((rows, self.vocab_ids()), show_progress=False, leave_progress=False)
-        self.model = model
+        row_of_token = np.repeat(np.arange(self.size, dtype=np.int64), np.diff(self.offsets))
+        keys, counts = np.unique(self.tokens.astype(np.int64) * self.size + row_of_token, return_counts=True)
+        tokens, self.rows = np.divmod(keys, self.size)
+        self.tf = counts.astype(np.float64)
+        self.starts = np.searchsorted(tokens, np.arange(len(self.vocab) + 1), side="left").astype(np.int64)
 
-    def search(self, query: str, *, k: int, exclude: Sequence[int] = ()) -> list[Hit]:
-        if self.size == 0 or k <= 0 or self.model is None:
-            return []
-        vocab = self.model.vocab_dict
+    def scores_all(self, query: str, *, exclude: Sequence[int] = ()) -> np.ndarray | None:
+        """BM25 (Lucene's) of ``query`` for every row, over the rows not in ``exclude`` only.
+
+        ``exclude`` (hidden chunks) scores zero, and the statistics (the number of
+        chunks, their average length, each word's document frequency) leave them out,
+        so the scores are the ones an index of the visible chunks alone would give.
+        """
+        starts, postings, frequencies, lengths = self.starts, self.rows, self.tf, self.lengths
+        if self.size == 0 or starts is None or postings is None or frequencies is None or lengths is None:
+            return None
+        if not len(postings):
+            return None
+        vocab = self.vocab_ids()
         wanted = [vocab[t] for t in tokenize([query])[0] if t in vocab]
         if not wanted:
-            return []
-        scores = self.model.get_scores_from_ids(wanted)
+            return None
+        visible = np.ones(self.size, dtype=bool)
         if len(exclude):
-            rows = self.row_of()
-            hidden = [rows[c] for c in exclude if c in rows]
-            if hidden:
-                scores = scores.copy()
-                scores[hidden] = 0.0
+            positions = self.row_of()
+            visible[[positions[c] for c in exclude if c in positions]] = False
+        count = int(visible.sum())
+        if count == 0:
+            return None
+        average = float(lengths[visible].sum()) / count
+        scores = np.zeros(self.size, dtype=np.float64)
+        for token in wanted:  # a word the query repeats counts again, as bm25s counts it
+            rows = postings[starts[token] : starts[token + 1]]
+            tf = frequencies[starts[token] : starts[token + 1]]
+            keep = visible[rows]
+            rows, tf = rows[keep], tf[keep]
+            if not len(rows):
+                continue
+            df = len(rows)
+            idf = np.log(1 + (count - df + 0.5) / (df + 0.5))
+            scores[rows] += idf * tf / (K1 * ((1 - B) + B * lengths[rows] / average) + tf)
+        return scores
+
+    def search(self, query: str, *, k: int, exclude: Sequence[int] = ()) -> list[Hit]:
+        if self.size == 0 or k <= 0:
+            return []
+        scores = self.scores_all(query, exclude=exclude)
+        if scores is None:
+            return []
         k = min(k, self.size)
         top = np.argpartition(-scores, k - 1)[:k] if k < self.size else np.arange(self.size)
         top = top[np.argsort(-scores[top], kind="stable")]
         return [Hit(chunk_id=int(self.ids[i]), score=float(scores[i])) for i in top if scores[i] > 0]
 
-    def scores_of(self, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
-        """BM25 of ``query`` for each of ``chunk_ids`` (0 for a chunk this index lacks)."""
+    def scores_of(self, query: str, chunk_ids: Sequence[int], *, exclude: Sequence[int] = ()) -> dict[int, float]:
+        """BM25 of ``query`` for each of ``chunk_ids`` (0 for a chunk this index lacks), ``exclude`` left out."""
         found = dict.fromkeys(chunk_ids, 0.0)
-        if self.size == 0 or self.model is None:
+        scores = self.scores_all(query, exclude=exclude)
+        if scores is None:
             return found
-        vocab = self.model.vocab_dict
-        wanted = [vocab[t] for t in tokenize([query])[0] if t in vocab]
-        if not wanted:
-            return found
-        scores = self.model.get_scores_from_ids(wanted)
         rows = self.row_of()
         for chunk_id in chunk_ids:
             row = rows.get(chunk_id)
@@ -276,9 +314,14 @@ def lexical_search(*, collection_id: int, query: str, k: int, exclude: Sequence[
     return lexical.search(query, k=k, exclude=exclude)
 
 
-def lexical_scores(*, collection_id: int, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
-    """BM25 of ``query`` for the given chunks of one collection (how hybrid fusion scores candidates)."""
+def lexical_scores(
+    *, collection_id: int, query: str, chunk_ids: Sequence[int], exclude: Sequence[int] = ()
+) -> dict[int, float]:
+    """BM25 of ``query`` for the given chunks of one collection (how hybrid fusion scores candidates).
+
+    ``exclude``: hidden chunks, left out of the statistics as ``lexical_search`` leaves them out.
+    """
     lexical = lexical_load(collection_id)
     if lexical is None:
         return dict.fromkeys(chunk_ids, 0.0)
-    return lexical.scores_of(query, chunk_ids)
+    return lexical.scores_of(query, chunk_ids, exclude=exclude)

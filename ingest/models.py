@@ -51,6 +51,10 @@ class Document(models.Model):
     name = models.CharField(max_length=500, help_text="The file name as uploaded.")
     file = models.FileField(upload_to=document_upload_path, max_length=500)
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes.")
+    # The same bytes were already in the collection, in a document hidden from this
+    # uploader: they get a document of their own, so an upload reveals nothing of
+    # the hidden one (``ingest.services.document_upload``).
+    separate_copy = models.BooleanField(default=False)
     size = models.BigIntegerField(default=0)
     file_type = models.CharField(max_length=50, blank=True, help_text="Detected from the content.")
     # Embedded and indexed with every chunk (``ingest.chunking.indexed_text``).
@@ -87,7 +91,9 @@ class Document(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["collection", "content_hash"], name="document_unique_content_per_collection"
+                fields=["collection", "content_hash"],
+                condition=models.Q(separate_copy=False),
+                name="document_unique_content_per_collection",
             )
         ]
 
@@ -97,6 +103,30 @@ class Document(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+class RemovedDocument(models.Model):
+    """Who could see a document that was deleted or replaced by a new version.
+
+    Old answers keep citing a document after it is gone (their stored citations carry
+    its text), so whether they may still be shown is decided from this record: a
+    replaced document is seen by whoever sees the version that replaced it, a deleted
+    one by whoever could see it when it was deleted
+    (``assistant.accounts.selectors.cited_documents_hidden_from``).
+    """
+
+    document_id = models.BigIntegerField(unique=True)
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="+")
+    # The id of the new version that replaced it (it may be gone too, with a record of its own).
+    replaced_by_id = models.BigIntegerField(null=True, blank=True)
+    restricted_to_groups = models.ManyToManyField("auth.Group", blank=True, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"removed document {self.document_id}"
 
 
 FINISHED = (Document.Status.READY, Document.Status.FAILED)

@@ -34,7 +34,7 @@ from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from ingest import index, lexical
-from ingest.models import FINISHED, IN_PROGRESS, Chunk, Collection, Document
+from ingest.models import FINISHED, IN_PROGRESS, Chunk, Collection, Document, RemovedDocument
 from ingest.parsers import ParseError, parse_file
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,11 @@ Status = Document.Status
 
 
 class UploadRejected(Exception):
-    """An upload refused before it was stored (too large, unreadable)."""
+    """An upload refused before it was stored (too large, unreadable); ``name``: which file."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class CollectionNameTaken(ValueError):
@@ -129,6 +133,11 @@ def document_upload(
     document that ``user`` can see are a new version of it: the old version keeps
     answering questions until the new one is ready.
 
+    When the same bytes are only in a document hidden from ``user``, the upload is
+    stored as a document of its own (``separate_copy``), exactly as a fresh upload
+    would be: answering "duplicate" would hand the uploader the hidden document's id,
+    name and dates, and would confirm that the organisation holds this very file.
+
     ``restrict_to_groups`` limits who sees the document (see
     ``assistant.accounts.selectors``). It is stored in the transaction that creates
     the row, so the document is never visible unrestricted. A file found inside
@@ -138,52 +147,134 @@ def document_upload(
     name = Path(name).name or "upload"
     spooled, content_hash, size = _spool(fileobj)
     with spooled:
-        existing = Document.objects.filter(collection=collection, content_hash=content_hash).first()
-        if existing:
-            return _uploaded(
-                UploadResult(document=existing, duplicate=True), name=name, user=user, collection=collection
-            )
-        previous = None
-        if parent is None:
-            # Only a document the uploader can see is replaced: a writer who cannot
-            # see a restricted document must neither learn of it nor overwrite it.
-            previous = (
-                documents_visible_to(user=user, collection=collection)
-                .filter(name=name[:500], parent=None)
-                .exclude(status=Status.FAILED)
-                .order_by("-created_at", "-id")
-                .first()
-            )
-        document = Document(
-            collection=collection,
-            name=name[:500],
-            content_hash=content_hash,
-            size=size,
-            uploaded_by=user,
-            parent=parent,
-            supersedes=previous,
+        for _attempt in range(3):
+            existing, hidden = _same_bytes(collection=collection, content_hash=content_hash, user=user, parent=parent)
+            if existing is not None:
+                return _uploaded(
+                    UploadResult(document=existing, duplicate=True), name=name, user=user, collection=collection
+                )
+            document = _stored(
+                collection=collection, name=name, spooled=spooled, content_hash=content_hash, size=size, user=user,
+                parent=parent, restrict_to_groups=restrict_to_groups, separate_copy=hidden, enqueue=enqueue,
+            )  # fmt: skip
+            if document is not None:
+                return _uploaded(
+                    UploadResult(document=document, duplicate=False), name=name, user=user, collection=collection
+                )
+            # Another upload of the same bytes won the race: look again at what is there.
+            spooled.seek(0)
+    raise UploadRejected("The file could not be stored: the same file is being uploaded at this moment; retry.")
+
+
+def _same_bytes(
+    *, collection: Collection, content_hash: str, user: Any, parent: Document | None
+) -> tuple[Document | None, bool]:
+    """(the document these bytes duplicate, whether they are only in one hidden from ``user``)."""
+    same = Document.objects.filter(collection=collection, content_hash=content_hash)
+    if parent is not None or user is None:
+        # A file found inside another is stored once, whoever uploaded the outer file;
+        # it is no one's answer to read. An operator at the shell sees everything.
+        return same.order_by("separate_copy", "id").first(), False
+    visible = documents_visible_to(user=user, collection=collection).filter(content_hash=content_hash)
+    found = visible.order_by("separate_copy", "id").first()
+    return found, found is None and same.exists()
+
+
+def _stored(
+    *,
+    collection: Collection,
+    name: str,
+    spooled: IO[bytes],
+    content_hash: str,
+    size: int,
+    user: Any,
+    parent: Document | None,
+    restrict_to_groups: Sequence[Group],
+    separate_copy: bool,
+    enqueue: bool,
+) -> Document | None:
+    """The new document row and its file, or None if the same bytes were stored meanwhile."""
+    previous = None
+    if parent is None:
+        # Only a document the uploader can see is replaced: a writer who cannot
+        # see a restricted document must neither learn of it nor overwrite it.
+        previous = (
+            documents_visible_to(user=user, collection=collection)
+            .filter(name=name[:500], parent=None)
+            .exclude(status=Status.FAILED)
+            .order_by("-created_at", "-id")
+            .first()
         )
-        try:
-            with transaction.atomic():
-                document.file.save(name, File(spooled), save=False)
-                document.save()
-                groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
-                if groups:
-                    document.restricted_to_groups.set(groups)
-                if enqueue:
-                    transaction.on_commit(lambda: _enqueue(document.pk))
-        except IntegrityError:
-            # Another upload of the same bytes won the race: that one is the document.
-            document.file.delete(save=False)
-            return _uploaded(
-                UploadResult(
-                    document=Document.objects.get(collection=collection, content_hash=content_hash), duplicate=True
-                ),
-                name=name,
-                user=user,
-                collection=collection,
-            )
-    return _uploaded(UploadResult(document=document, duplicate=False), name=name, user=user, collection=collection)
+    document = Document(
+        collection=collection,
+        name=name[:500],
+        content_hash=content_hash,
+        separate_copy=separate_copy,
+        size=size,
+        uploaded_by=user,
+        parent=parent,
+        supersedes=previous,
+    )
+    try:
+        with transaction.atomic():
+            document.file.save(name, File(spooled), save=False)
+            document.save()
+            groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
+            if groups:
+                document.restricted_to_groups.set(groups)
+            if enqueue:
+                transaction.on_commit(lambda: _enqueue(document.pk))
+    except IntegrityError:
+        document.file.delete(save=False)
+        return None
+    return document
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """One file of a multi-file upload: ``result`` when stored, else ``error``."""
+
+    name: str
+    result: UploadResult | None = None
+    error: str = ""
+
+
+def documents_upload_many(
+    *,
+    collection: Collection,
+    files: Sequence[tuple[str, IO[bytes]]],
+    user: Any,
+    restrict_to_groups: Sequence[Group] = (),
+    all_or_nothing: bool = False,
+) -> list[UploadOutcome]:
+    """Upload many files, then queue the new ones together (few messages, batches for the worker).
+
+    The one upload path of the portal and the API, so that what a reply may say
+    about a file (a duplicate of a visible document, or a fresh upload) cannot drift
+    between them. A file that is refused (too large) is reported in its outcome;
+    with ``all_or_nothing`` it raises ``UploadRejected`` instead and nothing is stored.
+    """
+    outcomes: list[UploadOutcome] = []
+    queued: list[int] = []
+    with transaction.atomic():
+        for name, fileobj in files:
+            try:
+                with transaction.atomic():  # a savepoint: a refused file leaves the others stored
+                    result = document_upload(
+                        collection=collection, name=name or "upload", fileobj=fileobj, user=user, enqueue=False,
+                        restrict_to_groups=restrict_to_groups,
+                    )  # fmt: skip
+            except UploadRejected as exc:
+                if all_or_nothing:
+                    raise UploadRejected(str(exc), name=name or "upload") from exc
+                outcomes.append(UploadOutcome(name=name or "upload", error=str(exc)))
+                continue
+            outcomes.append(UploadOutcome(name=name or "upload", result=result))
+            if not result.duplicate:
+                queued.append(result.document.pk)
+        # Sent once the rows are committed: a worker must find what it is sent.
+        transaction.on_commit(lambda: documents_enqueue(queued))
+    return outcomes
 
 
 def _uploaded(result: UploadResult, *, name: str, user: Any, collection: Collection) -> UploadResult:
@@ -699,6 +790,8 @@ class _BatchRun:
                         old_ids += list(old_version.chunks.values_list("id", flat=True))
                         if old_version.file.name:
                             replaced_files.append((old_version.file.storage, old_version.file.name))
+                        for removed in _with_descendants(old_version):
+                            _remember_removed(removed, replaced_by_id=document_id if removed is old_version else None)
                         old_version.delete()
                 p.document = locked
                 ready.append((p, created))
@@ -800,11 +893,41 @@ def document_delete(*, document: Document, user: Any = None) -> None:
             action=AuditEvent.Action.DOCUMENT_DELETED, actor=user, collection=document.collection, target=document,
             details={"name": document.name, "sha256": document.content_hash, "chunks": len(chunk_ids)},
         )  # fmt: skip
+        for removed in _with_descendants(document):
+            _remember_removed(removed)
         document.delete()
     if file_name:
         storage.delete(file_name)
     index.index_remove(collection_id=collection_id, ids=chunk_ids)
     lexical.lexical_remove(collection_id=collection_id, ids=chunk_ids)
+
+
+def _with_descendants(document: Document) -> list[Document]:
+    """The document and what came out of it (attachments, archive members: deleted with it)."""
+    found = [document]
+    frontier = [document.pk]
+    while frontier:
+        children = list(Document.objects.filter(parent_id__in=frontier))
+        found += children
+        frontier = [c.pk for c in children]
+    return found
+
+
+def _remember_removed(document: Document, *, replaced_by_id: int | None = None) -> None:
+    """Record who could see a document about to be deleted or replaced.
+
+    Old answers that cited it stay withheld from whoever could not see it
+    (``assistant.accounts.selectors.cited_documents_hidden_from``).
+    """
+    removed, _ = RemovedDocument.objects.update_or_create(
+        document_id=document.pk,
+        defaults={
+            "collection_id": document.collection_id,
+            "replaced_by_id": replaced_by_id,
+            "uploaded_by_id": document.uploaded_by_id,
+        },
+    )
+    removed.restricted_to_groups.set(document.restricted_to_groups.all())
 
 
 def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tuple[int, str, bytes | memoryview]]:

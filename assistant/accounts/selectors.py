@@ -38,7 +38,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from assistant.accounts.models import ROLE_ORDER, CollectionGrant, Role
 from assistant.chat.retrieval import Scope
-from ingest.models import Collection, Document
+from ingest.models import Collection, Document, RemovedDocument
 
 AnyUser = AbstractUser | AnonymousUser
 
@@ -147,3 +147,50 @@ def read_scope(*, user: AnyUser | None, collections: QuerySet[Collection] | list
     ids = [pk for pk in ids if pk in readable]
     hidden = documents_hidden_from(user=user, collection_ids=ids).values_list("pk", flat=True) if ids else []
     return Scope.of(ids, list(hidden))
+
+
+def cited_documents_hidden_from(
+    *, user: AnyUser | None, collection: Collection, document_ids: Iterable[object]
+) -> set[int]:
+    """Which of these documents, cited by an old answer, ``user`` may not see now.
+
+    A document that still exists follows the rules above. One that is gone follows
+    its record (``ingest.models.RemovedDocument``): a replaced document is hidden
+    from whoever may not see the version that replaced it (which kept its
+    restriction), a deleted one from whoever could not see it when it was deleted.
+    So an answer withheld because of a restriction stays withheld when the document
+    is replaced or deleted. A document gone without a record (removed before records
+    were kept) is treated as it was before: not hidden.
+    """
+    wanted = {int(d) for d in document_ids if isinstance(d, int)}
+    if user is None or not wanted:
+        return set()
+    if user.is_authenticated and user.is_active and user.is_superuser:
+        return set()
+    hidden_now = set(documents_hidden_from(user=user, collection_ids=[collection.pk]).values_list("pk", flat=True))
+    existing = set(Document.objects.filter(pk__in=wanted, collection=collection).values_list("pk", flat=True))
+    hidden = wanted & existing & hidden_now
+    manages = user_can(user=user, collection=collection, role=Role.MANAGE)
+    groups = set(user.groups.values_list("pk", flat=True)) if user.is_authenticated else set()
+    for document_id in wanted - existing:
+        if not manages and _removed_hidden(document_id, hidden_now=hidden_now, groups=groups, user=user):
+            hidden.add(document_id)
+    return hidden
+
+
+def _removed_hidden(document_id: int, *, hidden_now: set[int], groups: set[int], user: AnyUser) -> bool:
+    seen: set[int] = set()
+    current = document_id
+    while current not in seen:
+        seen.add(current)
+        if current != document_id and Document.objects.filter(pk=current).exists():
+            return current in hidden_now  # the version that replaced it, with its restriction
+        removed = RemovedDocument.objects.filter(document_id=current).first()
+        if removed is None:
+            return current != document_id  # a chain that ends nowhere: hide; no record at all: as before
+        if removed.replaced_by_id is None:
+            restricted = set(removed.restricted_to_groups.values_list("pk", flat=True))
+            uploader = user.pk is not None and removed.uploaded_by_id == user.pk
+            return bool(restricted) and not (restricted & groups) and not uploader
+        current = removed.replaced_by_id
+    return True

@@ -37,8 +37,9 @@ def claim(*, user: Any, key: str, scope: str, request: Any) -> Claim:
         raise ApiError(exc.status, exc.code, str(exc)) from exc
 
 
-def replay(record: IdempotencyKey) -> JsonResponse:
-    response = JsonResponse(record.response, status=record.status_code or 200, safe=False)
+def replay(record: IdempotencyKey, *, body: Any = None) -> JsonResponse:
+    """The stored response again; ``body``: what of it the caller may still see, if re-checked."""
+    response = JsonResponse(record.response if body is None else body, status=record.status_code or 200, safe=False)
     response["Idempotent-Replayed"] = "true"
     return response
 

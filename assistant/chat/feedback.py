@@ -1,8 +1,9 @@
 """Ratings of answers, and their export as fine-tuning data.
 
 The export rebuilds, for each rated answer, the exact conversation the model saw
-(the system prompt and the question with its numbered sources) followed by the
-answer: the chat format LoRA fine-tuning tools (axolotl, trl's SFTTrainer) read.
+(the system prompt and the question with its numbered sources, as stored with the
+answer and shown to the user) followed by the answer: the chat format LoRA
+fine-tuning tools (axolotl, trl's SFTTrainer) read.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
+from assistant.accounts.selectors import cited_documents_hidden_from
 from assistant.chat.models import Feedback, Message
 from assistant.chat.prompts import build_messages
 from assistant.chat.retrieval import Passage
-from assistant.chat.services import conversation_for
+from assistant.chat.services import conversation_for, passages_redact
 from ingest.models import Chunk
 
 MAX_COMMENT_CHARS = 2000
@@ -61,32 +64,21 @@ def _question_of(message: Message) -> str:
 
 
 def _passages_of(message: Message) -> list[Passage]:
-    """The passages the model was given, in prompt order.
+    """The passages the model was given, in prompt order, as the user was shown them.
 
-    From the stored chunk ids; a chunk deleted since (its document was removed or
-    replaced) is rebuilt from the citation recorded with the answer, which carries
-    the same text.
+    From the citations stored with the answer: their text is what the model and the
+    user saw (redacted under ``PII_REDACTION=answer``), and it outlives the chunk when
+    the document is replaced or deleted. A passage without a stored citation (none in
+    answers stored by this version) is rebuilt from its chunk and redacted as
+    retrieval would redact it now.
     """
-    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=message.chunk_ids).select_related("document")}
     cited = {c.get("chunk_id"): c for c in message.citations if isinstance(c, dict)}
+    missing = [chunk_id for chunk_id in message.chunk_ids if chunk_id not in cited]
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=missing).select_related("document")}
     passages = []
     for chunk_id in message.chunk_ids:
         chunk = chunks.get(chunk_id)
-        if chunk is not None:
-            passages.append(
-                Passage(
-                    chunk_id=chunk.pk,
-                    document_id=chunk.document_id,
-                    document_name=chunk.document.name,
-                    collection_id=chunk.collection_id,
-                    heading=chunk.heading,
-                    text=chunk.text,
-                    page_start=chunk.page_start,
-                    page_end=chunk.page_end,
-                    score=0.0,
-                )
-            )
-        elif chunk_id in cited:
+        if chunk_id in cited:
             c = cited[chunk_id]
             passages.append(
                 Passage(
@@ -101,7 +93,34 @@ def _passages_of(message: Message) -> list[Passage]:
                     score=0.0,
                 )
             )
+        elif chunk is not None:
+            passage = Passage(
+                chunk_id=chunk.pk,
+                document_id=chunk.document_id,
+                document_name=chunk.document.name,
+                collection_id=chunk.collection_id,
+                heading=chunk.heading,
+                text=chunk.text,
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
+                score=0.0,
+            )
+            passages.extend(passages_redact([passage]))
     return passages
+
+
+def _restricted(message: Message, passages: list[Passage]) -> bool:
+    """Whether a passage comes from a document restricted to some groups (now, or when it was removed).
+
+    Such answers are left out of the export: a model fine-tuned on a restricted text
+    could repeat it to anyone, whatever the permissions of the person asking.
+    """
+    documents = {p.document_id for p in passages}
+    return bool(
+        cited_documents_hidden_from(
+            user=AnonymousUser(), collection=message.conversation.collection, document_ids=documents
+        )
+    )
 
 
 def feedback_export(*, rating: str = "all") -> Iterator[dict[str, Any]]:
@@ -109,6 +128,8 @@ def feedback_export(*, rating: str = "all") -> Iterator[dict[str, Any]]:
 
     ``rating`` is ``up``, ``down`` or ``all``. Answers that failed (an LLM error) or
     had no sources are left out: they teach a model nothing about the documents.
+    The passages are the ones the user was shown (redacted when answers are), and
+    answers drawn from a restricted document are left out (see ``_restricted``).
     """
     rows = Feedback.objects.select_related("message__conversation").order_by("pk")
     if rating == "up":
@@ -123,7 +144,7 @@ def feedback_export(*, rating: str = "all") -> Iterator[dict[str, Any]]:
             continue
         question = _question_of(message)
         passages = _passages_of(message)
-        if not question or not passages:
+        if not question or not passages or _restricted(message, passages):
             continue
         prompt = build_messages(question, passages)
         yield {

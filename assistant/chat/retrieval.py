@@ -279,15 +279,20 @@ class HybridRetriever:
         lexical_hits = LexicalRetriever(scope=self.scope).hits(query, k=wanted, hidden=hidden)
         rows = _readable_chunks([h.chunk_id for h in [*dense_hits, *lexical_hits]], scope=self.scope)
         cosines = {chunk_id: _cosine(vector, chunk) for chunk_id, chunk in rows.items()}
-        return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows))
+        return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows, hidden))
 
-    def _bm25(self, query: str, rows: dict[int, Chunk]) -> dict[int, float]:
+    def _bm25(self, query: str, rows: dict[int, Chunk], hidden: Mapping[int, list[int]]) -> dict[int, float]:
         scores: dict[int, float] = {}
         by_collection: dict[int, list[int]] = {}
         for chunk_id, chunk in rows.items():
             by_collection.setdefault(chunk.collection_id, []).append(chunk_id)
         for collection_id, chunk_ids in by_collection.items():
-            scores.update(lexical.lexical_scores(collection_id=collection_id, query=query, chunk_ids=chunk_ids))
+            # With the statistics of the same visible chunks the lexical search ranked.
+            scores.update(
+                lexical.lexical_scores(
+                    collection_id=collection_id, query=query, chunk_ids=chunk_ids, exclude=hidden.get(collection_id, ())
+                )
+            )
         return scores
 
 

@@ -20,7 +20,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 
-from assistant.accounts.selectors import collections_readable_by, documents_visible_to, read_scope
+from assistant.accounts.selectors import (
+    cited_documents_hidden_from,
+    collections_readable_by,
+    documents_visible_to,
+    read_scope,
+)
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.chat.citations import citations_clean
@@ -120,18 +125,33 @@ def conversation_messages(
     An answer that cited a document since restricted away from the user is shown
     as withheld (text and citations), so a restriction also covers what was said
     before it; nothing stored is changed, and lifting the restriction shows it again.
+    It stays withheld when that document is later replaced or deleted.
     """
     shown = list(conversation.messages.all() if messages is None else messages)
     cited = {c.get("document_id") for m in shown for c in (m.citations or [])}
     if not cited:
         return shown
-    hidden = read_scope(user=user, collections=[conversation.collection]).hidden_document_ids & cited
+    hidden = cited_documents_hidden_from(user=user, collection=conversation.collection, document_ids=cited)
     for message in shown:
         if any(c.get("document_id") in hidden for c in (message.citations or [])):
             message.content = WITHHELD
             message.citations = []
             message.chunk_ids = []
     return shown
+
+
+def answer_replay(*, user: Any, answer: dict[str, Any]) -> dict[str, Any]:
+    """A stored answer (replayed for an ``Idempotency-Key``) as ``user`` may see it now.
+
+    The same rules as for a fresh question and for the conversation's history:
+    ``PermissionDenied`` when the conversation is no longer theirs to read, and the
+    text and citations withheld when a document it cited is now hidden from them.
+    """
+    conversation = conversation_for(user=user, conversation_id=int(answer.get("conversation_id") or 0))
+    cited = {c.get("document_id") for c in answer.get("citations") or [] if isinstance(c, dict)}
+    if cited_documents_hidden_from(user=user, collection=conversation.collection, document_ids=cited):
+        return {**answer, "answer": WITHHELD, "citations": [], "removed_citations": 0}
+    return answer
 
 
 def citation_for(number: int, passage: Passage) -> dict[str, Any]:

@@ -144,30 +144,19 @@ def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
         messages.error(request, "Choose groups from the list to restrict the files to.")
         return redirect("portal:collection", collection_id=collection.pk)
     restrict = list(form.cleaned_data.get("restrict_to_groups") or [])
-    queued: list[int] = []
-    for uploaded in files:
-        try:
-            result = services.document_upload(
-                collection=collection,
-                name=uploaded.name or "upload",
-                fileobj=uploaded,
-                user=request.user,
-                enqueue=False,
-                restrict_to_groups=restrict,
-            )
-        except services.UploadRejected as exc:
-            messages.error(request, f"{uploaded.name}: {exc}")
-            continue
-        if result.duplicate:
-            try:
-                existing = document_for(user=request.user, document_id=result.document.pk).name
-            except PermissionDenied:
-                existing = ""  # the same bytes are in a document hidden from this user: no name
-            named = f" as “{existing}”" if existing else ""
-            messages.info(request, f"{uploaded.name}: already in this collection{named}.")
-        else:
-            queued.append(result.document.pk)
-    services.documents_enqueue(queued)  # many small files: a few messages, batches for the worker
+    outcomes = services.documents_upload_many(
+        collection=collection,
+        files=[(f.name or "upload", f) for f in files],
+        user=request.user,
+        restrict_to_groups=restrict,
+    )
+    for outcome in outcomes:
+        if outcome.result is None:
+            messages.error(request, f"{outcome.name}: {outcome.error}")
+        elif outcome.result.duplicate:
+            # Only ever a document this user can see: bytes that are only in a hidden
+            # one are stored as a fresh upload of theirs (see ``document_upload``).
+            messages.info(request, f"{outcome.name}: already in this collection as “{outcome.result.document.name}”.")
     return redirect("portal:collection", collection_id=collection.pk)
 
 

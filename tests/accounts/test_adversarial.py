@@ -445,8 +445,11 @@ def test_portal_lists_counts_and_deletes_only_visible_documents(company, client)
         {"files": [SimpleUploadedFile("copy.txt", MERGER.encode())]},
         follow=True,
     )
-    assert "already in this collection" in duplicate.content.decode()
+    # Bytes only in a hidden document are taken as a fresh upload of Bob's: not even
+    # "already here" is said, which would confirm that the board holds this file.
+    assert "already in this collection" not in duplicate.content.decode()
     assert "merger.txt" not in duplicate.content.decode()
+    assert Document.objects.filter(content_hash=company.merger.content_hash, name="copy.txt").exists()
 
     client.force_login(company.alice)  # a reader but not a writer: no portal, and the same answer as no collection
     refused = client.get(reverse("portal:documents_status", args=[company.collection.pk]))

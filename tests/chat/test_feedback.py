@@ -141,3 +141,40 @@ def test_portal_download_is_for_superusers_only(setup) -> None:
     staff = Client()
     staff.force_login(UserFactory.create(is_staff=True))
     assert staff.get(reverse("portal:feedback_export")).status_code == 403
+
+
+def test_export_gives_the_passages_as_the_user_was_shown_them_redacted(settings) -> None:
+    """Under ``PII_REDACTION=answer`` the model and the user saw placeholders: so does the export."""
+    from ingest.redaction import pii_redact
+
+    settings.PII_REDACTION = "answer"
+    user = UserFactory.create(is_superuser=True)
+    collection = CollectionFactory.create()
+    raw = "Payroll questions go to payroll.officer@example.com or +44 20 7946 0958."
+    chunk = _chunk(collection, "payroll.md", raw, 1)
+    message = _answered(user, collection, "Who handles payroll?", "The payroll officer [1].", [chunk])
+    shown = pii_redact(raw, ner=False)
+    assert "payroll.officer@example.com" not in shown
+    message.citations = [{**c, "text": shown} for c in message.citations]  # as answer_stream stores them
+    message.save(update_fields=["citations"])
+    feedback_set(user=user, message=message, rating=1)
+    [record] = _export()
+    prompt = record["messages"][1]["content"]
+    assert shown in prompt
+    assert "payroll.officer@example.com" not in prompt and "7946 0958" not in prompt
+
+
+def test_export_leaves_out_answers_drawn_from_restricted_documents(setup) -> None:
+    """A model fine-tuned on a restricted text could repeat it to anyone who asks it."""
+    from django.contrib.auth.models import Group
+
+    from ingest import services as ingest_services
+
+    user, _, good, bad, _, parking = setup
+    feedback_set(user=user, message=good, rating=1)
+    feedback_set(user=user, message=bad, rating=-1)
+    board = Group.objects.create(name="board")
+    ingest_services.document_restrict(document=parking.document, groups=[board])
+    assert [r["message_id"] for r in _export()] == [good.pk]
+    ingest_services.document_delete(document=parking.document)  # deleted while restricted: still left out
+    assert [r["message_id"] for r in _export()] == [good.pk]

@@ -116,7 +116,7 @@ async def ask(request: HttpRequest, body: AskIn, idempotency_key: str | None = I
     """
     user, conversation, record = await _start(request, body, idempotency_key)
     if conversation is None:
-        return replay(record)
+        return replay(record, body=await sync_to_async(_as_seen_now)(user, record, body))
     try:
         answer = await _collect(user, conversation, body.question)
     except BaseException:
@@ -132,8 +132,20 @@ def _sse(event: dict[str, Any]) -> str:
     return f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
 
 
-async def _replayed_events(record: IdempotencyKey) -> AsyncIterator[str]:
-    stored = record.response or {}
+def _as_seen_now(user: Any, record: IdempotencyKey, body: AskIn) -> dict[str, Any]:
+    """The stored answer re-checked against what the caller may read now.
+
+    Refused as the same request made afresh would be when the collection or the
+    conversation was taken away since; withheld when a cited document was hidden.
+    """
+    try:
+        return services.answer_replay(user=user, answer=record.response or {})
+    except PermissionDenied as exc:
+        raise not_found("conversation" if body.conversation_id is not None else "collection") from exc
+
+
+async def _replayed_events(stored: dict[str, Any]) -> AsyncIterator[str]:
+    """The events of a stored answer: the same cleaned text and citations ``/ask`` replays."""
     yield _sse(
         {
             "event": "sources",
@@ -144,7 +156,15 @@ async def _replayed_events(record: IdempotencyKey) -> AsyncIterator[str]:
     )
     yield _sse({"event": "token", "text": stored.get("answer", "")})
     yield _sse(
-        {"event": "done", "message_id": stored.get("message_id"), "model": stored.get("model", ""), "replayed": True}
+        {
+            "event": "done",
+            "message_id": stored.get("message_id"),
+            "model": stored.get("model", ""),
+            "text": stored.get("answer", ""),
+            "citations": stored.get("citations", []),
+            "removed_citations": stored.get("removed_citations", 0),
+            "replayed": True,
+        }
     )
 
 
@@ -168,7 +188,7 @@ async def ask_stream(request: HttpRequest, body: AskIn, idempotency_key: str | N
     """The same answer as ``/ask``, streamed as server-sent events while it is generated."""
     user, conversation, record = await _start(request, body, idempotency_key)
     if conversation is None:
-        stream: AsyncIterator[str] = _replayed_events(record)
+        stream: AsyncIterator[str] = _replayed_events(await sync_to_async(_as_seen_now)(user, record, body))
     else:
         stream = _stream(user, conversation, body.question, record)
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
@@ -188,7 +208,14 @@ async def _stream(user: Any, conversation: Conversation, question: str, record: 
             elif event["event"] == "token":
                 answer["answer"] += event["text"]
             elif event["event"] == "done":
-                answer.update(message_id=event["message_id"], model=event["model"])
+                # Stored as /ask stores it: the cleaned text, the citations marked cited.
+                answer.update(
+                    message_id=event["message_id"],
+                    model=event["model"],
+                    answer=event.get("text", answer["answer"]),
+                    citations=event.get("citations", answer["citations"]),
+                    removed_citations=event.get("removed_citations", 0),
+                )
                 if record is not None:
                     await sync_to_async(idempotency_complete)(
                         record=record, status_code=200, response=as_json(answer, AnswerOut)

@@ -9,7 +9,7 @@ from ninja import Query, Router, Status
 
 from assistant.accounts import services as accounts
 from assistant.accounts.models import CollectionGrant, Role
-from assistant.accounts.selectors import collections_with_role, user_can_create_collections
+from assistant.accounts.selectors import collections_with_role, documents_visible_to, user_can_create_collections
 from assistant.api.auth import WRITE, caller
 from assistant.api.errors import ApiError, not_found
 from assistant.api.lookups import collection_for, paginate, role_of
@@ -32,7 +32,9 @@ LIMIT = Query(50, ge=1, le=200)
 OFFSET = Query(0, ge=0)
 
 
-def _out(collections: list[Collection], roles: dict[int, str]) -> list[dict[str, Any]]:
+def _out(collections: list[Collection], roles: dict[int, str], user: Any) -> list[dict[str, Any]]:
+    # Counted over the documents the caller may see, as the document list is: a
+    # difference between the two would be the number of restricted documents.
     return [
         {
             "id": c.pk,
@@ -40,14 +42,17 @@ def _out(collections: list[Collection], roles: dict[int, str]) -> list[dict[str,
             "description": c.description,
             "created_at": c.created_at,
             "role": roles.get(c.pk, "read"),
-            "summary": selectors.collection_summary(collection=c),
+            "summary": selectors.collection_summary(
+                collection=c, documents=documents_visible_to(user=user, collection=c)
+            ),
         }
         for c in collections
     ]
 
 
 def _one(request: HttpRequest, collection: Collection) -> dict[str, Any]:
-    return _out([collection], role_of(user=caller(request), collection_ids=[collection.pk]))[0]
+    user = caller(request)
+    return _out([collection], role_of(user=user, collection_ids=[collection.pk]), user)[0]
 
 
 @router.get("/collections", response={200: CollectionPage, **ERRORS}, summary="Collections you may read")
@@ -56,7 +61,7 @@ def collections_list(request: HttpRequest, limit: int = LIMIT, offset: int = OFF
     rows = collections_with_role(user=user, role=Role.READ).order_by("name", "id")
 
     def convert(page: list[Collection]) -> list[dict[str, Any]]:
-        return _out(page, role_of(user=user, collection_ids=[c.pk for c in page]))
+        return _out(page, role_of(user=user, collection_ids=[c.pk for c in page]), user)
 
     return paginate(rows, limit=limit, offset=offset, convert=convert)
 

@@ -4,7 +4,6 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.http import FileResponse, HttpRequest
 from ninja import File, Query, Router, Status, UploadedFile
 
@@ -87,21 +86,17 @@ def documents_upload(
             raise _too_large(f.name or "upload")
 
     def upload() -> tuple[int, dict[str, Any]]:
-        results = []
-        queued: list[int] = []
-        with transaction.atomic():
-            for f in files:
-                try:
-                    result = services.document_upload(
-                        collection=collection, name=f.name or "upload", fileobj=f, user=user, enqueue=False
-                    )
-                except services.UploadRejected as exc:
-                    raise _too_large(f.name or "upload") from exc
-                results.append({"document": document_out(result.document), "duplicate": result.duplicate})
-                if not result.duplicate:
-                    queued.append(result.document.pk)
-            # Sent once the rows are committed: a worker must find what it is sent.
-            transaction.on_commit(lambda: services.documents_enqueue(queued))
+        try:
+            outcomes = services.documents_upload_many(
+                collection=collection, files=[(f.name or "upload", f) for f in files], user=user, all_or_nothing=True
+            )
+        except services.UploadRejected as exc:
+            raise _too_large(exc.name) from exc
+        results = [
+            {"document": document_out(o.result.document), "duplicate": o.result.duplicate}
+            for o in outcomes
+            if o.result is not None
+        ]
         return 201, {"documents": results}
 
     return idempotent(
