@@ -66,25 +66,26 @@ def log(request: HttpRequest) -> HttpResponse:
     if form.is_valid() or not request.GET:
         filters = form.to_filter() if form.is_bound else None
         page = Paginator(audit_events(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    return _log_page(request, form=form, page=page)
+
+
+def _log_page(request: HttpRequest, *, form: AuditFilterForm, page: Any, status: int = 200) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request,
-        "portal/audit_log.html",
-        {"form": form, "page": page, "query": query.urlencode(), "retention_days": settings.AUDIT_RETENTION_DAYS},
-    )
+    context = {"form": form, "page": page, "query": query.urlencode(), "retention_days": settings.AUDIT_RETENTION_DAYS}
+    return render(request, "portal/audit_log.html", context, status=status)
 
 
 @login_required
 def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     _require_admin(request)
     if fmt not in services.EXPORT_FORMATS:
-        return HttpResponseBadRequest("Export as csv or jsonl.")
+        return HttpResponseBadRequest("Export as csv or jsonl.", content_type="text/plain; charset=utf-8")
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        return HttpResponseBadRequest(
-            "Invalid filter: " + "; ".join(str(e) for errs in form.errors.values() for e in errs)
-        )
+        # The log page with the filter's errors, escaped by the template like every
+        # value there: the errors quote what was sent, which a crafted link controls.
+        return _log_page(request, form=form, page=None, status=400)
     filters = form.to_filter()
     # Recorded before the first byte leaves: an export cut off half-way still happened.
     services.audit_record(

@@ -200,3 +200,31 @@ def test_django_admin_shows_the_log_but_offers_no_way_to_change_it(admin_client,
         admin_client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     )
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+PAYLOAD = '"><script>fetch("/account/tokens/")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_crafted_export_link_echoes_nothing_a_browser_would_run(client, fmt) -> None:
+    # Staff too, so that the link reaches the filter check before and after the
+    # auditor role existed: the hole was in what the refusal echoes.
+    victim = UserFactory.create(username="victim", is_staff=True)
+    client.force_login(victim)
+    response = client.get(reverse("audit:export", args=[fmt]), {"action": PAYLOAD})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "<script" not in body
+    assert "<img src=x" not in body
+    if response["Content-Type"].startswith("text/html"):
+        # The log page names the refused value, escaped, under the filter it came from.
+        assert "&lt;script&gt;" in body
+        assert "is not one of the available choices" in body
+    assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
+
+
+def test_crafted_filter_on_the_log_page_is_shown_escaped(client, staff) -> None:
+    page = client.get(reverse("audit:log"), {"action": PAYLOAD, "user": PAYLOAD})
+    body = page.content.decode()
+    assert "<script" not in body
+    assert "&lt;script&gt;" in body
