@@ -1,6 +1,7 @@
 """Admin pages of the audit log: browse, export, the data boundary, deleting a user.
 
-Views validate, check that the user is an administrator, call one service or
+Views validate, check the user's role (auditor for the log, see
+``assistant.audit.auditors``; administrator for the rest), call one service or
 selector and respond.
 """
 
@@ -21,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from assistant.audit import boundary, services
+from assistant.audit.auditors import user_is_auditor
 from assistant.audit.models import AuditEvent
 from assistant.audit.selectors import AuditFilter, audit_events
 
@@ -31,6 +33,12 @@ def _require_admin(request: HttpRequest, *, superuser: bool = False) -> None:
     user = request.user
     allowed = user.is_active and (user.is_superuser or (not superuser and user.is_staff))
     if not allowed:
+        raise PermissionDenied
+
+
+def _require_auditor(request: HttpRequest) -> None:
+    # Not is_staff: the log shows every user's questions and restricted documents' names.
+    if not user_is_auditor(request.user):
         raise PermissionDenied
 
 
@@ -60,7 +68,7 @@ class AuditFilterForm(forms.Form):
 
 @login_required
 def log(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    _require_auditor(request)
     form = AuditFilterForm(request.GET or None)
     page = None
     if form.is_valid() or not request.GET:
@@ -78,7 +86,7 @@ def _log_page(request: HttpRequest, *, form: AuditFilterForm, page: Any, status:
 
 @login_required
 def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
-    _require_admin(request)
+    _require_auditor(request)
     if fmt not in services.EXPORT_FORMATS:
         return HttpResponseBadRequest("Export as csv or jsonl.", content_type="text/plain; charset=utf-8")
     form = AuditFilterForm(request.GET)
@@ -105,7 +113,9 @@ def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpRespon
 
 @login_required
 def data_boundary(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    # What leaves the machine, without any user's data: for administrators and auditors.
+    if not user_is_auditor(request.user):
+        _require_admin(request)
     return render(
         request,
         "portal/data_boundary.html",
