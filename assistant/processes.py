@@ -17,7 +17,10 @@ def worker_command(*, concurrency: int = 1, beat: bool = True) -> list[str]:
 
 
 def web_command(*, host: str, port: int) -> list[str]:
+    # --no-proxy-headers: uvicorn would otherwise take X-Forwarded-For from any client
+    # on 127.0.0.1 as the address; the application alone decides whom to believe
+    # (DJANGO_PROXY_COUNT, see assistant.audit.services.client_ip).
     return [
         sys.executable, "-m", "uvicorn", "assistant.asgi:application", "--host", host, "--port", str(port),
-        "--no-access-log",
+        "--no-access-log", "--no-proxy-headers",
     ]  # fmt: skip

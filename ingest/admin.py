@@ -2,7 +2,8 @@
 
 Documents are created only through the portal, the API or ``manage.py ingest``
 (the services), never here, so every upload follows the same rules; the admin can
-inspect, and deleting goes through the same service as everywhere else.
+inspect, and deleting and restricting go through the same services as everywhere
+else (so a restriction reaches a document's attachments and is audited).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
+from assistant.accounts.models import Role
+from assistant.accounts.selectors import user_can
 from ingest import services
 from ingest.models import Collection, Document
 
@@ -37,8 +41,30 @@ class DocumentAdmin(admin.ModelAdmin):
     search_fields = ("name", "content_hash")
     readonly_fields = [f.name for f in Document._meta.fields]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The restriction is the one thing changed here, and only by whoever may
+        # change it in the portal: a manager of the document's collection.
+        fields = list(self.readonly_fields)
+        if obj is None or not user_can(user=request.user, collection=obj.collection, role=Role.MANAGE):
+            fields.append("restricted_to_groups")
+        return fields
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: Document, form: ModelForm, change: bool) -> None:
+        # Every column is read-only here; writing the row back would only overwrite
+        # what a worker changed since the page was loaded (status, progress).
+        pass
+
+    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+        # Not form.save_m2m(): that would set this document's groups alone, leave its
+        # attachments and pending versions unrestricted and record nothing.
+        if "restricted_to_groups" in form.changed_data:
+            groups = list(form.cleaned_data["restricted_to_groups"])
+            services.document_restrict(document=form.instance, groups=groups, actor=request.user)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
         services.document_delete(document=obj, user=request.user)

@@ -336,11 +336,31 @@ def test_vllm_is_not_published_to_the_host(services: dict[str, Any]) -> None:
     assert "ports" not in services["vllm"]
 
 
-def test_only_web_publishes_a_port_and_it_is_configurable(raw: dict[str, Any], services: dict[str, Any]) -> None:
+def test_only_web_publishes_a_port_on_loopback_and_it_is_configurable(
+    raw: dict[str, Any], services: dict[str, Any]
+) -> None:
+    # Only the TLS proxy on the host reaches it: clients on the network cannot bypass
+    # the proxy and write their own X-Forwarded-For.
     assert [name for name, s in services.items() if s.get("ports")] == ["web"]
-    assert services["web"]["ports"] == ["8000:8000"]
+    assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
     moved = interpolate(raw, {**OPERATOR_ENV, "ASSISTANT_PORT": "9443"})["services"]["web"]
-    assert moved["ports"] == ["9443:8000"]
+    assert moved["ports"] == ["127.0.0.1:9443:8000"]
+
+
+def test_app_services_run_in_production_mode_behind_one_proxy(raw: dict[str, Any], services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["DJANGO_SECURE"] == "true"
+        assert env["DJANGO_PROXY_COUNT"] == "1"
+        assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "X-Forwarded-Proto"
+    two = interpolate(raw, {**OPERATOR_ENV, "DJANGO_PROXY_COUNT": "2"})["services"]["web"]["environment"]
+    assert two["DJANGO_PROXY_COUNT"] == "2"
+
+
+def test_the_web_server_leaves_forwarded_headers_to_the_application(services: dict[str, Any]) -> None:
+    # uvicorn would otherwise believe X-Forwarded-For from its own trusted addresses,
+    # beside DJANGO_PROXY_COUNT.
+    assert "--no-proxy-headers" in " ".join(command_words(services["web"]))
 
 
 def test_no_service_changes_the_network_mode(services: dict[str, Any]) -> None:
@@ -402,7 +422,7 @@ def test_web_migrates_and_collects_static_before_serving(services: dict[str, Any
         "python manage.py migrate --noinput",
         "python manage.py bootstrap_admin",
         "python manage.py collectstatic --noinput",
-        "exec python -m uvicorn assistant.asgi:application --host 0.0.0.0 --port 8000",
+        "exec python -m uvicorn assistant.asgi:application --host 0.0.0.0 --port 8000 --no-proxy-headers",
     ]
 
 

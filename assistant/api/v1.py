@@ -20,8 +20,10 @@ api = NinjaAPI(
     urls_namespace="api-v1",
     auth=READ,
     # Swagger UI from the files django-ninja ships (it is an installed app), and no
-    # badge from the public validator: the browser loads nothing from outside.
-    docs=Swagger(settings={"validatorUrl": None, "persistAuthorization": True}),
+    # badge from the public validator: the browser loads nothing from outside. A
+    # token typed into "Authorize" stays in the page's memory, never localStorage,
+    # where any script on this origin could read it long after the tab is closed.
+    docs=Swagger(settings={"validatorUrl": None, "persistAuthorization": False}),
     docs_url="/docs",
     openapi_url="/openapi.json",
 )

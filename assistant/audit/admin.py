@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from assistant.audit.auditors import user_is_auditor
 from assistant.audit.models import AuditEvent
 
 
@@ -28,6 +29,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ("actor_username", "collection_name", "target_id")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    # The auditor role, not Django's view_auditevent: one permission for every place
+    # the log can be read.
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return user_is_auditor(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return user_is_auditor(request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

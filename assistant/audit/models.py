@@ -78,6 +78,8 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The auditor role (assistant.audit.auditors): reading and exporting the log.
+        permissions = [("read_audit_log", "Can read and export the audit log (auditor)")]
         indexes = [
             models.Index(fields=["action", "created_at"], name="audit_action_time"),
             models.Index(fields=["actor_username", "created_at"], name="audit_actor_time"),

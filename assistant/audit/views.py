@@ -1,6 +1,7 @@
 """Admin pages of the audit log: browse, export, the data boundary, deleting a user.
 
-Views validate, check that the user is an administrator, call one service or
+Views validate, check the user's role (auditor for the log, see
+``assistant.audit.auditors``; administrator for the rest), call one service or
 selector and respond.
 """
 
@@ -21,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from assistant.audit import boundary, services
+from assistant.audit.auditors import user_is_auditor
 from assistant.audit.models import AuditEvent
 from assistant.audit.selectors import AuditFilter, audit_events
 
@@ -31,6 +33,12 @@ def _require_admin(request: HttpRequest, *, superuser: bool = False) -> None:
     user = request.user
     allowed = user.is_active and (user.is_superuser or (not superuser and user.is_staff))
     if not allowed:
+        raise PermissionDenied
+
+
+def _require_auditor(request: HttpRequest) -> None:
+    # Not is_staff: the log shows every user's questions and restricted documents' names.
+    if not user_is_auditor(request.user):
         raise PermissionDenied
 
 
@@ -60,31 +68,32 @@ class AuditFilterForm(forms.Form):
 
 @login_required
 def log(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    _require_auditor(request)
     form = AuditFilterForm(request.GET or None)
     page = None
     if form.is_valid() or not request.GET:
         filters = form.to_filter() if form.is_bound else None
         page = Paginator(audit_events(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    return _log_page(request, form=form, page=page)
+
+
+def _log_page(request: HttpRequest, *, form: AuditFilterForm, page: Any, status: int = 200) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
-    return render(
-        request,
-        "portal/audit_log.html",
-        {"form": form, "page": page, "query": query.urlencode(), "retention_days": settings.AUDIT_RETENTION_DAYS},
-    )
+    context = {"form": form, "page": page, "query": query.urlencode(), "retention_days": settings.AUDIT_RETENTION_DAYS}
+    return render(request, "portal/audit_log.html", context, status=status)
 
 
 @login_required
 def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
-    _require_admin(request)
+    _require_auditor(request)
     if fmt not in services.EXPORT_FORMATS:
-        return HttpResponseBadRequest("Export as csv or jsonl.")
+        return HttpResponseBadRequest("Export as csv or jsonl.", content_type="text/plain; charset=utf-8")
     form = AuditFilterForm(request.GET)
     if not form.is_valid():
-        return HttpResponseBadRequest(
-            "Invalid filter: " + "; ".join(str(e) for errs in form.errors.values() for e in errs)
-        )
+        # The log page with the filter's errors, escaped by the template like every
+        # value there: the errors quote what was sent, which a crafted link controls.
+        return _log_page(request, form=form, page=None, status=400)
     filters = form.to_filter()
     # Recorded before the first byte leaves: an export cut off half-way still happened.
     services.audit_record(
@@ -104,7 +113,9 @@ def export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpRespon
 
 @login_required
 def data_boundary(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
+    # What leaves the machine, without any user's data: for administrators and auditors.
+    if not user_is_auditor(request.user):
+        _require_admin(request)
     return render(
         request,
         "portal/data_boundary.html",

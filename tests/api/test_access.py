@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -114,6 +115,15 @@ def test_docs_page_loads_nothing_from_outside() -> None:
     assert '"validatorUrl": null' in html
     for asset in ("ninja/swagger-ui-bundle.js", "ninja/swagger-ui.css", "ninja/swagger-ui-init.js"):
         assert finders.find(asset), asset
+
+
+def test_docs_page_keeps_a_typed_token_out_of_local_storage() -> None:
+    # Swagger UI's persistAuthorization writes the bearer token to localStorage, where
+    # it outlives the tab and any script on the origin can read it.
+    html = Client().get("/api/v1/docs").content.decode()
+    settings_json = re.search(r'<script type="application/json" id="swagger-settings">(.*?)</script>', html, re.S)
+    assert settings_json is not None
+    assert json.loads(settings_json.group(1)).get("persistAuthorization") is not True
 
 
 def test_a_user_without_any_grant_sees_no_collections(collection) -> None:

@@ -14,6 +14,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
 
+from assistant.audit.auditors import auditor_grant
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from tests.factories import CollectionFactory, UserFactory
@@ -24,8 +25,9 @@ Action = AuditEvent.Action
 
 
 @pytest.fixture
-def staff(client):
-    user = UserFactory.create(username="auditor", is_staff=True)
+def auditor(client):
+    user = UserFactory.create(username="auditor")
+    auditor_grant(user=user)
     client.force_login(user)
     return user
 
@@ -43,7 +45,7 @@ def log_entries():
     return alice, policies
 
 
-def test_only_staff_see_the_audit_pages(client) -> None:
+def test_users_without_a_role_see_no_audit_page(client) -> None:
     client.force_login(UserFactory.create())
     for url in (
         reverse("audit:log"),
@@ -56,7 +58,7 @@ def test_only_staff_see_the_audit_pages(client) -> None:
     assert client.get(reverse("audit:log")).status_code == 302  # to the sign-in page
 
 
-def test_filters_narrow_the_log(client, staff, log_entries) -> None:
+def test_filters_narrow_the_log(client, auditor, log_entries) -> None:
     _, policies = log_entries
     page = client.get(reverse("audit:log"), {"action": Action.QUESTION_ANSWERED, "user": "alice"})
     assert page.status_code == 200
@@ -72,7 +74,7 @@ def test_filters_narrow_the_log(client, staff, log_entries) -> None:
     assert b"start date is after the end date" in bad.content
 
 
-def test_log_is_paginated(client, staff) -> None:
+def test_log_is_paginated(client, auditor) -> None:
     AuditEvent.objects.bulk_create(
         [AuditEvent(action=Action.TOKEN_CREATED, actor_username=f"u{i}") for i in range(120)]
     )
@@ -90,7 +92,7 @@ def _body(response) -> str:
     return b"".join(response.streaming_content).decode()
 
 
-def test_csv_export_streams_the_filtered_set_and_is_itself_audited(client, staff, log_entries) -> None:
+def test_csv_export_streams_the_filtered_set_and_is_itself_audited(client, auditor, log_entries) -> None:
     response = client.get(reverse("audit:export", args=["csv"]), {"user": "alice"})
     assert response.status_code == 200
     assert response.streaming
@@ -105,7 +107,7 @@ def test_csv_export_streams_the_filtered_set_and_is_itself_audited(client, staff
     assert exported.details["filters"]["username"] == "alice"
 
 
-def test_jsonl_export_has_one_object_per_event(client, staff, log_entries) -> None:
+def test_jsonl_export_has_one_object_per_event(client, auditor, log_entries) -> None:
     response = client.get(reverse("audit:export", args=["jsonl"]), {"action": Action.QUESTION_ANSWERED})
     lines = [json.loads(line) for line in _body(response).splitlines()]
     assert [(x["action"], x["collection_name"]) for x in lines] == [
@@ -115,7 +117,7 @@ def test_jsonl_export_has_one_object_per_event(client, staff, log_entries) -> No
     assert set(lines[0]) >= {"id", "created_at", "actor_username", "collection_id", "target_type", "details", "ip"}
 
 
-def test_export_reads_in_batches_past_the_batch_size(client, staff, monkeypatch) -> None:
+def test_export_reads_in_batches_past_the_batch_size(client, auditor, monkeypatch) -> None:
     from assistant.audit import services
 
     monkeypatch.setattr(services, "EXPORT_BATCH", 7)
@@ -125,20 +127,20 @@ def test_export_reads_in_batches_past_the_batch_size(client, staff, monkeypatch)
     assert names == [f"u{i}" for i in range(30)]
 
 
-def test_csv_cells_cannot_become_spreadsheet_formulas(client, staff) -> None:
+def test_csv_cells_cannot_become_spreadsheet_formulas(client, auditor) -> None:
     audit_record(action=Action.USER_LOGIN_FAILED, details={"username": "x"}, collection=None)
     AuditEvent.objects.create(action=Action.USER_LOGIN_FAILED, actor_username="=HYPERLINK(1)")
     rows = list(csv.DictReader(io.StringIO(_body(client.get(reverse("audit:export", args=["csv"]))))))
     assert "'=HYPERLINK(1)" in [r["actor_username"] for r in rows]
 
 
-def test_export_refuses_unknown_formats_and_bad_filters(client, staff) -> None:
+def test_export_refuses_unknown_formats_and_bad_filters(client, auditor) -> None:
     assert client.get(reverse("audit:export", args=["xml"])).status_code == 400
     assert client.get(reverse("audit:export", args=["csv"]), {"since": "yesterday"}).status_code == 400
     assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
 
 
-def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, staff, settings) -> None:
+def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor, settings) -> None:
     settings.CELERY_BROKER_URL = "redis://:broker-secret@cache.internal:6380/2"
     settings.LLM_BASE_URL = "http://llmuser:llm-secret@vllm.internal:8000/v1?key=query-secret"
     settings.LLM_MODEL = "Qwen-7B"
@@ -172,11 +174,12 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, staff, 
 @pytest.mark.django_db(transaction=True)
 def test_export_under_asgi_streams_without_reading_everything_first(log_entries) -> None:
     # Under the ASGI server a synchronous iterator would be read whole into memory.
-    staff = UserFactory.create(is_staff=True)
+    auditor = UserFactory.create()
+    auditor_grant(user=auditor)
 
     async def run() -> tuple[bool, str]:
         client = AsyncClient()
-        await client.aforce_login(staff)
+        await client.aforce_login(auditor)
         response = await client.get(reverse("audit:export", args=["jsonl"]), {"user": "alice"})
         assert isinstance(response, StreamingHttpResponse)
         return response.is_async, b"".join([chunk async for chunk in response.streaming_content]).decode()
@@ -200,3 +203,32 @@ def test_django_admin_shows_the_log_but_offers_no_way_to_change_it(admin_client,
         admin_client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     )
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+PAYLOAD = '"><script>fetch("/account/tokens/")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_crafted_export_link_echoes_nothing_a_browser_would_run(client, fmt) -> None:
+    # Staff too, so that the link reaches the filter check before and after the
+    # auditor role existed: the hole was in what the refusal echoes.
+    victim = UserFactory.create(username="victim", is_staff=True)
+    auditor_grant(user=victim)
+    client.force_login(victim)
+    response = client.get(reverse("audit:export", args=[fmt]), {"action": PAYLOAD})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "<script" not in body
+    assert "<img src=x" not in body
+    if response["Content-Type"].startswith("text/html"):
+        # The log page names the refused value, escaped, under the filter it came from.
+        assert "&lt;script&gt;" in body
+        assert "is not one of the available choices" in body
+    assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
+
+
+def test_crafted_filter_on_the_log_page_is_shown_escaped(client, auditor) -> None:
+    page = client.get(reverse("audit:log"), {"action": PAYLOAD, "user": PAYLOAD})
+    body = page.content.decode()
+    assert "<script" not in body
+    assert "&lt;script&gt;" in body

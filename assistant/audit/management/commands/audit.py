@@ -1,7 +1,10 @@
-"""``manage.py audit export|purge``: the audit log from a shell.
+"""``manage.py audit export|purge|grant|revoke|auditors``: the audit log from a shell.
 
 manage.py audit export --format jsonl --since 2026-01-01 --action question.answered > audit.jsonl
 manage.py audit purge            # apply AUDIT_RETENTION_DAYS now (the worker does it daily)
+manage.py audit grant (--user USER | --group GROUP)    # the auditor role: read and export the log
+manage.py audit revoke (--user USER | --group GROUP)
+manage.py audit auditors         # who holds the role, and how
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import sys
 from datetime import date
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from assistant.audit import services
+from assistant.audit import auditors, services
 from assistant.audit.models import AuditEvent
 from assistant.audit.selectors import AuditFilter, audit_events
 
@@ -24,8 +29,30 @@ def _date(value: str) -> date:
         raise CommandError(f"Not a date (YYYY-MM-DD): {value!r}") from exc
 
 
+def _holder(options: dict[str, Any]) -> dict[str, Any]:
+    if options["group"]:
+        # Not created here: a misspelt name would silently grant the role to nobody.
+        group = Group.objects.filter(name=options["group"]).first()
+        if group is None:
+            raise CommandError(
+                f"No group named '{options['group']}'; create it with `manage.py user add NAME --group GROUP`."
+            )
+        return {"group": group}
+    user = get_user_model().objects.filter(username=options["user"]).first()
+    if user is None:
+        raise CommandError(f"No user named '{options['user']}'.")
+    return {"user": user}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    return f"group '{holder['group'].name}'" if "group" in holder else f"user '{holder['user'].username}'"
+
+
 class Command(BaseCommand):
-    help = "Export the audit log (CSV or JSON Lines) or purge it by the retention period."
+    help = (
+        "Export the audit log (CSV or JSON Lines), purge it by the retention period, "
+        "or grant, revoke and list the auditor role that reads it."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
@@ -41,8 +68,18 @@ class Command(BaseCommand):
         export.add_argument("--output", help="a file to write instead of standard output")
         purge = sub.add_parser("purge", help="delete events older than AUDIT_RETENTION_DAYS")
         purge.add_argument("--days", type=int, help="use this retention period instead of the setting")
+        grant = sub.add_parser("grant", help="give a user or a group the auditor role (read and export the log)")
+        revoke = sub.add_parser("revoke", help="take the auditor role from a user or a group")
+        for action in (grant, revoke):
+            who = action.add_mutually_exclusive_group(required=True)
+            who.add_argument("--user")
+            who.add_argument("--group")
+        sub.add_parser("auditors", help="list who holds the auditor role")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["subcommand"] in ("grant", "revoke", "auditors"):
+            getattr(self, f"_{options['subcommand']}")(options)
+            return
         if options["subcommand"] == "purge":
             deleted = services.audit_purge(older_than_days=options["days"])
             self.stdout.write(f"Deleted {deleted} audit events.")
@@ -68,3 +105,28 @@ class Command(BaseCommand):
             stream = getattr(self.stdout, "_out", sys.stdout)
             stream.writelines(lines)
             stream.flush()
+
+    def _grant(self, options: dict[str, Any]) -> None:
+        holder = _holder(options)
+        if auditors.auditor_grant(**holder):
+            self.stdout.write(f"Granted the auditor role to {_describe(holder)}.")
+        else:
+            self.stdout.write(f"{_describe(holder).capitalize()} already holds the auditor role. Nothing changed.")
+
+    def _revoke(self, options: dict[str, Any]) -> None:
+        holder = _holder(options)
+        if not auditors.auditor_revoke(**holder):
+            self.stdout.write(f"{_describe(holder).capitalize()} does not hold the auditor role. Nothing changed.")
+            return
+        self.stdout.write(f"Revoked the auditor role from {_describe(holder)}.")
+        if "user" in holder:
+            remaining = auditors.auditor_sources(user=holder["user"])
+            if remaining:
+                self.stdout.write(f"They still read the audit log as: {', '.join(remaining)}.")
+
+    def _auditors(self, options: dict[str, Any]) -> None:
+        held = auditors.auditors()
+        rows = [f"user {name} (granted)" for name in held.users]
+        rows += [f"group {name}" for name in held.groups]
+        rows += [f"user {name} (superuser)" for name in held.superusers]
+        self.stdout.write("\n".join(rows) if rows else "Nobody holds the auditor role.")
