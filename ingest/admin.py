@@ -16,7 +16,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from assistant.accounts.models import Role
-from assistant.accounts.selectors import user_can
+from assistant.accounts.selectors import collections_readable_by, documents_hidden_from, user_can
 from ingest import services
 from ingest.models import Collection, Document
 
@@ -25,6 +25,11 @@ from ingest.models import Collection, Document
 class CollectionAdmin(admin.ModelAdmin):
     list_display = ("name", "created_by", "created_at")
     search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Collection]:
+        # A staff user given the admin's view permission still sees only the
+        # collections they may read: the admin is one more surface, not a way around.
+        return super().get_queryset(request).filter(pk__in=collections_readable_by(request.user).values("pk"))
 
     def delete_model(self, request: HttpRequest, obj: Collection) -> None:
         services.collection_delete(collection=obj, user=request.user)
@@ -40,6 +45,13 @@ class DocumentAdmin(admin.ModelAdmin):
     list_filter = ("status", "collection", "file_type")
     search_fields = ("name", "content_hash")
     readonly_fields = [f.name for f in Document._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        # The same rule as every list in the product: documents of collections the
+        # user may read, less those restricted away from them (their names included).
+        readable = list(collections_readable_by(request.user).values_list("pk", flat=True))
+        hidden = documents_hidden_from(user=request.user, collection_ids=readable)
+        return super().get_queryset(request).filter(collection_id__in=readable).exclude(pk__in=hidden.values("pk"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The restriction is the one thing changed here, and only by whoever may

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from assistant.chat.models import Conversation, Message
 
@@ -24,3 +26,11 @@ class MessageInline(admin.TabularInline):
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("title", "user", "collection", "updated_at")
     inlines = [MessageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        # Other people's questions and answers (which may quote documents restricted
+        # away from this admin user) are for superusers only; the audit log has its role.
+        conversations = super().get_queryset(request)
+        if request.user.is_superuser:
+            return conversations
+        return conversations.filter(user_id=request.user.pk)

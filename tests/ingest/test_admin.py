@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from assistant.accounts.models import CollectionGrant, Role
 from assistant.audit.models import AuditEvent
 from ingest.models import Document
 from tests.factories import CollectionFactory, GroupFactory, UserFactory
@@ -56,6 +57,7 @@ def test_staff_who_do_not_manage_the_collection_cannot_restrict_in_the_admin(cli
     mail, attachment = mail_with_attachment
     staff = UserFactory.create(is_staff=True)
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_document", "change_document"]))
+    CollectionGrant.objects.create(collection=mail.collection, user=staff, role=Role.WRITE)  # reads, does not manage
     client.force_login(staff)
     board = GroupFactory.create(name="Board")
     url = reverse("admin:ingest_document_change", args=[mail.pk])
@@ -64,3 +66,46 @@ def test_staff_who_do_not_manage_the_collection_cannot_restrict_in_the_admin(cli
     assert _groups(mail) == set()
     assert _groups(attachment) == set()
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.DOCUMENT_RESTRICTED).exists()
+
+
+def test_admin_lists_show_only_what_the_staff_user_may_read(client) -> None:
+    """A staff user with the admin's view permissions meets the same rule as everywhere else."""
+    hr = CollectionFactory.create(name="HR")
+    other = CollectionFactory.create(name="Other")
+    board = GroupFactory.create(name="Board")
+    Document.objects.create(collection=hr, name="handbook.md", file="h", content_hash="3" * 64)
+    secret = Document.objects.create(collection=hr, name="merger-plan.pdf", file="m", content_hash="4" * 64)
+    secret.restricted_to_groups.add(board)
+    Document.objects.create(collection=other, name="other-notes.md", file="o", content_hash="5" * 64)
+    staff = UserFactory.create(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_document", "view_collection"]))
+    CollectionGrant.objects.create(collection=hr, user=staff, role=Role.READ)
+    client.force_login(staff)
+
+    documents = client.get(reverse("admin:ingest_document_changelist")).content.decode()
+    assert "handbook.md" in documents
+    assert "merger-plan.pdf" not in documents
+    assert "other-notes.md" not in documents
+    assert client.get(reverse("admin:ingest_document_change", args=[secret.pk])).status_code in (302, 404)
+    collections = client.get(reverse("admin:ingest_collection_changelist")).content.decode()
+    assert "HR" in collections
+    assert "Other" not in collections
+
+    staff.groups.add(board)  # the control: in the document's group, the name is there
+    assert "merger-plan.pdf" in client.get(reverse("admin:ingest_document_changelist")).content.decode()
+
+
+def test_admin_shows_a_staff_user_only_their_own_conversations(client, admin_user) -> None:
+    from assistant.chat.models import Conversation
+
+    collection = CollectionFactory.create(name="HR")
+    staff = UserFactory.create(is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename="view_conversation"))
+    Conversation.objects.create(user=admin_user, collection=collection, title="Merger timeline for the board")
+    Conversation.objects.create(user=staff, collection=collection, title="My leave question")
+    client.force_login(staff)
+    page = client.get(reverse("admin:chat_conversation_changelist")).content.decode()
+    assert "My leave question" in page
+    assert "Merger timeline" not in page
+    client.force_login(admin_user)  # the control: a superuser sees both
+    assert "Merger timeline" in client.get(reverse("admin:chat_conversation_changelist")).content.decode()
