@@ -219,6 +219,11 @@ class Recheck:
 
 
 ALLOWED = Recheck(allowed=True)
+REFUSED = Recheck(
+    allowed=False, status=401, code="sso_account_refused",
+    message="The identity provider no longer confirms this account (it may be disabled or signed out there), "
+    "so it is deactivated here; sign in again with single sign-on to continue.",
+)  # fmt: skip
 
 
 def _provider_error(response: Any) -> str:
@@ -305,9 +310,15 @@ def identity_recheck(*, user: Any) -> Recheck:
     deactivated (audited), their sessions end and their tokens stop. Unreachable:
     fail closed once ``OIDC_RECHECK_GRACE_SECONDS`` past the due time.
     """
-    identity = ExternalIdentity.objects.filter(user_id=user.pk).only("pk", "last_checked_at").first()
+    identity = ExternalIdentity.objects.filter(user_id=user.pk).only("pk", "last_checked_at", "deactivated_at").first()
+    if identity is None:
+        return ALLOWED
+    if identity.deactivated_at is not None or not user.is_active:
+        # Already refused (by an earlier check, or by an administrator): no new
+        # call and no new record, the request is simply not let through.
+        return REFUSED
     interval = timedelta(seconds=settings.OIDC_RECHECK_SECONDS)
-    if identity is None or timezone.now() - identity.last_checked_at < interval:
+    if timezone.now() - identity.last_checked_at < interval:
         return ALLOWED
     # One check at a time per identity, under a row lock held across the provider
     # call: with rotating refresh tokens, two concurrent exchanges of the same token
@@ -334,11 +345,7 @@ def identity_recheck(*, user: Any) -> Recheck:
             account.save(update_fields=["is_active"])
             _audit("user.deactivated", account, issuer=identity.issuer, reason=answer.reason)
             logger.warning("Single sign-on user %s deactivated: %s", account.get_username(), answer.reason)
-            return Recheck(
-                allowed=False, status=401, code="sso_account_refused",
-                message="The identity provider no longer confirms this account (it may be disabled or signed "
-                "out there), so it has been deactivated here; sign in again with single sign-on to continue.",
-            )  # fmt: skip
+            return REFUSED
         identity.save(update_fields=["refresh_token"])
     grace = timedelta(seconds=settings.OIDC_RECHECK_GRACE_SECONDS)
     logger.warning("Single sign-on re-check of %s failed: %s", user.get_username(), answer.reason)

@@ -265,10 +265,12 @@ def test_a_user_disabled_at_the_provider_loses_api_tokens_after_the_interval(pro
     assert api_collections(token)[0] == 401
     openai = Client().get("/v1/models", headers={"Authorization": f"Bearer {token}"})
     assert openai.status_code == 401
-    # The user's browser session ends as well, without another call to the provider.
+    # The user's browser session ends as well, without another call to the provider
+    # or another deactivation on record.
     calls = provider.total_calls
     assert signed_in_as(other_session) == ""
     assert provider.total_calls == calls
+    assert AuditEvent.objects.filter(action=Action.USER_DEACTIVATED).count() == 1
 
 
 def test_the_provider_gives_the_account_back_at_the_next_sign_in_there(provider, finance_reports) -> None:
