@@ -14,8 +14,9 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.utils import timezone
 
 from assistant.accounts.models import CollectionGrant, ExternalIdentity
@@ -304,11 +305,29 @@ def test_an_unreachable_provider_fails_closed_after_the_grace_time(provider, set
     assert page.status_code == 503 and "identity provider did not answer" in page.content.decode()
     status, _, body = api_collections(token)
     assert (status, body["error"]["code"]) == (503, "identity_provider_unavailable")
+    openai = Client().get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+    assert openai.status_code == 503 and "identity provider did not answer" in openai.json()["error"]["message"]
     user.refresh_from_db()
     assert user.is_active  # nobody is deactivated for the provider's outage
     provider.down = False
     assert "Finance reports" in client.get("/").content.decode()  # the same session goes on
     assert api_collections(token)[0] == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recheck_also_guards_the_asynchronous_stack(provider, finance_reports) -> None:
+    # uvicorn serves the site through ASGI, where the middleware runs its async path.
+    provider.person("0c1f", preferred_username="heidi", groups=["finance"])
+    client = sign_in(provider, "0c1f")
+    user = User.objects.get(username="heidi")
+    browser = AsyncClient()
+    browser.cookies = client.cookies
+    assert "Finance reports" in async_to_sync(browser.get)("/").content.decode()
+    provider.disabled.add("0c1f")
+    due(user)
+    page = async_to_sync(browser.get)("/")
+    assert page.status_code == 302 and page["Location"].startswith("/accounts/login/")
+    assert not User.objects.get(pk=user.pk).is_active
 
 
 def test_a_zero_interval_checks_every_request(provider, settings, finance_reports) -> None:
