@@ -103,10 +103,15 @@ class SignInRefused(Exception):
     """A sign-in at the provider that does not get an account here; the message says why."""
 
 
-def _audit(action: str, user: Any, **details: Any) -> None:
+def _audit(action: str, user: Any, *, by_user: bool = True, **details: Any) -> None:
+    """Record an event about ``user``; ``by_user=False``: the system acted, not they."""
     from assistant.audit.services import audit_record
 
-    audit_record(action=action, actor=user, target=user, details={"source": "oidc", **details})
+    username = user.get_username() if user is not None else details.pop("username", "")
+    audit_record(
+        action=action, actor=user if by_user else None, target=user,
+        details={"source": "oidc", "user": username, **details},
+    )  # fmt: skip
 
 
 def _legacy_bindable(user: Any, now: Any) -> bool:
@@ -343,7 +348,7 @@ def identity_recheck(*, user: Any) -> Recheck:
             account = identity.user
             account.is_active = False
             account.save(update_fields=["is_active"])
-            _audit("user.deactivated", account, issuer=identity.issuer, reason=answer.reason)
+            _audit("user.deactivated", account, by_user=False, issuer=identity.issuer, reason=answer.reason)
             logger.warning("Single sign-on user %s deactivated: %s", account.get_username(), answer.reason)
             return REFUSED
         identity.save(update_fields=["refresh_token"])

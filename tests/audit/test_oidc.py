@@ -146,7 +146,7 @@ def test_a_recycled_user_name_with_a_new_subject_does_not_get_the_old_account(pr
     assert list(ExternalIdentity.objects.values_list("subject", flat=True)) == ["old-heidi"]
     assert list(old.groups.values_list("name", flat=True)) == ["finance"]
     refused = AuditEvent.objects.get(action=Action.SSO_REFUSED)
-    assert refused.details["subject"] == "new-heidi" and refused.details["username"] == "heidi"
+    assert refused.details["subject"] == "new-heidi" and refused.details["user"] == "heidi"
 
 
 def test_a_local_account_with_a_password_is_never_taken_over(provider) -> None:
@@ -250,6 +250,7 @@ def test_a_user_disabled_at_the_provider_loses_the_session_after_the_interval(pr
     assert not user.is_active
     deactivated = AuditEvent.objects.get(action=Action.USER_DEACTIVATED)
     assert "Account disabled" in deactivated.details["reason"] and deactivated.target_id == str(user.pk)
+    assert (deactivated.actor, deactivated.details["user"]) == (None, "heidi")  # the system did it
 
 
 def test_a_user_disabled_at_the_provider_loses_api_tokens_after_the_interval(provider, finance_reports) -> None:
