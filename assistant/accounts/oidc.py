@@ -47,6 +47,11 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):
         expected = settings.OIDC_OP_ISSUER
         if expected and issuer != expected:
             return self._refuse(f"The ID token comes from '{issuer}', not from the configured identity provider.")
+        audience = payload.get("aud")
+        if settings.OIDC_RP_CLIENT_ID not in ([audience] if isinstance(audience, str) else list(audience or [])):
+            # The library leaves the audience unchecked: an ID token the provider
+            # made for another of its applications must not sign anyone in here.
+            return self._refuse("The ID token was issued for another application.")
         claims = self.get_userinfo(access_token, id_token, payload)
         if not isinstance(claims, dict) or str(claims.get("sub", "")) != subject:
             # OpenID Connect Core 5.3.2: userinfo about anyone else must not be used.

@@ -174,6 +174,18 @@ def test_an_account_single_sign_on_made_before_identities_is_bound_once_if_recen
     assert signed_in_as(sign_in(provider, "s-ivan-2")) == ""
 
 
+def test_an_id_token_for_another_application_or_issuer_is_refused(provider, settings) -> None:
+    provider.person("0c1f", preferred_username="heidi")
+    provider.audience = "another-app"
+    assert signed_in_as(sign_in(provider, "0c1f")) == ""
+    provider.audience = provider.client_id
+    settings.OIDC_OP_ISSUER = "https://sso.example.com/realms/other"
+    assert signed_in_as(sign_in(provider, "0c1f")) == ""
+    assert not User.objects.exists()
+    settings.OIDC_OP_ISSUER = provider.issuer
+    assert signed_in_as(sign_in(provider, "0c1f")) == "heidi"
+
+
 def test_claims_without_a_user_name_are_refused(provider) -> None:
     provider.person("x", email="x@example.com")
     assert signed_in_as(sign_in(provider, "x")) == ""

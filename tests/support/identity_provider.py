@@ -31,6 +31,7 @@ class IdentityProvider:
         self.people: dict[str, dict[str, Any]] = {}  # subject -> claims
         self.disabled: set[str] = set()
         self.down = False
+        self.audience = client_id  # the "aud" of the ID tokens it signs
         self.calls: Counter[str] = Counter()
         self.issued_refresh_tokens: list[str] = []
         self._codes: dict[str, tuple[str, str, str]] = {}  # code -> (subject, nonce, redirect_uri)
@@ -63,7 +64,7 @@ class IdentityProvider:
 
     def _tokens(self, subject: str, nonce: str | None) -> dict[str, Any]:
         now = int(time.time())
-        claims = {"iss": self.issuer, "sub": subject, "aud": self.client_id, "iat": now, "exp": now + 300}
+        claims = {"iss": self.issuer, "sub": subject, "aud": self.audience, "iat": now, "exp": now + 300}
         if nonce is not None:
             claims["nonce"] = nonce
         id_token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
