@@ -78,6 +78,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Re-checks single sign-on users with the identity provider every
+    # OIDC_RECHECK_SECONDS (after messages: a refused user is told why).
+    "assistant.accounts.middleware.SsoRecheckMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -379,9 +382,21 @@ OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
 OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
 # The claim holding the user's groups (a list, or one name); a dotted path reaches
 # into nested claims (Keycloak: realm_access.roles). Groups are created as needed and
-# a user's memberships follow the claim at every sign-in.
+# a user's memberships follow the claim at every sign-in and every re-check.
 OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
 OIDC_USERNAME_CLAIM = env.str("OIDC_USERNAME_CLAIM", default="preferred_username")
+# A single sign-on user's account and groups are asked again of the provider (refresh
+# token, then userinfo) at most this often, on their next page, API call or token use.
+# If the provider does not answer, access goes on for OIDC_RECHECK_GRACE_SECONDS more,
+# then is refused until it answers (fail closed).
+OIDC_RECHECK_SECONDS = env.int("OIDC_RECHECK_SECONDS", default=300)
+OIDC_RECHECK_GRACE_SECONDS = env.int("OIDC_RECHECK_GRACE_SECONDS", default=0)
+# Accounts single sign-on made before identities were stored are bound by user name at
+# their next sign-in only if they signed in within this many days (0: never).
+OIDC_LEGACY_BIND_DAYS = env.int("OIDC_LEGACY_BIND_DAYS", default=90)
+# When set, ID tokens from any other issuer are refused.
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default="")
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)  # seconds, each call to the provider
 if OIDC_ENABLED:
     OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET")
     OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT")

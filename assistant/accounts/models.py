@@ -72,3 +72,30 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ExternalIdentity(models.Model):
+    """The single sign-on identity a user is bound to: the provider's issuer and subject.
+
+    A sign-in is matched by ``(issuer, subject)``, which the provider never reuses,
+    and not by a user name, which it may give to someone else later. ``refresh_token``
+    is kept encrypted (``assistant.accounts.sso``) for the periodic re-check of the
+    account and its groups; it is never shown or logged.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    refresh_token = models.TextField(blank=True, editable=False)
+    # When the provider last confirmed the account and its groups.
+    last_checked_at = models.DateTimeField()
+    # Set when the re-check deactivated the user because the provider refused the
+    # account; the next interactive sign-in at the provider makes them active again.
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="identity_unique_issuer_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

@@ -261,12 +261,26 @@ def token_revoke(*, token: ApiToken) -> bool:
     return revoked
 
 
+class TokenUserRefused(Exception):
+    """A valid token whose single sign-on user the identity provider does not confirm now."""
+
+    def __init__(self, *, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 def token_authenticate(*, plaintext: str) -> ApiToken | None:
     """The live token this plaintext names, with its user, or None.
 
     Malformed, unknown, revoked and expired tokens, and tokens of inactive users,
-    all give None: a caller learns nothing about which it was.
+    all give None: a caller learns nothing about which it was. A single sign-on
+    user is re-checked with the identity provider when due; when it refuses them
+    or cannot be reached past the grace time, ``TokenUserRefused`` says so.
     """
+    from assistant.accounts.sso import identity_recheck  # it imports this module
+
     parts = plaintext.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
         return None
@@ -281,6 +295,10 @@ def token_authenticate(*, plaintext: str) -> ApiToken | None:
         reason = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now else "inactive user")
         _token_audit("token.denied", token, reason=reason)
         return None
+    check = identity_recheck(user=token.user)
+    if not check.allowed:
+        _token_audit("token.denied", token, reason=check.code)
+        raise TokenUserRefused(status=check.status, code=check.code, message=check.message)
     # One write a minute at most, not one per request.
     if token.last_used_at is None or now - token.last_used_at > timedelta(seconds=60):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

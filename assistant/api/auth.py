@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
 from assistant.accounts.models import ApiToken
-from assistant.accounts.services import token_authenticate
+from assistant.accounts.services import TokenUserRefused, token_authenticate
 from assistant.api.errors import ApiError
 
 
@@ -20,7 +20,10 @@ class TokenAuth(HttpBearer):
         self.scope = scope
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        found = token_authenticate(plaintext=token)
+        try:
+            found = token_authenticate(plaintext=token)
+        except TokenUserRefused as refused:
+            raise ApiError(refused.status, refused.code, refused.message) from refused
         if found is None:
             return None
         if self.scope == ApiToken.Scope.WRITE and found.scope != ApiToken.Scope.WRITE:

@@ -27,7 +27,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from assistant.accounts.models import ApiToken
-from assistant.accounts.services import token_authenticate
+from assistant.accounts.services import TokenUserRefused, token_authenticate
 from assistant.chat import services
 from assistant.chat.prompts import build_messages
 from ingest.models import Collection
@@ -44,12 +44,17 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
     return response
 
 
-def _token(request: HttpRequest) -> ApiToken | None:
+def _token(request: HttpRequest) -> ApiToken | JsonResponse | None:
+    """The caller's token, None without a valid one, or the error to answer with."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
-    return token_authenticate(plaintext=value.strip())
+    try:
+        return token_authenticate(plaintext=value.strip())
+    except TokenUserRefused as refused:
+        kind = "authentication_error" if refused.status == 401 else "api_error"
+        return _error(refused.status, refused.message, refused.code, kind)
 
 
 def _unauthenticated() -> JsonResponse:
@@ -81,6 +86,8 @@ async def models(request: HttpRequest) -> HttpResponse:
     token = await sync_to_async(_token)(request)
     if token is None:
         return _unauthenticated()
+    if isinstance(token, JsonResponse):
+        return token
     return JsonResponse({"object": "list", "data": await sync_to_async(_models)(token.user)})
 
 
@@ -156,6 +163,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     token = await sync_to_async(_token)(request)
     if token is None:
         return _unauthenticated()
+    if isinstance(token, JsonResponse):
+        return token
     parsed, problem = _parse(request)
     if problem is not None or parsed is None:
         return problem or _error(400, "Bad request.", "invalid_request")

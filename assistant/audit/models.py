@@ -58,6 +58,10 @@ class AuditEvent(models.Model):
         USER_LOGIN = "user.login", "Signed in"
         USER_LOGIN_FAILED = "user.login_failed", "Sign-in failed"
         USER_DATA_DELETED = "user.data_deleted", "User and their data deleted"
+        USER_DEACTIVATED = "user.deactivated", "User deactivated (identity provider)"
+        USER_REACTIVATED = "user.reactivated", "User reactivated (identity provider)"
+        SSO_BOUND = "sso.bound", "Single sign-on identity bound"
+        SSO_REFUSED = "sso.refused", "Single sign-on refused"
         AUDIT_EXPORTED = "audit.exported", "Audit log exported"
         AUDIT_PURGED = "audit.purged", "Audit log purged (retention)"
 
