@@ -13,7 +13,7 @@ from ingest.parsers.archive import ZipParser
 from ingest.parsers.base import Attachment, Element, ParsedDocument, ParseError, Parser
 from ingest.parsers.detect import detect_file_type
 from ingest.parsers.images import ImageParser
-from ingest.parsers.limits import check_page_count
+from ingest.parsers.limits import ZIP_PACKAGES, check_nesting, check_page_count, check_zip_package
 from ingest.parsers.mail import EmlParser, MsgParser
 from ingest.parsers.office import UnstructuredParser
 from ingest.parsers.pandoc import PandocParser
@@ -42,10 +42,16 @@ def parser_for(file_type: str) -> Parser:
     raise ParseError(f"Files of type '{file_type}' are not supported.")
 
 
-def parse_file(path: Path, *, name: str = "") -> tuple[str, ParsedDocument]:
-    """Detect ``path``'s type from its content and parse it. Returns (type, result)."""
+def parse_file(path: Path, *, name: str = "", depth: int = 0) -> tuple[str, ParsedDocument]:
+    """Detect ``path``'s type from its content and parse it. Returns (type, result).
+
+    ``depth``: how many files (archives, e-mails) this one was found inside.
+    """
     file_type = detect_file_type(path, name=name)
     parser = parser_for(file_type)
+    if file_type in ZIP_PACKAGES:
+        # Their parsers unpack every part in memory, trusting the sizes it declares.
+        check_zip_package(path, file_type=file_type)
     try:
         parsed = parser.parse(path, file_type=file_type)
     except ParseError:
@@ -55,6 +61,8 @@ def parse_file(path: Path, *, name: str = "") -> tuple[str, ParsedDocument]:
         if reason is None:
             raise
         raise ParseError(reason) from exc
+    if parsed.attachments:
+        check_nesting(depth)
     # Paged formats other than PDF (slides, DOCX pages) are only counted after parsing.
     if parsed.pages:
         check_page_count(parsed.pages)
