@@ -155,6 +155,7 @@ INGEST_MAX_PAGES = env.int("INGEST_MAX_PAGES", default=10_000)
 INGEST_ARCHIVE_MAX_MEMBERS = env.int("INGEST_ARCHIVE_MAX_MEMBERS", default=10_000)
 INGEST_ARCHIVE_MAX_TOTAL_BYTES = env.int("INGEST_ARCHIVE_MAX_TOTAL_BYTES", default=2 * 1024**3)
 INGEST_ARCHIVE_MAX_RATIO = env.int("INGEST_ARCHIVE_MAX_RATIO", default=200)
+INGEST_ARCHIVE_MAX_DEPTH = env.int("INGEST_ARCHIVE_MAX_DEPTH", default=4)
 # Celery sends the time limit with each task message: set it for web and worker alike.
 INGEST_TIME_LIMIT_S = env.int("INGEST_TIME_LIMIT_S", default=2 * 3600)
 # A worker holding a document touches its heartbeat this often; a heartbeat older

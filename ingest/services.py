@@ -7,7 +7,6 @@ functions, so an upload follows the same rules wherever it comes from.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import tempfile
 import threading
@@ -489,6 +488,15 @@ def _caused_by_time_limit(exc: BaseException) -> bool:
     return False
 
 
+def _depth(document: Document) -> int:
+    """How many documents (archives, e-mails) ``document`` was found inside."""
+    depth, parent_id = 0, document.parent_id
+    while parent_id is not None:
+        depth += 1
+        parent_id = Document.objects.filter(pk=parent_id).values_list("parent_id", flat=True).first()
+    return depth
+
+
 def text_digest(text: str) -> str:
     """The key under which an embedded text's vector can be found again."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -663,7 +671,7 @@ class _BatchRun:
             timings: dict[str, float] = {}
             clock = time.monotonic()
             try:
-                file_type, parsed = parse_file(Path(document.file.path), name=document.name)
+                file_type, parsed = parse_file(Path(document.file.path), name=document.name, depth=_depth(document))
             except ParseError as exc:
                 document_fail(document_id=document.pk, reason=str(exc))
                 self.settled.add(document.pk)
@@ -820,14 +828,15 @@ class _BatchRun:
                     timings={k: round(v, 3) for k, v in p.timings.items()},
                 )
                 for attachment in p.attachments:
-                    document_upload(
-                        collection=p.document.collection,
-                        name=attachment.name,
-                        fileobj=io.BytesIO(attachment.content),
-                        user=p.document.uploaded_by,
-                        parent=p.document,
-                        enqueue=self.enqueue_children,
-                    )
+                    with attachment.open() as stream:  # an archive member is streamed, never held whole
+                        document_upload(
+                            collection=p.document.collection,
+                            name=attachment.name,
+                            fileobj=stream,
+                            user=p.document.uploaded_by,
+                            parent=p.document,
+                            enqueue=self.enqueue_children,
+                        )
         self.settled.update(p.document.pk for p, _ in ready)
         for storage, name in replaced_files:
             storage.delete(name)

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 
 from assistant.chat.retrieval import Passage, Retriever
+from ingest.management.selection import files_in_folder
 from ingest.models import Collection, Document
 
 
@@ -440,12 +441,7 @@ def folder_ingest(collection: Collection, root: Path) -> list[Document]:
 
     if not root.is_dir():
         raise EvaluationInputError(f"{root} is not a folder.")
-    # Hidden files and folders inside ``root`` are skipped; the path to it may hold any (``../``).
-    files = [
-        p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
-    ]
+    files = files_in_folder(root)
     if not files:
         raise EvaluationInputError(f"{root} holds no files.")
     ids: list[int] = []

@@ -1,10 +1,12 @@
 """ZIP archives: no text of their own; every member file becomes a document.
 
 An archive is the easiest way to hand a worker a hostile file, so the limits are
-checked on the central directory before a byte is decompressed: the number of
-entries, the total unpacked size, the compression ratio (a zip bomb), and names
-that climb out of the archive (``../../etc/passwd``). Reading is safe after that:
-Python's zipfile never returns more than the size a member declares.
+checked on the central directory before a byte is decompressed (the number of
+entries, the total unpacked size, the compression ratio of each member and of the
+whole: ``limits.check_zip_members``), names that climb out of the archive
+(``../../etc/passwd``) are refused, and every member is unpacked once, a block at a
+time, to check it is what it declares. Members are never held in memory: each is
+streamed from the archive when it is stored as a document of its own.
 """
 
 from __future__ import annotations
@@ -13,24 +15,18 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import IO, ClassVar
+
+from django.conf import settings
 
 from ingest.parsers.base import Attachment, ParsedDocument, ParseError
-from ingest.parsers.limits import limit
+from ingest.parsers.limits import check_zip_members, size_text, verify_zip_members
 
-# Small members compress far better than any ratio limit (a 100 KB file of
-# spaces, a sparse CSV) and cannot hurt anyone on their own: the total size limit
-# covers many of them. The ratio is only judged above this size.
-_RATIO_CHECKED_ABOVE = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,} bytes"
 
 
 def _check_name(name: str) -> None:
@@ -47,32 +43,42 @@ def _is_document(member: zipfile.ZipInfo) -> bool:
     return bool(parts) and parts[0] != "__MACOSX" and not any(part.startswith(".") for part in parts)
 
 
-def _check_limits(members: list[zipfile.ZipInfo]) -> None:
-    max_members = limit("INGEST_ARCHIVE_MAX_MEMBERS")
-    if len(members) > max_members:
-        raise ParseError(
-            f"The archive has {len(members):,} entries, more than the limit of {max_members:,} "
-            "(INGEST_ARCHIVE_MAX_MEMBERS)."
-        )
-    max_ratio = limit("INGEST_ARCHIVE_MAX_RATIO")
-    total = 0
+def _check_members(members: list[zipfile.ZipInfo]) -> None:
+    upload_limit = settings.MAX_UPLOAD_BYTES
     for member in members:
         _check_name(member.filename)
         if member.flag_bits & 0x1:
             raise ParseError("The archive is password-protected. Upload a copy without a password.")
-        total += member.file_size
-        if member.file_size > _RATIO_CHECKED_ABOVE and member.file_size > max_ratio * max(member.compress_size, 1):
+        # Each member becomes an upload of its own, under the same limit.
+        if member.file_size > upload_limit:
             raise ParseError(
-                f"The archive looks like a zip bomb: {member.filename[:200]!r} expands "
-                f"{member.file_size // max(member.compress_size, 1):,} times, more than the limit of {max_ratio} "
-                "(INGEST_ARCHIVE_MAX_RATIO)."
+                f"The archive holds {member.filename[:200]!r} of {size_text(member.file_size)}, more than the "
+                f"upload limit of {size_text(upload_limit)} (ASSISTANT_MAX_UPLOAD_BYTES)."
             )
-    max_total = limit("INGEST_ARCHIVE_MAX_TOTAL_BYTES")
-    if total > max_total:
-        raise ParseError(
-            f"The archive unpacks to {_size(total)}, more than the limit of {_size(max_total)} "
-            "(INGEST_ARCHIVE_MAX_TOTAL_BYTES)."
-        )
+
+
+class _Members:
+    """Streams of an archive's members, for storing them one after the other.
+
+    The archive is opened once, when the first member is stored, not once per
+    member: reading the central directory of a 10,000-entry archive 10,000 times
+    would cost more than the members. It closes when the parse result is dropped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.archive: zipfile.ZipFile | None = None
+
+    @contextmanager
+    def open(self, member: zipfile.ZipInfo) -> Iterator[IO[bytes]]:
+        if self.archive is None:
+            self.archive = zipfile.ZipFile(self.path)
+        with self.archive.open(member) as stream:
+            yield stream
+
+    def __del__(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
 
 
 class ZipParser:
@@ -82,15 +88,19 @@ class ZipParser:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = archive.infolist()
-                _check_limits(members)
-                attachments = [
-                    Attachment(name=member.filename.replace("\\", "/"), content=archive.read(member))
-                    for member in members
-                    if _is_document(member)
-                ]
+            check_zip_members(members, stored_bytes=path.stat().st_size, what="archive")
+            _check_members(members)
+            documents = [member for member in members if _is_document(member)]
+            verify_zip_members(path, documents, what="archive")
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError) as exc:
             # NotImplementedError: a compression method zipfile lacks (e.g. Deflate64).
             raise ParseError(f"The archive is damaged or uses an unsupported format ({exc}).") from exc
-        if not attachments:
+        if not documents:
             raise ParseError("The archive contains no files.")
-        return ParsedDocument(attachments=attachments)
+        streams = _Members(path)
+        return ParsedDocument(
+            attachments=[
+                Attachment(name=member.filename.replace("\\", "/"), opener=partial(streams.open, member))
+                for member in documents
+            ]
+        )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import IO, ClassVar, Literal, Protocol
 
 ElementKind = Literal["title", "text", "list", "table"]
 
@@ -28,11 +31,19 @@ class Element:
 class Attachment:
     """A file found inside another (an e-mail attachment, an archive member).
 
-    Each becomes a document of its own, linked to the one it came from.
+    Each becomes a document of its own, linked to the one it came from. Its bytes
+    are ``content``, or, for a file that may be large (an archive member), come from
+    ``opener`` when the file is stored, a block at a time, never held whole.
     """
 
     name: str
-    content: bytes
+    content: bytes = b""
+    opener: Callable[[], AbstractContextManager[IO[bytes]]] | None = field(default=None, compare=False)
+
+    def open(self) -> AbstractContextManager[IO[bytes]]:
+        if self.opener is not None:
+            return self.opener()
+        return nullcontext(io.BytesIO(self.content))
 
 
 @dataclass

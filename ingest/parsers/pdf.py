@@ -20,7 +20,7 @@ from ingest.parsers.limits import check_page_count
 from ingest.parsers.unstructured_setup import prepare_unstructured
 
 if TYPE_CHECKING:
-    from pypdf import PdfReader
+    import pikepdf
 
 logger = logging.getLogger(__name__)
 
@@ -29,33 +29,35 @@ logger = logging.getLogger(__name__)
 _MIN_TEXT_CHARS = 20
 
 
-def _open(path: Path) -> PdfReader:
-    """Open the PDF once to reject encrypted and damaged files with a clear reason."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _open(path: Path) -> pikepdf.Pdf:
+    """Open the PDF once to reject encrypted and damaged files with a clear reason.
+
+    qpdf (through pikepdf) rather than pypdf: pypdf refuses valid large files on
+    safety limits meant for hostile ones (an array of over 100,000 elements, which
+    a page with many links or a big font's width table reaches), and qpdf reads
+    objects lazily, so a large file costs little here.
+    """
+    import pikepdf
 
     try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            # Many PDFs are "encrypted" with an empty user password and open freely.
-            try:
-                opened = bool(reader.decrypt(""))
-            except Exception:
-                opened = False
-            if not opened:
-                raise ParseError("The PDF is password-protected. Upload a copy without a password.")
-        len(reader.pages)  # reads the page tree: a broken one fails here, not later
-        return reader
-    except ParseError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        # An "encrypted" PDF with an empty user password opens freely, as in a viewer.
+        pdf = pikepdf.open(path)
+    except pikepdf.PasswordError as exc:
+        raise ParseError("The PDF is password-protected. Upload a copy without a password.") from exc
+    except (pikepdf.PdfError, ValueError, OSError) as exc:
         raise ParseError(f"The PDF is damaged and could not be read ({exc}).") from exc
-
-
-def _page_dpi(reader: PdfReader, page: int) -> int:
     try:
-        box = reader.pages[page - 1].cropbox
-        return ocr.dpi_for(float(box.width) / 72, float(box.height) / 72)
+        len(pdf.pages)  # reads the page tree: a broken one fails here, not later
+    except (pikepdf.PdfError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        pdf.close()
+        raise ParseError(f"The PDF is damaged and could not be read ({exc}).") from exc
+    return pdf
+
+
+def _page_dpi(pdf: pikepdf.Pdf, page: int) -> int:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in pdf.pages[page - 1].cropbox)
+        return ocr.dpi_for(abs(x1 - x0) / 72, abs(y1 - y0) / 72)
     except Exception:  # a broken box: pdftoppm falls back to the page's media box
         return ocr.OCR_DPI
 
@@ -64,29 +66,32 @@ class PdfParser:
     file_types: ClassVar[frozenset[str]] = frozenset({"pdf"})
 
     def parse(self, path: Path, *, file_type: str) -> ParsedDocument:
-        reader = _open(path)
-        pages = len(reader.pages)
-        check_page_count(pages)
-        prepare_unstructured()
-        from unstructured.partition.pdf import partition_pdf
+        with _open(path) as pdf:
+            pages = len(pdf.pages)
+            check_page_count(pages)
+            prepare_unstructured()
+            from pypdf.errors import LimitReachedError
+            from unstructured.partition.pdf import partition_pdf
 
-        try:
-            raw = partition_pdf(filename=str(path), strategy="fast", languages=[ocr.LANGUAGE])
-        except Exception as exc:
-            raise ParseError(f"The PDF could not be parsed ({type(exc).__name__}: {exc}).") from exc
-        by_page: dict[int, list[Element]] = defaultdict(list)
-        for element in convert_elements(raw):
-            by_page[element.page or 1].append(element)
+            try:
+                raw = partition_pdf(filename=str(path), strategy="fast", languages=[ocr.LANGUAGE])
+            except LimitReachedError:
+                raise  # reported with what an admin can do (``parse_file``)
+            except Exception as exc:
+                raise ParseError(f"The PDF could not be parsed ({type(exc).__name__}: {exc}).") from exc
+            by_page: dict[int, list[Element]] = defaultdict(list)
+            for element in convert_elements(raw):
+                by_page[element.page or 1].append(element)
 
-        scanned = [n for n in range(1, pages + 1) if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS]
-        if scanned:
-            self._ocr(path, reader, scanned, by_page)
+            scanned = [n for n in range(1, pages + 1) if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS]
+            if scanned:
+                self._ocr(path, pdf, scanned, by_page)
         elements = [element for n in sorted(by_page) for element in by_page[n]]
         if not any(e.text.strip() for e in elements):
             raise ParseError("The PDF has no text: neither a text layer nor anything OCR could read.")
         return ParsedDocument(elements=elements, pages=pages)
 
-    def _ocr(self, path: Path, reader: PdfReader, scanned: list[int], by_page: dict[int, list[Element]]) -> None:
+    def _ocr(self, path: Path, pdf: pikepdf.Pdf, scanned: list[int], by_page: dict[int, list[Element]]) -> None:
         """Replace the elements of ``scanned`` pages with what OCR reads on them."""
         try:
             ocr.require_ocr()
@@ -97,8 +102,9 @@ class PdfParser:
                 return
             raise
 
-        # pypdf is not thread-safe: page sizes are read here, before the threads start.
-        dpis = {page: _page_dpi(reader, page) for page in scanned}
+        # pikepdf objects are not to be shared between threads: page sizes are read
+        # here, before the threads start.
+        dpis = {page: _page_dpi(pdf, page) for page in scanned}
 
         def read(page: int) -> str:
             image = ocr.render_pdf_page(path, page, dpi=dpis[page])

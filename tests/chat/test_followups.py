@@ -90,12 +90,17 @@ def test_without_an_llm_the_follow_up_still_finds_the_right_document(reports, se
     assert [(m.content, m.retrieval_query) for m in asked] == [(FIRST, FIRST), (FOLLOW_UP, swapped)]
 
 
+# Set when a test is over: a stalling server holds its request until then.
+_RELEASE = threading.Event()
+
+
 class _Stalling(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        threading.Event().wait(3)
+        # Never sends a token: held until the test is over, however long the client takes to give up.
+        _RELEASE.wait(120)
 
     def log_message(self, *args) -> None:
         pass
@@ -121,10 +126,12 @@ class _BadMarker(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server(request):
+    _RELEASE.clear()
     server = HTTPServer(("127.0.0.1", 0), request.param)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/v1"
+    _RELEASE.set()
     server.shutdown()
 
 

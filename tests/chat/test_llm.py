@@ -38,12 +38,17 @@ def test_server_down_is_a_readable_error() -> None:
         collect(client)
 
 
+# Set when a test is over: a stalling server holds its request until then.
+_RELEASE = threading.Event()
+
+
 class _Slow(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        threading.Event().wait(3)  # never sends a token in time
+        # Never sends a token: held until the test is over, however long the client takes to give up.
+        _RELEASE.wait(120)
 
     def log_message(self, *args) -> None:
         pass
@@ -64,10 +69,12 @@ class _Refusing(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server(request):
+    _RELEASE.clear()
     server = HTTPServer(("127.0.0.1", 0), request.param)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/v1"
+    _RELEASE.set()
     server.shutdown()
 
 

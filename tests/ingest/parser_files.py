@@ -149,3 +149,32 @@ def encrypted_office_file() -> bytes:
         + b"\0" * 128
     )
     return header + struct.pack("<128I", *fat) + directory + b"\0" * (2 * sectors_per_stream * 512)
+
+
+def add_members(package: bytes, members: dict[str, bytes]) -> bytes:
+    """``package`` (a zip: a DOCX, an EPUB...) with more members appended."""
+    out = io.BytesIO(package)
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def understate_size(archive: bytes, name: str, declared: bytes) -> bytes:
+    """The archive with member ``name`` declaring only ``len(declared)`` bytes, with their
+    checksum, while its data still unpacks to all it holds: a bomb hidden from every
+    check on the central directory."""
+    import zlib
+
+    data = bytearray(archive)
+    encoded = name.encode()
+    fields = struct.pack("<I", zlib.crc32(declared)), struct.pack("<I", len(declared))
+    # Local header: CRC at 14, uncompressed size at 22; central header: 16 and 24.
+    for signature, crc_at, size_at, name_at in ((b"PK\x03\x04", 14, 22, 30), (b"PK\x01\x02", 16, 24, 46)):
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            if data[start + name_at : start + name_at + len(encoded)] == encoded:
+                data[start + crc_at : start + crc_at + 4] = fields[0]
+                data[start + size_at : start + size_at + 4] = fields[1]
+            start += 4
+    return bytes(data)

@@ -125,10 +125,10 @@ def test_a_time_limit_blames_the_file_being_parsed_and_hands_the_others_back(mon
     documents = queue(collection, NOTES)
     real = parsers.parse_file
 
-    def slow_on_gamma(path, *, name=""):
+    def slow_on_gamma(path, *, name="", **options):
         if name == "gamma.md":
             raise SoftTimeLimitExceeded()
-        return real(path, name=name)
+        return real(path, name=name, **options)
 
     monkeypatch.setattr(services, "parse_file", slow_on_gamma)
     services.document_process(document_id=documents[0].pk)

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest.parsers import ParseError, parse_file
+from ingest.parsers import Attachment, ParseError, parse_file
 from tests.ingest.parser_files import make_zip, mark_encrypted, write
+
+
+def read(attachment: Attachment) -> bytes:
+    with attachment.open() as stream:
+        return stream.read()
 
 
 def test_real_archive_members_become_attachments(formats_dir: Path) -> None:
@@ -17,7 +22,7 @@ def test_real_archive_members_become_attachments(formats_dir: Path) -> None:
     assert parsed.elements == []
     assert [a.name for a in parsed.attachments] == ["ideas-page.html", "stanley-cups.csv"]
     with zipfile.ZipFile(formats_dir / "simple.zip") as archive:
-        assert parsed.attachments[1].content == archive.read("stanley-cups.csv")
+        assert read(parsed.attachments[1]) == archive.read("stanley-cups.csv")
 
 
 def test_folders_metadata_and_hidden_files_are_skipped_nested_archives_kept(tmp_path: Path) -> None:
@@ -33,7 +38,7 @@ def test_folders_metadata_and_hidden_files_are_skipped_nested_archives_kept(tmp_
         }
     )
     _, parsed = parse_file(write(tmp_path, "bundle.zip", archive), name="bundle.zip")
-    assert [(a.name, a.content) for a in parsed.attachments] == [
+    assert [(a.name, read(a)) for a in parsed.attachments] == [
         ("reports/q1.txt", b"Revenue rose."),
         ("old/archive.zip", inner),
     ]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import SHARED_DATA, _require
 from tests.integration.conftest import ADMIN_PASSWORD, LIVE_REDIS_DB, BrowserSession, Stack
+from tests.support.blocking import BLOCK_EMBEDDING, BLOCK_PARSING, blocking_env
 
 pytestmark = pytest.mark.live
 
@@ -77,13 +78,18 @@ def finished(docs: dict[str, dict]) -> bool:
 
 
 def test_worker_killed_mid_document_is_rescued_with_one_set_of_chunks(stack: Stack, session, long_text) -> None:
+    # The worker blocks on the document's last passages, so it is caught mid-embedding
+    # however fast this machine embeds the rest.
+    stack.start_worker(**blocking_env(stack.env))
     collection_id = new_collection(session, "Killed worker")
-    upload(session, collection_id, {"abstracts.txt": long_text})
+    upload(session, collection_id, {"abstracts.txt": long_text + f"\n{BLOCK_EMBEDDING}\n".encode()})
     wait_for(session, collection_id, lambda d: d["abstracts.txt"]["status"] == "embedding", stack=stack)
 
-    stack.processes["worker"].kill()  # SIGKILL to the whole worker, children included
-    time.sleep(1)
-    assert documents(session, collection_id)["abstracts.txt"]["status"] == "embedding"  # orphaned
+    worker = stack.processes["worker"]
+    worker.kill()  # SIGKILL to the whole worker, children included
+    worker.proc.wait(timeout=30)
+    # Orphaned: the sweep that would rescue it ran in the worker that is gone.
+    assert documents(session, collection_id)["abstracts.txt"]["status"] == "embedding"
     stack.start_worker()
 
     docs = wait_for(session, collection_id, finished, stack=stack)
@@ -125,18 +131,18 @@ def test_messages_lost_by_the_broker_are_sent_again(stack: Stack, session) -> No
     assert {d["status"] for d in docs.values()} == {"ready"}
 
 
-def test_a_file_over_the_time_limit_fails_with_a_reason_and_the_batch_goes_on(
-    stack: Stack, long_text: bytes, tmp_path: Path
-) -> None:
-    # An admin lowers the limit for the whole site (it travels with each task).
-    stack.start_worker(INGEST_TIME_LIMIT_S="20")
-    (tmp_path / "huge.txt").write_bytes(long_text * 3)
+def test_a_file_over_the_time_limit_fails_with_a_reason_and_the_batch_goes_on(stack: Stack, tmp_path: Path) -> None:
+    # An admin lowers the limit for the whole site (it travels with each task). The
+    # worker blocks on stuck.txt until the limit ends it, so the limit fires however
+    # fast the machine is; small.md, in the same batch, goes back to the queue.
+    stack.start_worker(INGEST_TIME_LIMIT_S="30", **blocking_env(stack.env))
+    (tmp_path / "stuck.txt").write_text(f"A file that takes forever.\n{BLOCK_PARSING}\n")
     (tmp_path / "small.md").write_bytes(b"# Small\n\nA short note.")
     result = stack.manage("ingest", "--collection", "Time limit", "--wait", "--json", str(tmp_path),
-                          INGEST_TIME_LIMIT_S="20")  # fmt: skip
+                          INGEST_TIME_LIMIT_S="30")  # fmt: skip
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
-    assert result.returncode == 1
-    assert rows["huge.txt"]["status"] == "failed"
-    assert rows["huge.txt"]["error"] == "Processing took longer than the time limit of 20 seconds."
+    assert result.returncode == 1, result.stderr
+    assert rows["stuck.txt"]["status"] == "failed"
+    assert rows["stuck.txt"]["error"] == "Processing took longer than the time limit of 30 seconds."
     assert rows["small.md"]["status"] == "ready", rows
     stack.start_worker()  # back to the normal limits for whatever runs next

@@ -15,23 +15,31 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from ingest import services
+from ingest.management.selection import files_in_folder
 from ingest.models import FINISHED, Document
 
 STALL_HINT_AFTER_S = 30
 
 
 def _expand(paths: list[str]) -> list[Path]:
+    """The files named, and those in the folders named; a run with none is an error."""
     files: list[Path] = []
+    empty: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(
-                p for p in sorted(path.rglob("*")) if p.is_file() and not any(part.startswith(".") for part in p.parts)
-            )
+            found = files_in_folder(path)
+            if not found:
+                empty.append(raw)
+            files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
             raise CommandError(f"No such file or folder: {raw}")
+    if not files:
+        raise CommandError(
+            f"No file to ingest in {', '.join(empty)} (hidden files and folders inside a folder are skipped)."
+        )
     return files
 
 

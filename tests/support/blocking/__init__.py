@@ -1,0 +1,22 @@
+"""Workers that block on marked files (see ``sitecustomize.py`` here), for tests
+that must catch a worker mid-document or have a time limit fire, on any machine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+HOOK_DIR = Path(__file__).resolve().parent
+REPO = HOOK_DIR.parents[2]
+
+# A plain-text file containing this never finishes parsing.
+BLOCK_PARSING = "[test marker: block while parsing]"
+# A document with a passage containing this never finishes embedding.
+BLOCK_EMBEDDING = "[test marker: block while embedding]"
+
+
+def blocking_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a process that loads the blocking wrappers."""
+    path = [str(HOOK_DIR), str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"PYTHONPATH": os.pathsep.join(path)}
