@@ -227,7 +227,8 @@ def _doc_ids(passages: list[Any]) -> list[str]:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import Scope, available_retrievers, build_retriever
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import available_retrievers, build_retriever
 
     queries, qrels = read_split(args.split)
     scope = Scope.of([_collection(SCIFACT_NAME).pk])
@@ -248,7 +249,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def tune(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import HybridRetriever, Scope, fuse
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import HybridRetriever, fuse
 
     queries, qrels = read_split(args.split)
     scope = Scope.of([_collection(SCIFACT_NAME).pk])
@@ -277,7 +279,8 @@ def tune(args: argparse.Namespace) -> None:
 
 
 def thresholds(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import Scope, build_retriever
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import build_retriever
 
     queries, qrels = read_split("train")
     kind = args.kind[0] if args.kind else "hybrid"

@@ -11,13 +11,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from assistant.accounts.scope import Scope
 from assistant.chat import services
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.retrieval import (
     HybridRetriever,
     LexicalRetriever,
-    Scope,
     available_retrievers,
     build_retriever,
     fuse,
