@@ -30,12 +30,12 @@ from assistant.accounts.models import ApiToken
 from assistant.accounts.services import TokenUserRefused, token_authenticate
 from assistant.chat import services
 from assistant.chat.events import AnswerEvent, AnswerFold, Failed, Token, answer_collect
+from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.chat.prompts import build_messages
 from assistant.chat.sse import SSE_DONE, sse_data, sse_response
 from ingest.models import Collection
 
 OWNER = "assistant"
-MAX_QUESTION_CHARS = 4000
 
 
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JsonResponse:

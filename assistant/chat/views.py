@@ -17,10 +17,9 @@ from django.views.decorators.http import require_POST
 
 from assistant.chat import services
 from assistant.chat.feedback import answer_for, feedback_set
+from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.chat.models import Conversation, Feedback
 from assistant.chat.sse import sse_event, sse_response
-
-MAX_QUESTION_CHARS = 4000
 
 
 @login_required
@@ -51,7 +50,7 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return render(
         request,
         "chat/conversation.html",
-        {"conversation": current, "chat_messages": chat_messages},
+        {"conversation": current, "chat_messages": chat_messages, "max_question_chars": MAX_QUESTION_CHARS},
     )
 
 
