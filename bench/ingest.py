@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import os
 import shutil
 import signal
@@ -458,6 +457,8 @@ def ndcg_at_10(collected: dict[str, Any]) -> float:
     """BEIR's nDCG@10 (graded gains, log2 discount); a document scores as its best chunk."""
     import numpy as np
 
+    from assistant.chat.metrics import mean_ndcg_at_k
+
     vectors = np.asarray(collected["vectors"], dtype=np.float32)
     queries = np.asarray(collected["query_vectors"], dtype=np.float32)
     doc_of_chunk = [c["document"].removesuffix(".txt") for c in collected["chunks"]]
@@ -468,16 +469,11 @@ def ndcg_at_10(collected: dict[str, Any]) -> float:
     order = np.argsort(owner, kind="stable")  # each document's chunks side by side
     starts = np.flatnonzero(np.r_[True, np.diff(owner[order]) != 0])
     best = np.maximum.reduceat(scores[:, order], starts, axis=1)  # column i: doc_ids[i]
-    qrels = _qrels()
-    total = 0.0
-    for row, query in enumerate(collected["queries"]):
-        relevant = qrels.get(query, {})
-        top = np.argsort(-best[row], kind="stable")[:10]
-        dcg = sum(relevant.get(doc_ids[i], 0) / math.log2(rank + 2) for rank, i in enumerate(top))
-        ideal = sorted(relevant.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(collected["queries"])
+    ranked = {
+        query: [doc_ids[i] for i in np.argsort(-best[row], kind="stable")[:10]]
+        for row, query in enumerate(collected["queries"])
+    }
+    return mean_ndcg_at_k(ranked, _qrels(), 10, over=collected["queries"])
 
 
 # --- the report ---------------------------------------------------------------------------
