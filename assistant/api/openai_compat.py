@@ -46,17 +46,18 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
     return response
 
 
-def _token(request: HttpRequest) -> ApiToken | JsonResponse | None:
-    """The caller's token, None without a valid one, or the error to answer with."""
+def _token(request: HttpRequest) -> ApiToken | JsonResponse:
+    """The caller's token, or the error to answer with (without one, or with a refused one)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        return None
+        return _unauthenticated()
     try:
-        return token_authenticate(plaintext=value.strip())
+        token = token_authenticate(plaintext=value.strip())
     except TokenUserRefused as refused:
         kind = "authentication_error" if refused.status == 401 else "api_error"
         return _error(refused.status, refused.message, refused.code, kind)
+    return token or _unauthenticated()
 
 
 def _unauthenticated() -> JsonResponse:
@@ -86,8 +87,6 @@ async def models(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return _error(405, "Use GET.", "method_not_allowed")
     token = await sync_to_async(_token)(request)
-    if token is None:
-        return _unauthenticated()
     if isinstance(token, JsonResponse):
         return token
     return JsonResponse({"object": "list", "data": await sync_to_async(_models)(token.user)})
@@ -163,8 +162,6 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return _error(405, "Use POST.", "method_not_allowed")
     token = await sync_to_async(_token)(request)
-    if token is None:
-        return _unauthenticated()
     if isinstance(token, JsonResponse):
         return token
     parsed, problem = _parse(request)

@@ -238,7 +238,7 @@ class HybridRetriever:
             dense_weight=self.dense_weight,
             rrf_k=self.rrf_k,
         )
-        return [_passage(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
+        return [passage_of(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
 
     def candidates_scored(self, query: str, vector: np.ndarray, *, k: int) -> Candidates:
         """The union of both searches' candidates, each with its cosine and its BM25 score."""
@@ -309,7 +309,7 @@ def _passage_text(passage: Passage) -> str:
     return passage.text
 
 
-# What a passage is made of (``_passage``, ``_cosine``): the other columns stay in the database.
+# What a passage is made of (``passage_of``, ``_cosine``): the other columns stay in the database.
 PASSAGE_FIELDS = (
     "id",
     "document_id",
@@ -328,7 +328,8 @@ def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chu
     return {c.pk: c for c in scope.readable_chunks(chunk_ids).select_related("document").only(*PASSAGE_FIELDS)}
 
 
-def _passage(chunk: Chunk, *, score: float, relevance: float | None) -> Passage:
+def passage_of(chunk: Chunk, *, score: float, relevance: float | None = None) -> Passage:
+    """A chunk as a passage (``chunk.document`` loaded), its scores rounded as every surface shows them."""
     return Passage(
         chunk_id=chunk.pk,
         document_id=chunk.document_id,
@@ -355,7 +356,7 @@ def passages_for(hits: Sequence[index.Hit], *, scope: Scope, vector: np.ndarray 
         if chunk is None:
             continue
         relevance = None if vector is None else _cosine(vector, chunk)
-        passages.append(_passage(chunk, score=hit.score, relevance=relevance))
+        passages.append(passage_of(chunk, score=hit.score, relevance=relevance))
     return passages
 
 
