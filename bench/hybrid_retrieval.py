@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scifact import FORMATS, corpus_rows, ndcg_at_10, read_split  # noqa: E402
+from scifact import FORMATS, corpus_rows, read_split  # noqa: E402
+
+from assistant.chat.metrics import mean_ndcg_at_k, percentile  # noqa: E402
 
 SCIFACT_NAME = "bench-scifact"
 FORMATS_NAME = "bench-formats"
@@ -52,11 +53,6 @@ def setup() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(0.95 * (len(ordered) - 1))]
 
 
 def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
@@ -227,7 +223,8 @@ def _doc_ids(passages: list[Any]) -> list[str]:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import Scope, available_retrievers, build_retriever
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import available_retrievers, build_retriever
 
     queries, qrels = read_split(args.split)
     scope = Scope.of([_collection(SCIFACT_NAME).pk])
@@ -244,11 +241,13 @@ def evaluate(args: argparse.Namespace) -> None:
             passages = retriever.retrieve(text, k=args.chunks)
             latencies.append((time.perf_counter() - clock) * 1000)
             ranked[qid] = _doc_ids(passages)
-        print(f"{kind:10} {ndcg_at_10(ranked, qrels):8.4f} {statistics.median(latencies):7.1f} {p95(latencies):7.1f}")
+        ndcg, p50, p95 = mean_ndcg_at_k(ranked, qrels, 10), percentile(latencies, 50), percentile(latencies, 95)
+        print(f"{kind:10} {ndcg:8.4f} {p50:7.1f} {p95:7.1f}")
 
 
 def tune(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import HybridRetriever, Scope, fuse
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import HybridRetriever, fuse
 
     queries, qrels = read_split(args.split)
     scope = Scope.of([_collection(SCIFACT_NAME).pk])
@@ -266,7 +265,7 @@ def tune(args: argparse.Namespace) -> None:
                 names = [c.rows[chunk_id].document.name.removesuffix(".txt") for chunk_id, _ in fused[: args.chunks]]
                 ranked[qid] = list(dict.fromkeys(names))
             label = f"candidates={candidates} {method} dense_weight={weight:.2f}" + (f" rrf_k={rrf_k}" if rrf_k else "")
-            results.append((ndcg_at_10(ranked, qrels), label))
+            results.append((mean_ndcg_at_k(ranked, qrels, 10), label))
     results.sort(reverse=True)
     print(f"SciFact {args.split}, {len(queries)} queries; best 15 of {len(results)} settings:")
     for score, label in results[:15]:
@@ -277,7 +276,8 @@ def tune(args: argparse.Namespace) -> None:
 
 
 def thresholds(args: argparse.Namespace) -> None:
-    from assistant.chat.retrieval import Scope, build_retriever
+    from assistant.accounts.scope import Scope
+    from assistant.chat.retrieval import build_retriever
 
     queries, qrels = read_split("train")
     kind = args.kind[0] if args.kind else "hybrid"
@@ -295,13 +295,11 @@ def thresholds(args: argparse.Namespace) -> None:
         best_out.append(max((p.relevance or 0.0 for p in other), default=0.0))
     pct = (1, 2, 5, 10, 25, 50)
     print(f"TRAIN queries: {len(queries)}; retriever {kind}, top 5")
-    print("best passage, answerable (SciFact):   " + "  ".join(f"p{q}={np.percentile(best_in, q):.3f}" for q in pct))
-    print(
-        f"gold passage in top 5 (n={len(gold)}):        " + "  ".join(f"p{q}={np.percentile(gold, q):.3f}" for q in pct)
-    )
+    print("best passage, answerable (SciFact):   " + "  ".join(f"p{q}={percentile(best_in, q):.3f}" for q in pct))
+    print(f"gold passage in top 5 (n={len(gold)}):        " + "  ".join(f"p{q}={percentile(gold, q):.3f}" for q in pct))
     print(
         "best passage, unanswerable (formats): "
-        + "  ".join(f"p{q}={np.percentile(best_out, q):.3f}" for q in (50, 75, 90, 95, 99, 100))
+        + "  ".join(f"p{q}={percentile(best_out, q):.3f}" for q in (50, 75, 90, 95, 99, 100))
     )
     for floor in np.arange(0.10, 0.46, 0.025):
         kept_gold = np.mean(np.asarray(gold) >= floor)
@@ -369,10 +367,10 @@ def floors(args: argparse.Namespace) -> None:
         unrelated.append(float((other_vectors @ qv).max()))
     pct = (1, 2, 5, 10, 25, 50)
     print(f"{len(chosen)} TRAIN queries; {len(other)} unrelated chunks from {FORMATS.name}/")
-    print("gold passage cosine:       " + "  ".join(f"p{q}={np.percentile(gold, q):.3f}" for q in pct))
+    print("gold passage cosine:       " + "  ".join(f"p{q}={percentile(gold, q):.3f}" for q in pct))
     print(
         "best unrelated cosine:     "
-        + "  ".join(f"p{q}={np.percentile(unrelated, q):.3f}" for q in (50, 75, 90, 95, 99, 100))
+        + "  ".join(f"p{q}={percentile(unrelated, q):.3f}" for q in (50, 75, 90, 95, 99, 100))
     )
     for floor in np.arange(0.10, 0.51, 0.025):
         print(

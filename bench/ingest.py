@@ -31,24 +31,21 @@ import argparse
 import contextlib
 import functools
 import json
-import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", REPO.parent / "shared" / "data"))
-SCIFACT = SHARED_DATA / "scifact"
-FORMATS = SHARED_DATA / "formats"
+from ingest_report import DatasetResult, render
+from measure import REPO, TreeMemory, ran_check, run_measured
+from scifact import FORMATS, SCIFACT, read_split
+
 MIXED_SUFFIXES = (".pdf", ".docx", ".pptx")
 DEFAULT_LLAMAINDEX_PYTHON = Path.home() / ".cache" / "assistant" / "bench-llamaindex" / "bin" / "python"
 PYTHON = sys.executable
@@ -78,120 +75,6 @@ def write_mixed(dest: Path) -> int:
     for path in files:
         shutil.copy2(path, dest / path.name)
     return len(files)
-
-
-# --- measuring whole processes -------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(p) for p in handle.read().split()]
-    return found
-
-
-def _memory_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of one process in KiB, zeros if it is gone."""
-    rss = hwm = 0
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1])
-    return rss, hwm
-
-
-class TreeMemory:
-    """Samples a process tree: the largest total RSS seen, and each process's own peak."""
-
-    def __init__(self, pid: int, every: float = 0.2) -> None:
-        self.pid, self.every = pid, every
-        self.peak_total_kb = 0
-        self.peak_by_pid: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def sample(self) -> None:
-        pids, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            todo += _children(pid)
-        total = 0
-        for pid in pids:
-            rss, hwm = _memory_kb(pid)
-            total += rss
-            self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), hwm)
-        self.peak_total_kb = max(self.peak_total_kb, total)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.sample()
-
-    @property
-    def peak_mb(self) -> float:
-        return max(self.peak_total_kb, max(self.peak_by_pid.values(), default=0)) / 1024
-
-
-@dataclass
-class Ran:
-    command: list[str]
-    wall_s: float
-    returncode: int
-    peak_rss_mb: float
-    stdout: str
-    load: tuple[float, float] = (0.0, 0.0)
-
-
-def run_measured(
-    command: Sequence[str],
-    *,
-    env: dict[str, str],
-    log: Path,
-    cwd: Path = REPO,
-    beside: subprocess.Popen[bytes] | None = None,
-) -> Ran:
-    """Run a command to completion: wall time, exit status, peak RSS of its whole tree.
-
-    ``beside``: a process this one depends on (the worker); if it dies first, stop and fail
-    instead of waiting forever.
-    """
-    load_before = os.getloadavg()[0]
-    out_path = log.with_suffix(".stdout")
-    started = time.perf_counter()
-    with log.open("w") as err, out_path.open("w") as out:
-        process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=out, stderr=err, text=True)
-        with TreeMemory(process.pid) as memory:
-            while True:
-                try:
-                    process.wait(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    if beside is not None and beside.poll() is not None:
-                        process.kill()
-                        process.wait()
-                        raise SystemExit(f"the worker exited ({beside.returncode}) while {command[:4]} ran") from None
-            wall = time.perf_counter() - started
-    return Ran(
-        list(command), wall, process.returncode, memory.peak_mb, out_path.read_text(), (load_before, os.getloadavg()[0])
-    )
-
-
-def _check(ran: Ran, what: str, log: Path) -> None:
-    if ran.returncode != 0:
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        raise SystemExit(f"{what} failed with status {ran.returncode}: {' '.join(ran.command)}\n{tail}")
 
 
 # --- ours: fresh data dir, migrate, a real worker, manage.py ingest --wait -------------
@@ -257,7 +140,7 @@ def run_ours(
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     migrate = run_measured([PYTHON, "manage.py", "migrate", "--noinput"], env=env, log=logs / "migrate.log")
-    _check(migrate, "migrate", logs / "migrate.log")
+    ran_check(migrate, "migrate", logs / "migrate.log")
     with (
         running(processes.worker_command(concurrency=1, beat=True), env=env, log=logs / "worker.log") as worker,
         TreeMemory(worker.pid) as memory,
@@ -276,7 +159,7 @@ def run_ours(
             spy.wait(timeout=120)
     load_after = os.getloadavg()[0]
     if ingest.returncode not in (0, 1):  # 1: some files failed, which the rows report
-        _check(ingest, "manage.py ingest", logs / "ingest.log")
+        ran_check(ingest, "manage.py ingest", logs / "ingest.log")
     rows = [json.loads(line) for line in ingest.stdout.splitlines() if line.startswith("{")]
 
     collected = collect(data_dir, env=env, out=work / f"collected-{tag}.json")
@@ -322,7 +205,7 @@ def collect(data_dir: Path, *, env: dict[str, str], out: Path) -> dict[str, Any]
     """Read back what ours stored (in a child process with that data dir's settings)."""
     log = out.with_suffix(".log")
     ran = run_measured([PYTHON, __file__, "_collect", "--out", str(out)], env=env, log=log)
-    _check(ran, "collect", log)
+    ran_check(ran, "collect", log)
     import numpy as np
 
     collected: dict[str, Any] = json.loads(out.read_text())
@@ -351,7 +234,7 @@ def _collect_main(args: argparse.Namespace) -> None:
         chunks.append({"document": c["document__name"], "text": draft.embedding_text})
         vectors.append(from_bytes(c["embedding"]))
     # The queries go through the product's own embedding code, at the precision under test.
-    queries = _scifact_test_queries() if SCIFACT.is_dir() else {}
+    queries = read_split("test")[0] if SCIFACT.is_dir() else {}
     out = Path(args.out)
     np.savez(
         out.with_suffix(".npz"),
@@ -380,7 +263,7 @@ def run_llamaindex(folder: Path, *, python: Path, work: Path, chunk_size: int | 
     env = {**os.environ, **OFFLINE_ENV}
     log = work / "llamaindex.log"
     ran = run_measured(command, env=env, log=log)
-    _check(ran, "the LlamaIndex pipeline", log)
+    ran_check(ran, "the LlamaIndex pipeline", log)
     report = json.loads(ran.stdout.strip().splitlines()[-1])
     name = "llamaindex" + (f"/chunk_size={chunk_size}" if chunk_size else "")
     return {"system": name, "wall_s": ran.wall_s, "peak_rss_mb": ran.peak_rss_mb, "load": ran.load, **report}
@@ -393,7 +276,7 @@ def run_floor(texts: list[str], *, precision: str, work: Path, batch_size: int) 
     command = [PYTHON, __file__, "_floor", "--texts", str(path), "--precision", precision]
     command += ["--batch-size", str(batch_size)]
     ran = run_measured(command, env={**os.environ, **OFFLINE_ENV}, log=log)
-    _check(ran, "floor", log)
+    ran_check(ran, "floor", log)
     report = json.loads(ran.stdout.strip().splitlines()[-1])
     return {"system": f"floor/{precision}", "chunks": len(texts), "peak_rss_mb": ran.peak_rss_mb, **report}
 
@@ -429,34 +312,11 @@ def _floor_main(args: argparse.Namespace) -> None:
 # --- quality: SciFact nDCG@10 from the vectors ours stored ------------------------------
 
 
-def _scifact_test_queries() -> dict[str, str]:
-    wanted = set()
-    with (SCIFACT / "qrels" / "test.tsv").open() as handle:
-        next(handle)
-        wanted = {line.split("\t")[0] for line in handle if line.strip()}
-    queries = {}
-    with (SCIFACT / "queries.jsonl").open() as handle:
-        for line in handle:
-            row = json.loads(line)
-            if row["_id"] in wanted:
-                queries[row["_id"]] = row["text"]
-    return queries
-
-
-def _qrels() -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with (SCIFACT / "qrels" / "test.tsv").open() as handle:
-        next(handle)
-        for line in handle:
-            if line.strip():
-                query, doc, score = line.split("\t")
-                qrels.setdefault(query, {})[doc] = int(score)
-    return qrels
-
-
 def ndcg_at_10(collected: dict[str, Any]) -> float:
     """BEIR's nDCG@10 (graded gains, log2 discount); a document scores as its best chunk."""
     import numpy as np
+
+    from assistant.chat.metrics import mean_ndcg_at_k
 
     vectors = np.asarray(collected["vectors"], dtype=np.float32)
     queries = np.asarray(collected["query_vectors"], dtype=np.float32)
@@ -468,95 +328,11 @@ def ndcg_at_10(collected: dict[str, Any]) -> float:
     order = np.argsort(owner, kind="stable")  # each document's chunks side by side
     starts = np.flatnonzero(np.r_[True, np.diff(owner[order]) != 0])
     best = np.maximum.reduceat(scores[:, order], starts, axis=1)  # column i: doc_ids[i]
-    qrels = _qrels()
-    total = 0.0
-    for row, query in enumerate(collected["queries"]):
-        relevant = qrels.get(query, {})
-        top = np.argsort(-best[row], kind="stable")[:10]
-        dcg = sum(relevant.get(doc_ids[i], 0) / math.log2(rank + 2) for rank, i in enumerate(top))
-        ideal = sorted(relevant.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(collected["queries"])
-
-
-# --- the report ---------------------------------------------------------------------------
-
-
-@dataclass
-class DatasetResult:
-    name: str
-    files: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    quality: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def _peak(row: dict[str, Any]) -> float:
-    peak = row["peak_rss_mb"]
-    return float(peak["worker_tree"] + peak["ingest_command"]) if isinstance(peak, dict) else float(peak)
-
-
-def render(results: list[DatasetResult]) -> str:
-    lines = []
-    for result in results:
-        ours = [r for r in result.rows if r["system"].startswith("ours")]
-        pages = ours[0]["pages"] if ours else None
-        baseline = next((r for r in result.rows if r["system"] == "llamaindex"), None)
-        lines += [
-            f"### {result.name} ({result.files} files, {pages if pages is not None else '?'} pages)",
-            "",
-            "| system | wall s | vs LlamaIndex | chunks | chunks/s | pages/s | peak RSS MB "
-            "| parse s | chunk s | embed s | index s | load avg |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        ]
-        for row in result.rows:
-            stages = row.get("stages") or {}
-            wall = float(row["wall_s"])
-            ratio = f"{wall / baseline['wall_s']:.2f}x" if baseline else "-"
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        row["system"],
-                        _fmt(wall),
-                        ratio,
-                        str(row["chunks"]),
-                        _fmt(row["chunks"] / wall if wall else None),
-                        _fmt(pages / wall if pages and not row["system"].startswith("floor") else None),
-                        _fmt(_peak(row), 0),
-                        _fmt(stages.get("parse")),
-                        _fmt(stages.get("chunk")),
-                        _fmt(stages.get("embed", row.get("embed_s"))),
-                        _fmt(stages.get("index")),
-                        "{:.1f}->{:.1f}".format(*row.get("load", (0, 0))),
-                    ]
-                )
-                + " |"
-            )
-        for row in ours:
-            lines.append(
-                f"\n`{row['system']}` (EMBEDDING_PRECISION={row['setting']}, code {row['code']}): "
-                f"migrate {row['migrate_s']:.1f} s, "
-                f"`ingest --wait` {row['ingest_command_s']:.1f} s, {row['tasks']['count']} tasks summing "
-                f"{row['tasks']['sum_s']:.1f} s in the worker; ready {row['ready']}/{row['documents']}"
-                + (f"; failed: {', '.join(sorted(row['failed']))}" if row["failed"] else "")
-            )
-        for row in result.rows:
-            if row["system"].startswith("llamaindex"):
-                stages = ", ".join(f"{k} {v:.1f} s" for k, v in row["stages"].items())
-                lines.append(f"\n`{row['system']}`: {row['documents']} documents read; {stages}")
-        for system, error in result.errors.items():
-            lines.append(f"\n**{system} failed**: {error.splitlines()[0] if error else ''}")
-        if result.quality:
-            lines.append("\nSciFact test nDCG@10 from ours' stored vectors (dense, exact inner product):")
-            lines += [f"- {system}: {score:.4f}" for system, score in result.quality.items()]
-        lines.append("")
-    return "\n".join(lines)
+    ranked = {
+        query: [doc_ids[i] for i in np.argsort(-best[row], kind="stable")[:10]]
+        for row, query in enumerate(collected["queries"])
+    }
+    return mean_ndcg_at_k(ranked, read_split("test")[1], 10, over=collected["queries"])
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from scifact import corpus_rows, ndcg_at_10, read_split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for its pure metrics module
+from scifact import corpus_rows, read_split
+
+from assistant.chat.metrics import mean_ndcg_at_k, percentile
 
 Search = Callable[[str, int], list[str]]
 
@@ -143,12 +146,8 @@ def main() -> None:
             clock = time.perf_counter()
             ranked[qid] = search(text, 10)
             latencies.append((time.perf_counter() - clock) * 1000)
-        latencies.sort()
-        p95 = latencies[int(0.95 * (len(latencies) - 1))]
-        print(
-            f"{name:12} {ndcg_at_10(ranked, qrels):8.4f} {built:8.2f} {statistics.median(latencies):7.2f} "
-            f"{p95:7.2f}  {deletes}"
-        )
+        ndcg, p50, p95 = mean_ndcg_at_k(ranked, qrels, 10), percentile(latencies, 50), percentile(latencies, 95)
+        print(f"{name:12} {ndcg:8.4f} {built:8.2f} {p50:7.2f} {p95:7.2f}  {deletes}")
 
 
 if __name__ == "__main__":

@@ -170,10 +170,6 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
 def latencies_ms(collection_id: int, queries: np.ndarray, exclude: Sequence[int] = ()) -> list[float]:
     from ingest import index
 
@@ -185,8 +181,11 @@ def latencies_ms(collection_id: int, queries: np.ndarray, exclude: Sequence[int]
     return out
 
 
-def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(f[:K]) & set(e[:K])) / K for f, e in zip(found, exact, strict=True)]))
+def ann_recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """Recall@K of the index's hits against the exact search's, averaged over the queries."""
+    from assistant.chat.metrics import recall_at_k
+
+    return float(np.mean([recall_at_k(list(f), set(e[:K]), K) for f, e in zip(found, exact, strict=True)]))
 
 
 @dataclass
@@ -224,6 +223,7 @@ def measure(
     """Build, write, search and upsert one index type; returns its row and its top-10 ids."""
     from django.conf import settings
 
+    from assistant.chat.metrics import percentile
     from ingest import index
 
     size = len(ids)
@@ -266,7 +266,7 @@ def measure(
     )
     if exact is None:  # the flat index is the ground truth; batched, as it is not timed
         _, exact = loaded.search(queries, K)
-    recall = recall_at_k(found, exact)
+    recall = ann_recall(found, exact)
     resident = rss_mb()
     del loaded
     index._cache.clear()  # the reader's copy: one large index in memory at a time
@@ -299,6 +299,8 @@ def sweep(vectors: np.ndarray, queries: np.ndarray, sizes: Sequence[int]) -> lis
     """A bare exact index on the first ``size`` vectors: single-query p50/p95 ms on one
     thread (as ``index_search`` runs it) and p95 ms on all of OpenMP's threads."""
     import faiss
+
+    from assistant.chat.metrics import percentile
 
     out = []
     for size in sizes:

@@ -1,13 +1,13 @@
-"""The shared SciFact data (BEIR format) for the benchmarks: where it is, how it reads, nDCG@10.
+"""The shared SciFact data (BEIR format) for the benchmarks: where it is and how it reads.
 
-Pure Python, no Django: ``lexical_engines.py`` runs without the product. ``manage.py
+Pure Python, no Django: ``lexical_engines.py`` runs without the product. Its metrics
+(nDCG@10) are ``assistant.chat.metrics``, the ones ``manage.py evaluate`` reports. ``manage.py
 evaluate`` has its own, validating reader (``assistant.chat.evaluation.beir_load``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,15 +42,3 @@ def read_split(split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
             if row["_id"] in qrels:
                 queries[row["_id"]] = row["text"]
     return queries, qrels
-
-
-def ndcg_at_10(ranked: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    """BEIR's nDCG@10 (graded gains, log2 discount), averaged over the judged queries."""
-    total = 0.0
-    for qid, rels in qrels.items():
-        got = ranked.get(qid, [])[:10]
-        dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(got))
-        ideal = sorted(rels.values(), reverse=True)[:10]
-        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-        total += dcg / idcg if idcg else 0.0
-    return total / len(qrels)

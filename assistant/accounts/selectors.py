@@ -37,7 +37,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from assistant.accounts.models import ROLE_ORDER, CollectionGrant, Role
-from assistant.chat.retrieval import Scope
+from assistant.accounts.scope import Scope
 from ingest.models import Collection, Document, RemovedDocument
 
 AnyUser = AbstractUser | AnonymousUser

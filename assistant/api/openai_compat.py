@@ -22,18 +22,20 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from assistant.accounts.models import ApiToken
 from assistant.accounts.services import TokenUserRefused, token_authenticate
 from assistant.chat import services
+from assistant.chat.events import AnswerEvent, AnswerFold, Failed, Token, answer_collect
+from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.chat.prompts import build_messages
+from assistant.chat.sse import SSE_DONE, sse_data, sse_response
 from ingest.models import Collection
 
 OWNER = "assistant"
-MAX_QUESTION_CHARS = 4000
 
 
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> JsonResponse:
@@ -44,17 +46,18 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
     return response
 
 
-def _token(request: HttpRequest) -> ApiToken | JsonResponse | None:
-    """The caller's token, None without a valid one, or the error to answer with."""
+def _token(request: HttpRequest) -> ApiToken | JsonResponse:
+    """The caller's token, or the error to answer with (without one, or with a refused one)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        return None
+        return _unauthenticated()
     try:
-        return token_authenticate(plaintext=value.strip())
+        token = token_authenticate(plaintext=value.strip())
     except TokenUserRefused as refused:
         kind = "authentication_error" if refused.status == 401 else "api_error"
         return _error(refused.status, refused.message, refused.code, kind)
+    return token or _unauthenticated()
 
 
 def _unauthenticated() -> JsonResponse:
@@ -84,8 +87,6 @@ async def models(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return _error(405, "Use GET.", "method_not_allowed")
     token = await sync_to_async(_token)(request)
-    if token is None:
-        return _unauthenticated()
     if isinstance(token, JsonResponse):
         return token
     return JsonResponse({"object": "list", "data": await sync_to_async(_models)(token.user)})
@@ -161,8 +162,6 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return _error(405, "Use POST.", "method_not_allowed")
     token = await sync_to_async(_token)(request)
-    if token is None:
-        return _unauthenticated()
     if isinstance(token, JsonResponse):
         return token
     parsed, problem = _parse(request)
@@ -175,52 +174,33 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     events = services.answer_stream(user=user, conversation_id=conversation_id, question=parsed["question"])
     created = int(time.time())
     if parsed["stream"]:
-        response = StreamingHttpResponse(
-            _chunks(events, model=parsed["model"], question=parsed["question"], created=created),
-            content_type="text/event-stream",
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
-    text: list[str] = []
-    citations: list[dict[str, Any]] = []
-    message_id = None
-    async for event in events:
-        if event["event"] == "sources":
-            citations = event["citations"]
-        elif event["event"] == "token":
-            text.append(event["text"])
-        elif event["event"] == "done":
-            message_id = event["message_id"]
-            # The stored answer: markers naming no source removed, sources marked cited.
-            text = [event.get("text", "".join(text))]
-            citations = event.get("citations", citations)
-        elif event["event"] == "error":
-            return _error(502, event["message"], "generation_failed", kind="server_error")
+        return sse_response(_chunks(events, model=parsed["model"], question=parsed["question"], created=created))
+    # The stored answer: markers naming no source removed, sources marked cited.
+    answer = await answer_collect(events)
+    if answer.error:
+        return _error(502, answer.error, "generation_failed", kind="server_error")
     return JsonResponse(
         {
-            "id": f"chatcmpl-{message_id}",
+            "id": f"chatcmpl-{answer.message_id}",
             "object": "chat.completion",
             "created": created,
             "model": parsed["model"],
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(text) + _sources_text(citations)},
+                    "message": {"role": "assistant", "content": answer.text + _sources_text(answer.citations)},
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
             ],
-            "usage": _usage(parsed["question"], citations, len(text)),
-            "citations": citations,
+            "usage": _usage(parsed["question"], answer.citations, answer.pieces),
+            "citations": answer.citations,
             "conversation_id": conversation_id,
         }
     )
 
 
-async def _chunks(
-    events: AsyncIterator[dict[str, Any]], *, model: str, question: str, created: int
-) -> AsyncIterator[str]:
+async def _chunks(events: AsyncIterator[AnswerEvent], *, model: str, question: str, created: int) -> AsyncIterator[str]:
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"  # the answer's id is known only at the end
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -232,24 +212,19 @@ async def _chunks(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
             **extra,
         }
-        return f"data: {json.dumps(body)}\n\n"
+        return sse_data(body)
 
-    citations: list[dict[str, Any]] = []
-    pieces = 0
+    fold = AnswerFold()
     yield chunk({"role": "assistant", "content": ""})
     async for event in events:
-        if event["event"] == "sources":
-            citations = event["citations"]
-        elif event["event"] == "token":
-            pieces += 1
-            yield chunk({"content": event["text"]})
-        elif event["event"] == "done":
-            citations = event.get("citations", citations)
-        elif event["event"] == "error":
-            body = {"error": {"message": event["message"], "type": "server_error", "code": "generation_failed"}}
-            yield f"data: {json.dumps(body)}\n\n"
+        fold.add(event)
+        if isinstance(event, Token):
+            yield chunk({"content": event.text})
+        elif isinstance(event, Failed):
+            yield sse_data({"error": {"message": event.message, "type": "server_error", "code": "generation_failed"}})
             return
-    if citations:
-        yield chunk({"content": _sources_text(citations)})
-    yield chunk({}, "stop", citations=citations, usage=_usage(question, citations, pieces))
-    yield "data: [DONE]\n\n"
+    answer = fold.answer()
+    if answer.citations:
+        yield chunk({"content": _sources_text(answer.citations)})
+    yield chunk({}, "stop", citations=answer.citations, usage=_usage(question, answer.citations, answer.pieces))
+    yield SSE_DONE

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, model_validator
 
+from assistant.chat.limits import MAX_QUESTION_CHARS
+
 
 class ErrorBody(Schema):
     code: str = Field(description="Stable, machine-readable: not_found, validation_error, upload_too_large, ...")
@@ -124,7 +126,7 @@ class UploadOut(Schema):
 
 class SearchIn(Schema):
     collection_id: int
-    query: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S")
     k: int = Field(default=5, ge=1, le=50)
 
 
@@ -158,7 +160,7 @@ class CitationOut(Schema):
 
 
 class AskIn(Schema):
-    question: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S")
     collection_id: int | None = Field(default=None, description="Start a new conversation on this collection, or")
     conversation_id: int | None = Field(default=None, description="continue one of yours.")
 

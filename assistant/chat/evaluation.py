@@ -1,10 +1,9 @@
-"""Retrieval quality: metrics, BEIR-format and QA-set loading, and the evaluation loops.
+"""Retrieval quality: BEIR-format and QA-set loading, and the evaluation loops.
 
-``manage.py evaluate`` drives these. The metrics follow the definitions BEIR reports
-(through trec_eval): linear gains for nDCG, recall over the judged-relevant documents
-(score > 0), MRR as the reciprocal rank of the first relevant document. A document is
-ranked by its best passage: a retriever returns passages, and the evaluation keeps the
-first passage of each document.
+``manage.py evaluate`` drives these. The metrics themselves (BEIR's definitions) are
+in ``assistant.chat.metrics``, shared with ``bench/``. A document is ranked by its
+best passage: a retriever returns passages, and the evaluation keeps the first
+passage of each document.
 """
 
 from __future__ import annotations
@@ -12,10 +11,8 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from urllib.parse import quote, unquote
 from django.conf import settings
 from django.db import transaction
 
+from assistant.chat.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from assistant.chat.retrieval import Passage, Retriever
 from ingest.management.selection import files_in_folder
 from ingest.models import Collection, Document
@@ -33,41 +31,7 @@ class EvaluationInputError(ValueError):
     """An input folder or file that cannot be evaluated; the message says where and why."""
 
 
-# -- metrics -------------------------------------------------------------------------
-
-
-def ndcg_at_k(ranked: Sequence[str], relevance: Mapping[str, int], k: int) -> float:
-    """nDCG@k with graded relevance and linear gains (trec_eval's ``ndcg_cut``)."""
-    gains = sorted((g for g in relevance.values() if g > 0), reverse=True)
-    ideal = sum(g / math.log2(i + 2) for i, g in enumerate(gains[:k]))
-    if ideal == 0:
-        return 0.0
-    dcg = sum(relevance.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]) if relevance.get(doc, 0) > 0)
-    return dcg / ideal
-
-
-def recall_at_k(ranked: Sequence[str], relevant: AbstractSet[str], k: int) -> float:
-    if not relevant:
-        return 0.0
-    return len(set(ranked[:k]) & relevant) / len(relevant)
-
-
-def mrr_at_k(ranked: Sequence[str], relevant: AbstractSet[str], k: int) -> float:
-    for position, doc in enumerate(ranked[:k], start=1):
-        if doc in relevant:
-            return 1.0 / position
-    return 0.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation between ranks (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+# -- ranking -------------------------------------------------------------------------
 
 
 def ranked_documents(passages: Sequence[Passage], keys: Mapping[int, Sequence[str]]) -> list[str]:

@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from assistant.accounts.selectors import cited_documents_hidden_from
 from assistant.chat.models import Feedback, Message
 from assistant.chat.prompts import build_messages
-from assistant.chat.retrieval import Passage
+from assistant.chat.retrieval import Passage, passage_of
 from assistant.chat.services import conversation_for, passages_redact
 from ingest.models import Chunk
 
@@ -94,18 +94,7 @@ def _passages_of(message: Message) -> list[Passage]:
                 )
             )
         elif chunk is not None:
-            passage = Passage(
-                chunk_id=chunk.pk,
-                document_id=chunk.document_id,
-                document_name=chunk.document.name,
-                collection_id=chunk.collection_id,
-                heading=chunk.heading,
-                text=chunk.text,
-                page_start=chunk.page_start,
-                page_end=chunk.page_end,
-                score=0.0,
-            )
-            passages.extend(passages_redact([passage]))
+            passages.extend(passages_redact([passage_of(chunk, score=0.0)]))
     return passages
 
 

@@ -1,9 +1,9 @@
 """Retrieval: a retriever returns scored passages and nothing else.
 
 Permissions are applied before any score is computed: a retriever is built for a
-``Scope`` that the caller's permissions produced (``assistant.accounts.selectors.
-read_scope``): the collections they may read, minus the documents inside them that
-are restricted away from them. It searches only those collections' indexes, skips
+``Scope`` (``assistant.accounts.scope``) that the caller's permissions produced
+(``assistant.accounts.selectors.read_scope``): the collections they may read, minus
+the documents inside them that are restricted away from them. It searches only those collections' indexes, skips
 hidden documents' chunks inside the index scan itself, and checks every hit against
 the database (the chunk still exists, belongs to one of those collections, its
 document is ready and not hidden) before it is returned.
@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from django.conf import settings
 
+from assistant.accounts.scope import Scope
 from ingest import index, lexical
 from ingest.models import Chunk, Document
 
@@ -45,38 +46,6 @@ class Passage:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What one asker may search.
-
-    Every retriever honours ``hidden_document_ids`` inside its own search, before
-    ranking, so a hidden passage can neither be returned nor push a visible one out
-    of the top ``k``.
-    """
-
-    collection_ids: tuple[int, ...]
-    hidden_document_ids: frozenset[int] = frozenset()
-
-    @classmethod
-    def of(cls, collection_ids: Sequence[int], hidden_document_ids: Sequence[int] = ()) -> Scope:
-        return cls(tuple(collection_ids), frozenset(hidden_document_ids))
-
-    def hidden_chunk_ids(self) -> dict[int, list[int]]:
-        """Chunk ids of the hidden documents, by collection (what the index scans skip).
-
-        One query for the whole scope; none at all when nothing is hidden.
-        """
-        if not self.hidden_document_ids:
-            return {}
-        by_collection: dict[int, list[int]] = {}
-        rows = Chunk.objects.filter(
-            collection_id__in=self.collection_ids, document_id__in=self.hidden_document_ids
-        ).values_list("collection_id", "id")
-        for collection_id, chunk_id in rows:
-            by_collection.setdefault(collection_id, []).append(chunk_id)
-        return by_collection
 
 
 class Retriever(Protocol):
@@ -269,7 +238,7 @@ class HybridRetriever:
             dense_weight=self.dense_weight,
             rrf_k=self.rrf_k,
         )
-        return [_passage(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
+        return [passage_of(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
 
     def candidates_scored(self, query: str, vector: np.ndarray, *, k: int) -> Candidates:
         """The union of both searches' candidates, each with its cosine and its BM25 score."""
@@ -340,7 +309,7 @@ def _passage_text(passage: Passage) -> str:
     return passage.text
 
 
-# What a passage is made of (``_passage``, ``_cosine``): the other columns stay in the database.
+# What a passage is made of (``passage_of``, ``_cosine``): the other columns stay in the database.
 PASSAGE_FIELDS = (
     "id",
     "document_id",
@@ -356,20 +325,11 @@ PASSAGE_FIELDS = (
 
 def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chunk]:
     """The rows among ``chunk_ids`` the scope may read right now (exists, ready, not hidden)."""
-    return {
-        c.pk: c
-        for c in Chunk.objects.filter(
-            id__in=list(set(chunk_ids)),
-            collection_id__in=scope.collection_ids,
-            document__status=Document.Status.READY,
-        )
-        .exclude(document_id__in=scope.hidden_document_ids)
-        .select_related("document")
-        .only(*PASSAGE_FIELDS)
-    }
+    return {c.pk: c for c in scope.readable_chunks(chunk_ids).select_related("document").only(*PASSAGE_FIELDS)}
 
 
-def _passage(chunk: Chunk, *, score: float, relevance: float | None) -> Passage:
+def passage_of(chunk: Chunk, *, score: float, relevance: float | None = None) -> Passage:
+    """A chunk as a passage (``chunk.document`` loaded), its scores rounded as every surface shows them."""
     return Passage(
         chunk_id=chunk.pk,
         document_id=chunk.document_id,
@@ -396,7 +356,7 @@ def passages_for(hits: Sequence[index.Hit], *, scope: Scope, vector: np.ndarray 
         if chunk is None:
             continue
         relevance = None if vector is None else _cosine(vector, chunk)
-        passages.append(_passage(chunk, score=hit.score, relevance=relevance))
+        passages.append(passage_of(chunk, score=hit.score, relevance=relevance))
     return passages
 
 

@@ -1,7 +1,7 @@
 """Question answering: retrieval and generation wired together in one place.
 
 ``answer_stream`` is the single path every surface uses (the chat page's event
-stream, ``manage.py ask``, later the API): it checks permissions, rewrites a
+stream, ``manage.py ask``, the API and its OpenAI-compatible endpoint): it checks permissions, rewrites a
 follow-up question into a standalone retrieval query, retrieves, stores the question,
 streams the model's answer and stores it (citation markers naming no source removed)
 with the model id the server reported and the chunk ids it was given.
@@ -29,6 +29,7 @@ from assistant.accounts.selectors import (
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.chat.citations import citations_clean
+from assistant.chat.events import Answer, AnswerEvent, Done, Failed, Sources, Token, answer_collect
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
@@ -256,13 +257,13 @@ def _audit_answer(*, user: Any, turn: _Turn, question: str, message: Message) ->
 
 async def answer_stream(
     *, user: Any, conversation_id: int, question: str, llm: LLMClient | None = None
-) -> AsyncIterator[dict[str, Any]]:
-    """Answer a question as a stream of events.
+) -> AsyncIterator[AnswerEvent]:
+    """Answer a question as a stream of events (``assistant.chat.events``).
 
-    Events, in order: ``sources`` (the numbered citations, the query retrieval
+    Events, in order: ``Sources`` (the numbered citations, the query retrieval
     searched for, and ``low_relevance`` when the best of them is only weakly related
-    to the question), ``token`` (answer text as the model streams it, many), then
-    ``done`` or ``error`` (a readable reason; the partial answer is still stored).
+    to the question), ``Token`` (answer text as the model streams it, many), then
+    ``Done`` or ``Failed`` (a readable reason; the partial answer is still stored).
     Both end events carry the stored answer: ``text`` with citation markers naming
     no source removed (``removed_citations`` of them; the page replaces the streamed
     text with it) and ``citations``, each marked ``cited`` or not.
@@ -278,14 +279,13 @@ async def answer_stream(
     turn = await sync_to_async(_prepare)(
         user=user, conversation_id=conversation_id, question=question, query=rewrite.query, k=settings.RETRIEVAL_TOP_K
     )
-    yield {
-        "event": "sources",
-        "citations": turn.citations,
-        "pending_documents": turn.pending,
-        "query": rewrite.query,
-        "query_rewrite": rewrite.method,
-        "low_relevance": turn.low_relevance,
-    }
+    yield Sources(
+        citations=turn.citations,
+        pending_documents=turn.pending,
+        query=rewrite.query,
+        query_rewrite=rewrite.method,
+        low_relevance=turn.low_relevance,
+    )
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()
 
@@ -294,7 +294,7 @@ async def answer_stream(
     error = ""
     if not turn.passages:
         parts.append(NOTHING_FOUND)
-        yield {"event": "token", "text": NOTHING_FOUND}
+        yield Token(text=NOTHING_FOUND)
     else:
         # The model only saw redacted passages, but it may still write personal data
         # (from the question, or made up): the answer is redacted as it streams.
@@ -309,12 +309,12 @@ async def answer_stream(
                 text = redactor.feed(delta.text) if redactor else delta.text
                 if text:
                     parts.append(text)
-                    yield {"event": "token", "text": text}
+                    yield Token(text=text)
         except LLMError as exc:
             error = str(exc)
         if redactor and (rest := redactor.close()):
             parts.append(rest)
-            yield {"event": "token", "text": rest}
+            yield Token(text=rest)
     latency_ms = int((time.monotonic() - started) * 1000)
     cleaned = citations_clean("".join(parts), sources=len(turn.citations))
     citations = [{**c, "cited": c["n"] in cleaned.cited} for c in turn.citations]
@@ -328,23 +328,23 @@ async def answer_stream(
         latency_ms=latency_ms,
     )
     await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
-    final = {"text": cleaned.text, "citations": citations, "removed_citations": cleaned.removed}
     if error:
-        yield {"event": "error", "message": error, "message_id": message.pk, **final}
+        yield Failed(
+            message=error,
+            message_id=message.pk,
+            text=cleaned.text,
+            citations=citations,
+            removed_citations=cleaned.removed,
+        )
     else:
-        yield {"event": "done", "message_id": message.pk, "model": model, "latency_ms": latency_ms, **final}
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str  # as stored: citation markers naming no source removed
-    model: str
-    citations: list[dict[str, Any]]  # each with ``cited``: whether the answer cites it
-    error: str
-    message_id: int | None
-    removed_citations: int = 0
-    retrieval_query: str = ""
-    query_rewrite: str = ""  # "none", "llm" or "heuristic"
+        yield Done(
+            message_id=message.pk,
+            model=model,
+            latency_ms=latency_ms,
+            text=cleaned.text,
+            citations=citations,
+            removed_citations=cleaned.removed,
+        )
 
 
 def answer_question(
@@ -361,36 +361,6 @@ def answer_question(
     """
     if conversation is None:
         conversation = conversation_start(user=user, collection=collection, title=question)
-    conversation_id = conversation.pk
-
-    async def collect() -> Answer:
-        text: list[str] = []
-        citations: list[dict[str, Any]] = []
-        model = error = query = method = ""
-        message_id = None
-        removed = 0
-        async for event in answer_stream(user=user, conversation_id=conversation_id, question=question, llm=llm):
-            if event["event"] == "sources":
-                citations, query, method = event["citations"], event["query"], event["query_rewrite"]
-            elif event["event"] == "token":
-                text.append(event["text"])
-            elif event["event"] in ("done", "error"):
-                message_id, citations, removed = event["message_id"], event["citations"], event["removed_citations"]
-                text = [event["text"]]
-                if event["event"] == "done":
-                    model = event["model"]
-                else:
-                    error = event["message"]
-        return Answer(
-            text="".join(text),
-            model=model,
-            citations=citations,
-            error=error,
-            message_id=message_id,
-            removed_citations=removed,
-            retrieval_query=query,
-            query_rewrite=method,
-        )
-
-    # async_to_sync runs the ORM calls above on this very thread (and connection).
-    return async_to_sync(collect)()
+    stream = answer_stream(user=user, conversation_id=conversation.pk, question=question, llm=llm)
+    # async_to_sync runs the ORM calls of the stream on this very thread (and connection).
+    return async_to_sync(answer_collect)(stream)

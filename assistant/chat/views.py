@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from assistant.chat import services
 from assistant.chat.feedback import answer_for, feedback_set
+from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.chat.models import Conversation, Feedback
-
-MAX_QUESTION_CHARS = 4000
+from assistant.chat.sse import sse_event, sse_response
 
 
 @login_required
@@ -51,12 +50,8 @@ def conversation(request: HttpRequest, conversation_id: int) -> HttpResponse:
     return render(
         request,
         "chat/conversation.html",
-        {"conversation": current, "chat_messages": chat_messages},
+        {"conversation": current, "chat_messages": chat_messages, "max_question_chars": MAX_QUESTION_CHARS},
     )
-
-
-def _sse(event: dict[str, Any]) -> str:
-    return f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
 
 
 async def ask(request: HttpRequest, conversation_id: int) -> HttpResponseBase:
@@ -76,12 +71,9 @@ async def ask(request: HttpRequest, conversation_id: int) -> HttpResponseBase:
 
     async def events() -> AsyncIterator[str]:
         async for event in services.answer_stream(user=user, conversation_id=conversation_id, question=question):
-            yield _sse(event)
+            yield sse_event(event)
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass tokens through
-    return response
+    return sse_response(events())
 
 
 @login_required

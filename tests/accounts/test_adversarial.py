@@ -31,6 +31,7 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import document_for, read_scope
 from assistant.accounts.services import collection_grant, collection_revoke
 from assistant.chat import services as chat
+from assistant.chat.events import Sources
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.retrieval import passages_for
@@ -328,22 +329,23 @@ def test_counts_of_documents_in_progress_do_not_reveal_hidden_ones(company) -> N
     )
     dead = LLMClient(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", connect_timeout=1)
 
-    def sources(user: User) -> dict[str, Any]:
+    def sources(user: User) -> Sources:
         conversation = chat.conversation_start(user=user, collection=company.collection)
 
-        async def first() -> dict[str, Any]:
+        async def first() -> Sources:
             events = [
                 e
                 async for e in chat.answer_stream(
                     user=user, conversation_id=conversation.pk, question="meal allowance", llm=dead
                 )
             ]
+            assert isinstance(events[0], Sources)
             return events[0]
 
         return async_to_sync(first)()
 
-    assert sources(company.bob)["pending_documents"] == 0
-    assert sources(company.alice)["pending_documents"] == 1
+    assert sources(company.bob).pending_documents == 0
+    assert sources(company.alice).pending_documents == 1
 
 
 # --- other users' ids ---------------------------------------------------------------------------

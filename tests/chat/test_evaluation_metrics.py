@@ -10,13 +10,10 @@ from assistant.chat.evaluation import (
     GoldPage,
     QAItem,
     document_recall,
-    mrr_at_k,
-    ndcg_at_k,
     page_hit,
-    percentile,
     ranked_documents,
-    recall_at_k,
 )
+from assistant.chat.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from assistant.chat.retrieval import Passage
 
 

@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from assistant.chat import services
+from assistant.chat.events import AnswerEvent, Done, Sources, Token
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.rewrite import Turn, heuristic_query
@@ -142,17 +143,17 @@ def test_a_rewrite_past_its_time_budget_falls_back_to_the_heuristic(reports, set
     conversation = message_of(first).conversation
     slow = LLMClient(base_url=http_server, model="m", read_timeout=1)
 
-    async def sources() -> dict:
+    async def sources() -> Sources:
         async for event in services.answer_stream(
             user=None, conversation_id=conversation.pk, question=FOLLOW_UP, llm=slow
         ):
-            if event["event"] == "sources":
+            if isinstance(event, Sources):
                 return event
         raise AssertionError("no sources event")
 
     event = async_to_sync(sources)()
-    assert event["query_rewrite"] == "heuristic"
-    assert event["query"] == "What was Northwind's revenue in 2023?"
+    assert event.query_rewrite == "heuristic"
+    assert event.query == "What was Northwind's revenue in 2023?"
 
 
 @pytest.fixture
@@ -169,24 +170,24 @@ def handbook():
 def test_a_marker_naming_no_source_is_removed_from_the_stored_answer(handbook, http_server) -> None:
     conversation = services.conversation_start(user=None, collection=handbook)
 
-    async def events() -> list[dict]:
+    async def events() -> list[AnswerEvent]:
         llm = LLMClient(base_url=http_server, model="scripted")
         stream = services.answer_stream(user=None, conversation_id=conversation.pk, question="Meals?", llm=llm)
         return [event async for event in stream]
 
     stream = async_to_sync(events)()
-    streamed = "".join(e["text"] for e in stream if e["event"] == "token")
+    streamed = "".join(e.text for e in stream if isinstance(e, Token))
     assert "[7]" in streamed  # the page shows it while streaming...
     done = stream[-1]
-    assert done["event"] == "done"
+    assert isinstance(done, Done)
     expected = "The meal allowance is 85 euros [1]. Flights go through Zephyr."
-    assert done["text"] == expected  # ...and replaces it with the stored text
-    assert done["removed_citations"] == 1
-    assert [c["cited"] for c in done["citations"]] == [c["n"] == 1 for c in done["citations"]]
-    stored = Message.objects.get(pk=done["message_id"])
+    assert done.text == expected  # ...and replaces it with the stored text
+    assert done.removed_citations == 1
+    assert [c["cited"] for c in done.citations] == [c["n"] == 1 for c in done.citations]
+    stored = Message.objects.get(pk=done.message_id)
     assert stored.content == expected
     assert stored.removed_citations == 1
-    assert stored.citations == done["citations"]
+    assert stored.citations == done.citations
 
 
 # -- with the real local LLM -----------------------------------------------------------

@@ -11,13 +11,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from assistant.accounts.scope import Scope
 from assistant.chat import services
+from assistant.chat.events import Sources
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.retrieval import (
     HybridRetriever,
     LexicalRetriever,
-    Scope,
     available_retrievers,
     build_retriever,
     fuse,
@@ -204,15 +205,15 @@ def test_a_question_about_something_absent_finds_nothing(policies, settings) -> 
     assert present and all(p.relevance is not None and p.relevance >= 0.2 for p in present)
 
 
-def _sources_event(user, conversation_id: int, question: str) -> dict:
+def _sources_event(user, conversation_id: int, question: str) -> Sources:
     from asgiref.sync import async_to_sync
 
     dead = LLMClient(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", connect_timeout=1)
 
-    async def first() -> dict:
+    async def first() -> Sources:
         stream = services.answer_stream(user=user, conversation_id=conversation_id, question=question, llm=dead)
         async for event in stream:
-            if event["event"] == "sources":
+            if isinstance(event, Sources):
                 return event
         raise AssertionError("no sources event")
 
@@ -225,11 +226,11 @@ def test_sources_event_flags_a_weak_best_passage(policies, settings) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = 0.0
     settings.RETRIEVAL_WEAK_RELEVANCE = 0.0
     strong = _sources_event(None, conversation.pk, "meal allowance abroad")
-    assert strong["low_relevance"] is False
-    best = max(c["relevance"] for c in strong["citations"])
+    assert strong.low_relevance is False
+    best = max(c["relevance"] for c in strong.citations)
     settings.RETRIEVAL_WEAK_RELEVANCE = best + 0.01
     weak = _sources_event(None, conversation.pk, "meal allowance abroad")
-    assert weak["low_relevance"] is True
+    assert weak.low_relevance is True
 
 
 def test_conversation_page_shows_the_warning_for_a_weak_answer(client, policies, settings) -> None:

@@ -9,8 +9,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 
 from assistant.accounts.models import CollectionGrant, Role
+from assistant.accounts.scope import Scope
 from assistant.chat import services
-from assistant.chat.retrieval import DenseRetriever, Scope
+from assistant.chat.retrieval import DenseRetriever
 from ingest import services as ingest_services
 from ingest.models import Document
 from tests.factories import CollectionFactory, GroupFactory, UserFactory

@@ -1,12 +1,11 @@
 """Search (retrieval only) and questions (answers with citations, streamed or not)."""
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest
 from ninja import Router
 
 from assistant.api.auth import caller
@@ -15,8 +14,10 @@ from assistant.api.idempotent import IDEMPOTENCY_KEY, as_json, claim, replay
 from assistant.api.lookups import collection_for
 from assistant.api.schemas import AnswerOut, AskIn, ErrorOut, SearchIn, SearchOut
 from assistant.chat import services
+from assistant.chat.events import Answer, AnswerEvent, AnswerFold, Done, Failed, Sources, Token, answer_collect
 from assistant.chat.idempotency import idempotency_complete, idempotency_release
 from assistant.chat.models import Conversation, IdempotencyKey
+from assistant.chat.sse import sse_event, sse_named, sse_response
 
 router = Router(tags=["answers"])
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
@@ -59,34 +60,32 @@ def _fingerprint(body: AskIn) -> dict[str, Any]:
     return {"question": body.question, "collection_id": body.collection_id, "conversation_id": body.conversation_id}
 
 
-async def _events(user: Any, conversation: Conversation, question: str) -> AsyncIterator[dict[str, Any]]:
+async def _events(user: Any, conversation: Conversation, question: str) -> AsyncIterator[AnswerEvent]:
     try:
         async for event in services.answer_stream(user=user, conversation_id=conversation.pk, question=question):
-            if event["event"] == "sources":
-                event = {**event, "conversation_id": conversation.pk}
             yield event
     except PermissionDenied as exc:  # access withdrawn between the lookup and the answer
         raise not_found("conversation") from exc
 
 
+def _body(conversation: Conversation, answer: Answer) -> dict[str, Any]:
+    """An ``AnswerOut``: the stored answer (markers naming no source removed, sources marked cited)."""
+    return {
+        "conversation_id": conversation.pk,
+        "answer": answer.text,
+        "model": answer.model,
+        "citations": answer.citations,
+        "pending_documents": answer.pending_documents,
+        "message_id": answer.message_id,
+        "removed_citations": answer.removed_citations,
+    }
+
+
 async def _collect(user: Any, conversation: Conversation, question: str) -> dict[str, Any]:
-    answer: dict[str, Any] = {"conversation_id": conversation.pk, "answer": "", "model": "", "citations": []}
-    async for event in _events(user, conversation, question):
-        if event["event"] == "sources":
-            answer["citations"] = event["citations"]
-            answer["pending_documents"] = event["pending_documents"]
-        elif event["event"] == "token":
-            answer["answer"] += event["text"]
-        elif event["event"] == "done":
-            answer["message_id"] = event["message_id"]
-            answer["model"] = event["model"]
-            # The stored answer: markers naming no source removed, sources marked cited.
-            answer["answer"] = event.get("text", answer["answer"])
-            answer["citations"] = event.get("citations", answer["citations"])
-            answer["removed_citations"] = event.get("removed_citations", 0)
-        elif event["event"] == "error":
-            raise ApiError(502, "generation_failed", event["message"], message_id=event["message_id"])
-    return answer
+    answer = await answer_collect(_events(user, conversation, question))
+    if answer.error:
+        raise ApiError(502, "generation_failed", answer.error, message_id=answer.message_id)
+    return _body(conversation, answer)
 
 
 async def _start(request: HttpRequest, body: AskIn, key: str | None) -> tuple[Any, Conversation | None, Any]:
@@ -128,10 +127,6 @@ async def ask(request: HttpRequest, body: AskIn, idempotency_key: str | None = I
     return answer
 
 
-def _sse(event: dict[str, Any]) -> str:
-    return f"event: {event['event']}\ndata: {json.dumps(event)}\n\n"
-
-
 def _as_seen_now(user: Any, record: IdempotencyKey, body: AskIn) -> dict[str, Any]:
     """The stored answer re-checked against what the caller may read now.
 
@@ -146,25 +141,25 @@ def _as_seen_now(user: Any, record: IdempotencyKey, body: AskIn) -> dict[str, An
 
 async def _replayed_events(stored: dict[str, Any]) -> AsyncIterator[str]:
     """The events of a stored answer: the same cleaned text and citations ``/ask`` replays."""
-    yield _sse(
+    yield sse_named(
+        Sources.name,
         {
-            "event": "sources",
             "citations": stored.get("citations", []),
             "pending_documents": stored.get("pending_documents", 0),
             "conversation_id": stored.get("conversation_id"),
-        }
+        },
     )
-    yield _sse({"event": "token", "text": stored.get("answer", "")})
-    yield _sse(
+    yield sse_event(Token(text=stored.get("answer", "")))
+    yield sse_named(
+        Done.name,
         {
-            "event": "done",
             "message_id": stored.get("message_id"),
             "model": stored.get("model", ""),
             "text": stored.get("answer", ""),
             "citations": stored.get("citations", []),
             "removed_citations": stored.get("removed_citations", 0),
             "replayed": True,
-        }
+        },
     )
 
 
@@ -191,39 +186,25 @@ async def ask_stream(request: HttpRequest, body: AskIn, idempotency_key: str | N
         stream: AsyncIterator[str] = _replayed_events(await sync_to_async(_as_seen_now)(user, record, body))
     else:
         stream = _stream(user, conversation, body.question, record)
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(stream)
 
 
 async def _stream(user: Any, conversation: Conversation, question: str, record: Any) -> AsyncIterator[str]:
-    answer: dict[str, Any] = {"conversation_id": conversation.pk, "answer": "", "model": "", "citations": []}
+    fold = AnswerFold()
     finished = False
     try:
         async for event in _events(user, conversation, question):
-            if event["event"] == "sources":
-                answer["citations"] = event["citations"]
-                answer["pending_documents"] = event["pending_documents"]
-            elif event["event"] == "token":
-                answer["answer"] += event["text"]
-            elif event["event"] == "done":
-                # Stored as /ask stores it: the cleaned text, the citations marked cited.
-                answer.update(
-                    message_id=event["message_id"],
-                    model=event["model"],
-                    answer=event.get("text", answer["answer"]),
-                    citations=event.get("citations", answer["citations"]),
-                    removed_citations=event.get("removed_citations", 0),
-                )
-                if record is not None:
-                    await sync_to_async(idempotency_complete)(
-                        record=record, status_code=200, response=as_json(answer, AnswerOut)
-                    )
+            fold.add(event)
+            if isinstance(event, Done):
+                if record is not None:  # stored as /ask stores it
+                    body = as_json(_body(conversation, fold.answer()), AnswerOut)
+                    await sync_to_async(idempotency_complete)(record=record, status_code=200, response=body)
                 finished = True
-            yield _sse(event)
+            # The sources also name the conversation, which a new one's caller does not know yet.
+            extra = {"conversation_id": conversation.pk} if isinstance(event, Sources) else {}
+            yield sse_event(event, **extra)
     except ApiError as exc:
-        yield _sse({"event": "error", "message": exc.message, "code": exc.code})
+        yield sse_named(Failed.name, {"message": exc.message, "code": exc.code})
     finally:
         # A failed or abandoned stream gives the key up: a retry answers afresh.
         if record is not None and not finished:

@@ -25,9 +25,10 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from assistant.accounts.scope import Scope
 from assistant.chat import evaluation
 from assistant.chat.models import Conversation
-from assistant.chat.retrieval import Scope, available_retrievers, build_retriever
+from assistant.chat.retrieval import available_retrievers, build_retriever
 from ingest.models import Collection
 
 COLUMNS = ("ndcg@{k}", "recall@{k}", "recall@100", "mrr@{k}", "p50_ms", "p95_ms")
