@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -227,3 +228,8 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 def from_bytes(blob: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4")
+
+
+def text_digest(text: str) -> str:
+    """The key under which an embedded text's vector can be found again (``Chunk.text_hash``)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
