@@ -169,6 +169,11 @@ def _load() -> _Loaded:
     return loaded
 
 
+def model_forget() -> None:
+    """Drop the loaded model: the next use loads it again under the current settings."""
+    _load.cache_clear()
+
+
 def get_model() -> SentenceTransformer:
     """The process-wide model, loaded on first use at the precision chosen for this CPU."""
     return _load().model

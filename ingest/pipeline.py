@@ -86,8 +86,8 @@ def documents_process(*, document_ids: Sequence[int], enqueue_children: bool = T
 
     The first document still to do is claimed; if it is small, the others of
     ``document_ids`` and then other queued documents of its collection join it as
-    one batch (see ``claims.documents_claim_companions``). ``companions=False`` processes the first
-    document alone.
+    one batch (see ``claims.documents_claim_companions``). ``companions=False``
+    processes the first document alone.
 
     Idempotent: a finished document is left alone, and a re-run replaces the chunks
     in one transaction, so running it twice leaves exactly one set. A bad file ends
