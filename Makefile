@@ -112,6 +112,8 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/mypy bench/*.py
+	# The import contract (ingest never imports the chat side, reads never import writes, no cycles).
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 
 # The suite runs twice: against PostgreSQL, Redis and (also) real vLLM, then on the
 # embedded defaults (SQLite, file-system broker), each in a data dir of its own.

@@ -1,4 +1,4 @@
-"""Celery application. Tasks live beside their services (``ingest/tasks.py``)."""
+"""Celery application. Tasks live beside the pipeline they run (``ingest/tasks.py``)."""
 
 from __future__ import annotations
 

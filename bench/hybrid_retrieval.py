@@ -101,8 +101,7 @@ def _read_cache(cache: Path) -> dict[str, np.ndarray]:
 
 def embed(args: argparse.Namespace) -> None:
     """Embed the corpus's chunk texts in batches, each saved as it is done (resumable)."""
-    from ingest.embedding import embed_texts
-    from ingest.services import text_digest
+    from ingest.embedding import embed_texts, text_digest
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -127,8 +126,8 @@ def embed(args: argparse.Namespace) -> None:
 def load(args: argparse.Namespace) -> None:
     from django.db import transaction
 
-    from ingest import services
-    from ingest.embedding import to_bytes
+    from ingest import indexes, pipeline, services
+    from ingest.embedding import text_digest, to_bytes
     from ingest.models import Chunk, Collection, Document
 
     if not Collection.objects.filter(name=SCIFACT_NAME).exists():
@@ -137,16 +136,14 @@ def load(args: argparse.Namespace) -> None:
             # Timing only: a flat index costs the same whatever its vectors hold, and the
             # lexical index is real. Dense and hybrid quality numbers are meaningless then.
             rng = np.random.default_rng(0)
-            texts = {services.text_digest(d.embedding_text) for _, _, ds in all_drafts for d in ds}
+            texts = {text_digest(d.embedding_text) for _, _, ds in all_drafts for d in ds}
             vectors = rng.standard_normal((len(texts), 384)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             known = dict(zip(sorted(texts), vectors, strict=True))
         else:
             known = _read_cache(Path(args.cache))
         drafts = [
-            (row, title, ds)
-            for row, title, ds in all_drafts
-            if all(services.text_digest(d.embedding_text) in known for d in ds)
+            (row, title, ds) for row, title, ds in all_drafts if all(text_digest(d.embedding_text) in known for d in ds)
         ]
         print(f"{SCIFACT_NAME}: {len(drafts)} of 5183 abstracts embedded (every judged one first)")
         with transaction.atomic():
@@ -166,7 +163,7 @@ def load(args: argparse.Namespace) -> None:
             chunks = []
             for document, (_, _, ds) in zip(documents, drafts, strict=True):
                 for ordinal, d in enumerate(ds):
-                    digest = services.text_digest(d.embedding_text)
+                    digest = text_digest(d.embedding_text)
                     chunks.append(
                         Chunk(
                             document=document,
@@ -180,21 +177,18 @@ def load(args: argparse.Namespace) -> None:
                     )
             Chunk.objects.bulk_create(chunks, batch_size=1000)
         clock = time.perf_counter()
-        size = services.index_rebuild(collection_id=collection.pk)
+        size = indexes.indexes_rebuild(collection_id=collection.pk)
         print(f"{SCIFACT_NAME}: {size} chunks indexed (FAISS + BM25) in {time.perf_counter() - clock:.1f} s")
     formats_missing = not Collection.objects.filter(name=FORMATS_NAME).exists()
     if not args.skip_formats and formats_missing and FORMATS.is_dir():
         collection = services.collection_create(name=FORMATS_NAME)
-        ids = []
-        for path in sorted(FORMATS.iterdir()):
-            if path.is_file() and path.name != "README.md":
-                with path.open("rb") as handle:
-                    result = services.document_upload(
-                        collection=collection, name=path.name, fileobj=handle, enqueue=False
-                    )
-                ids.append(result.document.pk)
+        paths = [p for p in sorted(FORMATS.iterdir()) if p.is_file() and p.name != "README.md"]
+        outcomes = services.documents_upload_many(
+            collection=collection, files=[(p.name, p) for p in paths], user=None, all_or_nothing=True, enqueue=False
+        )
+        ids = [o.result.document.pk for o in outcomes if o.result is not None]
         for document_id in ids:
-            services.document_process(document_id=document_id, enqueue_children=False, companions=False)
+            pipeline.document_process(document_id=document_id, enqueue_children=False, companions=False)
         ready = Document.objects.filter(collection=collection, status=Document.Status.READY).count()
         print(f"{FORMATS_NAME}: {ready} documents ready, {Chunk.objects.filter(collection=collection).count()} chunks")
 

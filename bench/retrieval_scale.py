@@ -237,7 +237,7 @@ def measure(
     path = index.index_path(collection_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    index._write_atomically(built, path)  # what every writer does after building
+    index.index_write(built, path)  # what every writer does after building
     write_s = time.perf_counter() - start
     del built
     gc.collect()
@@ -253,14 +253,14 @@ def measure(
     if kind == "ivf":  # the same file, read by a reader that maps its lists
         default_mmap = settings.INDEX_MMAP
         settings.INDEX_MMAP = True
-        index._cache.clear()
+        index.index_forget_loaded()
         latencies_ms(collection_id, queries[:1])
         mapped = latencies_ms(collection_id, timed)
         mapped_ms = (percentile(mapped, 50), percentile(mapped, 95))
         settings.INDEX_MMAP = default_mmap
-        index._cache.clear()
+        index.index_forget_loaded()
         latencies_ms(collection_id, queries[:1])
-    loaded: Any = index._load(collection_id)
+    loaded: Any = index.index_load(collection_id)
     found = np.asarray(
         [[h.chunk_id for h in index.index_search(collection_id=collection_id, vector=q, k=K)] for q in queries]
     )
@@ -269,7 +269,7 @@ def measure(
     recall = ann_recall(found, exact)
     resident = rss_mb()
     del loaded
-    index._cache.clear()  # the reader's copy: one large index in memory at a time
+    index.index_forget_loaded()  # the reader's copy: one large index in memory at a time
 
     # One ingest batch: new versions of UPSERT_REPLACE chunks and the rest new chunks.
     new_ids = ids[-1] + 1 + np.arange(UPSERT_ADD - UPSERT_REPLACE)

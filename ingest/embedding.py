@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -168,6 +169,11 @@ def _load() -> _Loaded:
     return loaded
 
 
+def model_forget() -> None:
+    """Drop the loaded model: the next use loads it again under the current settings."""
+    _load.cache_clear()
+
+
 def get_model() -> SentenceTransformer:
     """The process-wide model, loaded on first use at the precision chosen for this CPU."""
     return _load().model
@@ -227,3 +233,8 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 def from_bytes(blob: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4")
+
+
+def text_digest(text: str) -> str:
+    """The key under which an embedded text's vector can be found again (``Chunk.text_hash``)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

@@ -15,11 +15,9 @@ A write that takes the size across the threshold (either way) switches the type;
 IVF index whose size moved more than 4x away from the size it was trained for is
 retrained by the next write (or rebuild), because its lists no longer fit the data.
 
-Writers take an exclusive ``flock`` on ``collection-<id>.lock`` (one writer per index
-across every process on the host, and across containers sharing the volume), build
-the new index in memory, write it to a temporary file and ``os.replace`` it, so a
-reader only ever opens a complete file. Readers never lock: they keep the last index
-they loaded and reload when the file's identity (inode, size, mtime) changes. They
+Writers take an exclusive ``flock`` on ``collection-<id>.lock``, build the new index
+in memory and replace the file atomically; readers keep the last index they loaded
+until the file changes (both in ``index_files.py``, shared with the BM25 index). They
 read the file into memory: searching mapped IVF lists measured about twice as slow
 (docs/retrieval-scale.md). With ``INDEX_MMAP`` they map an IVF file's lists instead,
 so a reload after a write is cheap and processes on one host share one copy in the
@@ -31,11 +29,8 @@ Nothing read back from disk is unpickled or evaluated: FAISS reads its own forma
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +39,9 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
+from ingest.index_files import LoadedFiles, collection_write_lock, write_atomically
 
-_cache: dict[str, tuple[tuple[int, int, int], Any]] = {}
-_cache_lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 # k-means needs enough points per centroid: FAISS warns below 39 and gains little above
 # a few dozen, while training time grows with the sample.
@@ -74,20 +68,6 @@ class Hit:
 
 def index_path(collection_id: int) -> Path:
     return Path(settings.INDEX_DIR) / f"collection-{collection_id}.faiss"
-
-
-@contextlib.contextmanager
-def collection_write_lock(collection_id: int, kind: str = "") -> Iterator[None]:
-    """One writer at a time for a collection's index of ``kind`` ("": FAISS), across processes."""
-    directory = Path(settings.INDEX_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    suffix = f".{kind}" if kind else ""
-    with open(directory / f"collection-{collection_id}{suffix}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _new_flat(dimensions: int) -> Any:
@@ -201,21 +181,22 @@ def _vectors_of(index: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids).astype(np.int64), np.vstack(rows)
 
 
-def _read(path: Path, *, mapped: bool = False) -> Any:
+def index_read(path: Path, *, mapped: bool = False) -> Any:
+    """The index stored in ``path``, read from disk (not from this process's loaded copies)."""
     import faiss
 
     # Mapped, an IVF index's lists stay in the file (read-only); a flat index is read.
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mapped else 0)
 
 
-def _write_atomically(index: Any, path: Path) -> None:
+def index_write(index: Any, path: Path) -> None:
+    """Write ``index`` to ``path`` atomically (callers hold the collection's write lock)."""
     import faiss
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: faiss.write_index(index, str(tmp)))
+
+
+_loaded: LoadedFiles[Any] = LoadedFiles(lambda path: index_read(path, mapped=bool(settings.INDEX_MMAP)))
 
 
 def _as_ids(ids: Sequence[int]) -> np.ndarray:
@@ -234,7 +215,7 @@ def index_upsert(
     adding = len(ids) > 0 and vectors is not None
     with collection_write_lock(collection_id):
         if path.exists():
-            index = _read(path)
+            index = index_read(path)
         elif adding:
             index = _new_flat(vectors.shape[1])  # type: ignore[union-attr]
         else:
@@ -254,7 +235,7 @@ def index_upsert(
             index = index_build(ids=old_ids, vectors=old_vectors)
         elif adding:
             index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), _as_ids(ids))
-        _write_atomically(index, path)
+        index_write(index, path)
 
 
 def index_remove(*, collection_id: int, ids: Sequence[int]) -> None:
@@ -271,36 +252,28 @@ def index_replace(*, collection_id: int, ids: Sequence[int], vectors: np.ndarray
         else:
             # An empty collection: the width from the (empty) array if it has one.
             index = _new_flat(vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else _dims())
-        _write_atomically(index, path)
+        index_write(index, path)
 
 
 def index_delete(*, collection_id: int) -> None:
     with collection_write_lock(collection_id):
         index_path(collection_id).unlink(missing_ok=True)
-    with _cache_lock:
-        _cache.pop(str(index_path(collection_id)), None)
+    _loaded.forget(index_path(collection_id))
 
 
 def index_size(collection_id: int) -> int:
-    index = _load(collection_id)
+    index = index_load(collection_id)
     return 0 if index is None else int(index.ntotal)
 
 
-def _load(collection_id: int) -> Any | None:
-    path = index_path(collection_id)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    key = str(path)
-    with _cache_lock:
-        cached = _cache.get(key)
-        if cached and cached[0] == identity:
-            return cached[1]
-        index = _read(path, mapped=bool(settings.INDEX_MMAP))
-        _cache[key] = (identity, index)
-        return index
+def index_load(collection_id: int) -> Any | None:
+    """The collection's FAISS index as readers search it (this process's copy while the file is unchanged)."""
+    return _loaded.get(index_path(collection_id))
+
+
+def index_forget_loaded() -> None:
+    """Drop every index this process has loaded (they are read again on the next search)."""
+    _loaded.forget()
 
 
 def index_search(*, collection_id: int, vector: np.ndarray, k: int, exclude: Sequence[int] = ()) -> list[Hit]:
@@ -309,7 +282,7 @@ def index_search(*, collection_id: int, vector: np.ndarray, k: int, exclude: Seq
     ``exclude`` chunk ids are never considered: FAISS skips them while it scans, so
     they cannot take a place in the top ``k`` nor be seen in any score.
     """
-    index = _load(collection_id)
+    index = index_load(collection_id)
     if index is None or index.ntotal == 0 or k <= 0:
         return []
     import faiss

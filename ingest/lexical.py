@@ -23,7 +23,6 @@ nothing read back is unpickled.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +32,9 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from ingest.index import Hit, collection_write_lock
+from ingest.index import Hit
+from ingest.index_files import LoadedFiles, collection_write_lock, write_atomically
 
-_cache: dict[str, tuple[tuple[int, int, int], LexicalIndex]] = {}
-_cache_lock = threading.Lock()
 _stemmer_lock = threading.Lock()
 _stemmer: Any = None
 
@@ -196,18 +194,27 @@ def _read(path: Path) -> LexicalIndex:
 
 
 def _write_atomically(lexical: LexicalIndex, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            ids=lexical.ids,
-            offsets=lexical.offsets,
-            tokens=lexical.tokens,
-            vocab=np.asarray(lexical.vocab, dtype=str) if lexical.vocab else np.zeros(0, dtype="<U1"),
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        # Through a handle: given a name, numpy would add ".npz" to it.
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                ids=lexical.ids,
+                offsets=lexical.offsets,
+                tokens=lexical.tokens,
+                vocab=np.asarray(lexical.vocab, dtype=str) if lexical.vocab else np.zeros(0, dtype="<U1"),
+            )
+
+    write_atomically(path, write)
+
+
+def _read_scored(path: Path) -> LexicalIndex:
+    lexical = _read(path)
+    lexical.score()
+    return lexical
+
+
+_loaded: LoadedFiles[LexicalIndex] = LoadedFiles(_read_scored)
 
 
 def _merged(base: LexicalIndex, *, ids: Sequence[int], texts: Sequence[str], remove: Sequence[int]) -> LexicalIndex:
@@ -273,27 +280,12 @@ def lexical_replace(*, collection_id: int, ids: Sequence[int], texts: Sequence[s
 def lexical_delete(*, collection_id: int) -> None:
     with collection_write_lock(collection_id, "bm25"):
         lexical_path(collection_id).unlink(missing_ok=True)
-    with _cache_lock:
-        _cache.pop(str(lexical_path(collection_id)), None)
+    _loaded.forget(lexical_path(collection_id))
 
 
 def lexical_load(collection_id: int) -> LexicalIndex | None:
     """The collection's index with its scores, from the process cache while the file is unchanged."""
-    path = lexical_path(collection_id)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    key = str(path)
-    with _cache_lock:
-        cached = _cache.get(key)
-        if cached and cached[0] == identity:
-            return cached[1]
-        lexical = _read(path)
-        lexical.score()
-        _cache[key] = (identity, lexical)
-        return lexical
+    return _loaded.get(lexical_path(collection_id))
 
 
 def lexical_size(collection_id: int) -> int:

@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent, taking ids. The work lives in ``services``.
+"""Celery tasks: thin, idempotent, taking ids. The work lives in ``pipeline`` (and the sweep in ``claims``).
 
 Delivery guarantees come from the settings (late acks, re-queue when a worker is
 lost) and from the sweep below; processing itself is claimed under a row lock, so
@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from ingest import services
+from ingest import claims, pipeline
 
 _PROCESSING: dict[str, Any] = {
     "acks_late": True,
@@ -33,15 +33,15 @@ _PROCESSING: dict[str, Any] = {
 
 @shared_task(**_PROCESSING)
 def process_document(document_id: int) -> None:
-    services.document_process(document_id=document_id)
+    pipeline.document_process(document_id=document_id)
 
 
 @shared_task(**_PROCESSING)
 def process_documents(document_ids: list[int]) -> None:
-    """A group of small uploads (``services.documents_enqueue``), processed as one batch."""
-    services.documents_process(document_ids=document_ids)
+    """A group of small uploads (``queue.documents_enqueue``), processed as one batch."""
+    pipeline.documents_process(document_ids=document_ids)
 
 
 @shared_task(ignore_result=True)
 def sweep_documents() -> dict[str, int]:
-    return services.documents_sweep()
+    return claims.documents_sweep()

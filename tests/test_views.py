@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from assistant.accounts.models import CollectionGrant, Role
 from assistant.chat import services as chat_services
+from ingest import pipeline
 from ingest import services as ingest_services
 from ingest.models import Document
 from tests.factories import CollectionFactory, UserFactory
@@ -126,7 +127,7 @@ def test_ask_streams_server_sent_events(llm) -> None:
     result = ingest_services.document_upload(
         collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
     )
-    ingest_services.document_process(document_id=result.document.pk)
+    pipeline.document_process(document_id=result.document.pk)
     conversation = chat_services.conversation_start(user=user, collection=collection)
 
     async def run() -> list[dict]:

@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from django.conf import settings
-from django.db import transaction
 
 from assistant.chat.metrics import mrr_at_k, ndcg_at_k, percentile, recall_at_k
 from assistant.chat.retrieval import Passage, Retriever
@@ -348,7 +347,7 @@ def beir_ingest(
     bytes), uploaded in one transaction and then embedded together. Returns, for each
     document id, the corpus ids it stands for (identical texts are stored once).
     """
-    from ingest import services
+    from ingest import pipeline, services
 
     keys: dict[int, list[str]] = {}
     per_batch = max(1, settings.INGEST_BATCH_DOCUMENTS)
@@ -359,25 +358,22 @@ def beir_ingest(
 
     def flush() -> None:
         nonlocal done
+        outcomes = services.documents_upload_many(
+            collection=collection,
+            files=[(_corpus_name(doc.id), io.BytesIO(doc.content.encode("utf-8"))) for doc in batch],
+            user=None,
+            all_or_nothing=True,
+            enqueue=False,
+        )
         uploaded: list[int] = []
-        with transaction.atomic():
-            for doc in batch:
-                result = services.document_upload(
-                    collection=collection,
-                    name=_corpus_name(doc.id),
-                    fileobj=io.BytesIO(doc.content.encode("utf-8")),
-                    enqueue=False,
-                )
-                keys.setdefault(result.document.pk, []).append(doc.id)
-                if not result.duplicate:
-                    uploaded.append(result.document.pk)
-        # Sized to fit one batch, so the pipeline claims them all at once; the loop
-        # only matters if it ever takes fewer.
-        while uploaded:
-            services.documents_process(document_ids=uploaded, enqueue_children=False)
-            uploaded = list(
-                Document.objects.filter(pk__in=uploaded, status=Document.Status.QUEUED).values_list("pk", flat=True)
-            )
+        for doc, outcome in zip(batch, outcomes, strict=True):
+            if outcome.result is None:  # not reached: with all_or_nothing a refused file raises
+                continue
+            keys.setdefault(outcome.result.document.pk, []).append(doc.id)
+            if not outcome.result.duplicate:
+                uploaded.append(outcome.result.document.pk)
+        # Sized to fit one batch, so the pipeline claims them all at once.
+        pipeline.documents_process_here(document_ids=uploaded, together=True)
         done += len(batch)
         if progress:
             progress(done)
@@ -401,26 +397,16 @@ def collection_keys(collection: Collection) -> dict[int, list[str]]:
 
 def folder_ingest(collection: Collection, root: Path) -> list[Document]:
     """Upload every file under ``root`` and process it here, with the files found inside it."""
-    from ingest import services
+    from ingest import pipeline, services
 
     if not root.is_dir():
         raise EvaluationInputError(f"{root} is not a folder.")
     files = files_in_folder(root)
     if not files:
         raise EvaluationInputError(f"{root} holds no files.")
-    ids: list[int] = []
-    for path in files:
-        with open(path, "rb") as handle:
-            try:
-                result = services.document_upload(collection=collection, name=path.name, fileobj=handle, enqueue=False)
-            except services.UploadRejected:
-                continue
-        if not result.duplicate:
-            ids.append(result.document.pk)
-    while ids:
-        for document_id in ids:
-            services.document_process(document_id=document_id, enqueue_children=False, companions=False)
-        ids = list(
-            Document.objects.filter(parent_id__in=ids, status=Document.Status.QUEUED).values_list("pk", flat=True)
-        )
+    outcomes = services.documents_upload_many(
+        collection=collection, files=[(path.name, path) for path in files], user=None, enqueue=False
+    )
+    ids = [o.result.document.pk for o in outcomes if o.result is not None and not o.result.duplicate]
+    pipeline.documents_process_here(document_ids=ids)
     return list(collection.documents.order_by("name"))

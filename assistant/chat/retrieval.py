@@ -25,8 +25,8 @@ import numpy as np
 from django.conf import settings
 
 from assistant.accounts.scope import Scope
-from ingest import index, lexical
-from ingest.models import Chunk, Document
+from ingest import index, indexes, lexical
+from ingest.models import Chunk
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,8 @@ class Retriever(Protocol):
 
 
 def _ensure_index(collection_id: int) -> None:
-    """The indexes are caches: if one is missing while the database has chunks, rebuild it."""
-    faiss_missing = not index.index_path(collection_id).exists()
-    lexical_missing = not lexical.lexical_path(collection_id).exists()
-    if not (faiss_missing or lexical_missing):
-        return
-    if Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY).exists():
-        from ingest.services import index_rebuild, lexical_rebuild
-
-        if faiss_missing:
-            index_rebuild(collection_id=collection_id)
-        else:
-            lexical_rebuild(collection_id=collection_id)
+    """The indexes are caches: a missing file is rebuilt by the index module itself."""
+    indexes.indexes_ensure(collection_id=collection_id)
 
 
 def _query_vector(query: str) -> np.ndarray:

@@ -17,20 +17,15 @@ from assistant.accounts.selectors import documents_hidden_from, documents_visibl
 from assistant.accounts.services import collection_grant, collection_revoke, user_add
 from ingest import services as ingest
 from ingest.models import Document
-from tests.factories import CollectionFactory, GroupFactory, UserFactory
+from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def stored(collection, name: str, data: bytes = b"", groups=(), user=None) -> Document:
-    return ingest.document_upload(
-        collection=collection,
-        name=name,
-        fileobj=io.BytesIO(data or name.encode()),
-        enqueue=False,
-        restrict_to_groups=groups,
-        user=user,
-    ).document
+    return DocumentFactory.create(
+        collection=collection, name=name, content=data or name.encode(), groups=groups, user=user
+    )
 
 
 # --- user add -------------------------------------------------------------------------------------

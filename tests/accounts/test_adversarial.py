@@ -35,11 +35,11 @@ from assistant.chat.events import Sources
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.retrieval import passages_for
-from ingest import index
+from ingest import index, pipeline
 from ingest import services as ingest
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
-from tests.factories import CollectionFactory, GroupFactory, UserFactory
+from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -92,17 +92,12 @@ def leaks(payload: Any) -> list[str]:
 def store(
     collection: Collection, name: str, data: bytes, *, groups: Sequence[Group] = (), user: User | None = None
 ) -> Document:
-    return ingest.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(data), enqueue=False, restrict_to_groups=groups, user=user
-    ).document
+    return DocumentFactory.create(collection=collection, name=name, content=data, groups=groups, user=user)
 
 
 def process(*documents: Document) -> list[Document]:
     """Process the documents as one batch (one embedding call), then what was found inside them."""
-    pending = [d.pk for d in documents]
-    while pending:
-        ingest.documents_process(document_ids=pending, enqueue_children=False)
-        pending = list(Document.objects.filter(parent_id__in=pending).values_list("pk", flat=True))
+    pipeline.documents_process_here(document_ids=[d.pk for d in documents], together=True)
     return [Document.objects.get(pk=d.pk) for d in documents]
 
 

@@ -9,7 +9,6 @@ that returns documents, counts, passages, answers, conversations or feedback; Al
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime
 from typing import Any
@@ -25,10 +24,11 @@ from assistant.accounts.services import collection_grant, collection_revoke, tok
 from assistant.chat import services as chat
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
+from ingest import pipeline
 from ingest import services as ingest
 from ingest.models import Chunk, Collection, Document
 from tests.api.conftest import Api, api_for, streamed
-from tests.factories import CollectionFactory, GroupFactory, UserFactory
+from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -60,14 +60,11 @@ def leaks(payload: Any) -> list[str]:
 
 
 def store(collection: Collection, name: str, text: str, *, groups=(), user: User | None = None) -> Document:
-    return ingest.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(text.encode()), enqueue=False,
-        restrict_to_groups=groups, user=user,
-    ).document  # fmt: skip
+    return DocumentFactory.create(collection=collection, name=name, content=text, groups=groups, user=user)
 
 
 def process(*documents: Document) -> list[Document]:
-    ingest.documents_process(document_ids=[d.pk for d in documents], enqueue_children=False)
+    pipeline.documents_process_here(document_ids=[d.pk for d in documents], together=True)
     return [Document.objects.get(pk=d.pk) for d in documents]
 
 

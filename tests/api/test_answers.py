@@ -7,15 +7,14 @@ by tests/integration/test_api_live.py.
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
 from assistant.chat import services as chat_services
 from assistant.chat.models import Conversation, Feedback, Message
-from ingest import services as ingest_services
 from tests.api.conftest import api_for, error_code, streamed
+from tests.factories import DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.django_db
@@ -23,10 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def handbook(collection):
-    result = ingest_services.document_upload(
-        collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
-    )
-    ingest_services.document_process(document_id=result.document.pk)
+    DocumentFactory.create(collection=collection, name="handbook.pdf", content=make_pdf(HANDBOOK_PAGES), processed=True)
     return collection
 
 

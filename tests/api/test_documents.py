@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from assistant.chat.models import IdempotencyKey
+from ingest import pipeline
 from ingest import services as ingest_services
 from ingest.models import Document
 from tests.api.conftest import api_for, error_code
@@ -120,10 +121,10 @@ def test_reindex_queues_the_document_again(staff_api, staff) -> None:
     result = ingest_services.document_upload(
         collection=collection, name="n.md", fileobj=io.BytesIO(b"# Notes\n\nSome text."), enqueue=False
     )
-    ingest_services.document_process(document_id=result.document.pk)
+    pipeline.document_process(document_id=result.document.pk)
     assert Document.objects.get(pk=result.document.pk).status == "ready"
     response = staff_api.post(f"/documents/{result.document.pk}/reindex")
     assert response.status_code == 202 and response.json()["status"] == "queued"
-    ingest_services.document_process(document_id=result.document.pk)
+    pipeline.document_process(document_id=result.document.pk)
     again = api_for(staff).get(f"/documents/{result.document.pk}").json()
     assert again["status"] == "ready" and again["chunks"] >= 1

@@ -12,6 +12,7 @@ from assistant.audit.models import AuditEvent
 from assistant.chat import services as chat_services
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
+from ingest import pipeline
 from ingest import services as ingest_services
 from tests.factories import CollectionFactory, GroupFactory, UserFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
@@ -86,7 +87,7 @@ def test_an_answer_with_passages_records_the_chunk_ids_it_was_given() -> None:
     upload = ingest_services.document_upload(
         collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
     )
-    ingest_services.document_process(document_id=upload.document.pk)
+    pipeline.document_process(document_id=upload.document.pk)
     dead = LLMClient(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", connect_timeout=1)
     answer = chat_services.answer_question(user=None, collection=collection, question="meal allowance?", llm=dead)
     (event,) = events(Action.QUESTION_ANSWERED)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.core.exceptions import PermissionDenied
 
 from assistant.chat import services
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
-from ingest import services as ingest_services
-from tests.factories import CollectionFactory, UserFactory
+from tests.factories import CollectionFactory, DocumentFactory, UserFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 from tests.support.processes import free_port
 
@@ -21,10 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def handbook():
     collection = CollectionFactory.create(name="Handbook")
-    result = ingest_services.document_upload(
-        collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
-    )
-    ingest_services.document_process(document_id=result.document.pk)
+    DocumentFactory.create(collection=collection, name="handbook.pdf", content=make_pdf(HANDBOOK_PAGES), processed=True)
     return collection
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
@@ -16,8 +15,7 @@ from assistant.chat.events import AnswerEvent, Done, Sources, Token
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.rewrite import Turn, heuristic_query
-from ingest import services as ingest_services
-from tests.factories import CollectionFactory
+from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 from tests.support.processes import free_port
 
@@ -44,10 +42,7 @@ def dead_llm() -> LLMClient:
 def reports():
     collection = CollectionFactory.create(name="Reports")
     for name, pages in DOCUMENTS.items():
-        upload = ingest_services.document_upload(
-            collection=collection, name=name, fileobj=io.BytesIO(make_pdf(pages)), enqueue=False
-        )
-        ingest_services.document_process(document_id=upload.document.pk)
+        DocumentFactory.create(collection=collection, name=name, content=make_pdf(pages), processed=True)
     return collection
 
 
@@ -159,10 +154,7 @@ def test_a_rewrite_past_its_time_budget_falls_back_to_the_heuristic(reports, set
 @pytest.fixture
 def handbook():
     collection = CollectionFactory.create(name="Handbook")
-    upload = ingest_services.document_upload(
-        collection=collection, name="handbook.pdf", fileobj=io.BytesIO(make_pdf(HANDBOOK_PAGES)), enqueue=False
-    )
-    ingest_services.document_process(document_id=upload.document.pk)
+    DocumentFactory.create(collection=collection, name="handbook.pdf", content=make_pdf(HANDBOOK_PAGES), processed=True)
     return collection
 
 

@@ -23,6 +23,7 @@ from assistant.chat.retrieval import (
     build_retriever,
     fuse,
 )
+from ingest import pipeline
 from ingest import services as ingest_services
 from ingest.embedding import embed_query, from_bytes
 from ingest.models import Chunk, Document
@@ -48,7 +49,7 @@ def policies(db):
         for name, text in DOCUMENTS.items()
     }
     # One batch: one embedding call, one transaction, one write of each index.
-    ingest_services.documents_process(document_ids=list(uploaded.values()))
+    pipeline.documents_process(document_ids=list(uploaded.values()))
     documents = {name: Document.objects.get(pk=pk) for name, pk in uploaded.items()}
     assert all(d.status == Document.Status.READY for d in documents.values())
     return collection, documents

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from assistant.chat import services
 from assistant.chat.models import Message
-from ingest import services as ingest_services
 from ingest.models import Chunk
 from ingest.redaction import pii_find
-from tests.factories import CollectionFactory
+from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.relay import RecordingRelay
 
 pytestmark = pytest.mark.django_db
@@ -28,10 +25,7 @@ ORIGINALS = ["payroll.officer@example.com", "7946 0958", "GB82 WEST", "4111 1111
 @pytest.fixture
 def directory():
     collection = CollectionFactory.create(name="HR")
-    upload = ingest_services.document_upload(
-        collection=collection, name="payroll.md", fileobj=io.BytesIO(DIRECTORY.encode()), enqueue=False
-    )
-    ingest_services.document_process(document_id=upload.document.pk)
+    DocumentFactory.create(collection=collection, name="payroll.md", content=DIRECTORY, processed=True)
     return collection
 
 
@@ -79,11 +73,10 @@ def test_answer_mode_redacts_personal_data_the_model_writes(llm, settings) -> No
     shows that it does write the address, the run with redaction that it is removed.
     """
     collection = CollectionFactory.create(name="Contacts")
-    upload = ingest_services.document_upload(
-        collection=collection, name="contacts.md", enqueue=False,
-        fileobj=io.BytesIO(b"# Contacts\n\nPeople share their contact details with the help desk."),
+    DocumentFactory.create(
+        collection=collection, name="contacts.md", processed=True,
+        content=b"# Contacts\n\nPeople share their contact details with the help desk.",
     )  # fmt: skip
-    ingest_services.document_process(document_id=upload.document.pk)
     settings.LLM_TEMPERATURE = 0.0
     settings.LLM_MAX_TOKENS = 60
     question = "Anna's e-mail is anna.berg@example.org. Write Anna's e-mail."

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -12,9 +10,8 @@ from assistant.accounts.models import CollectionGrant, Role
 from assistant.accounts.scope import Scope
 from assistant.chat import services
 from assistant.chat.retrieval import DenseRetriever
-from ingest import services as ingest_services
 from ingest.models import Document
-from tests.factories import CollectionFactory, GroupFactory, UserFactory
+from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.django_db
@@ -23,11 +20,7 @@ SECRET = "The merger code name is BLUEHERON and closes on 14 May."
 
 
 def ingest(collection, name: str, pages: list[str]) -> Document:
-    result = ingest_services.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(make_pdf(pages)), enqueue=False
-    )
-    ingest_services.document_process(document_id=result.document.pk)
-    return Document.objects.get(pk=result.document.pk)
+    return DocumentFactory.create(collection=collection, name=name, content=make_pdf(pages), processed=True)
 
 
 @pytest.fixture

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from ingest import embedding, index, parsers, services
+from ingest import embedding, index, parsers, pipeline, queue
 from ingest.embedding import embed_query
 from ingest.models import Chunk, Document
-from tests.factories import CollectionFactory
+from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import make_pdf
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +26,7 @@ NOTES = {
 @pytest.fixture
 def sent(monkeypatch) -> list[int]:
     ids: list[int] = []
-    monkeypatch.setattr(services, "_enqueue", ids.append)
+    monkeypatch.setattr(queue, "document_enqueue", ids.append)
     return ids
 
 
@@ -46,17 +44,14 @@ def encode_calls(monkeypatch) -> list[int]:
     return calls
 
 
-def queue(collection, files: dict[str, bytes]) -> list[Document]:
-    return [
-        services.document_upload(collection=collection, name=n, fileobj=io.BytesIO(c), enqueue=False).document
-        for n, c in files.items()
-    ]
+def queued(collection, files: dict[str, bytes]) -> list[Document]:
+    return [DocumentFactory.create(collection=collection, name=n, content=c) for n, c in files.items()]
 
 
 def test_queued_small_documents_go_through_in_one_embedding_call(encode_calls) -> None:
     collection = CollectionFactory.create()
-    documents = queue(collection, NOTES)
-    services.document_process(document_id=documents[0].pk)
+    documents = queued(collection, NOTES)
+    pipeline.document_process(document_id=documents[0].pk)
 
     assert len(encode_calls) == 1
     for document in documents:
@@ -77,18 +72,18 @@ def test_queued_small_documents_go_through_in_one_embedding_call(encode_calls) -
 
 def test_a_companion_message_arriving_later_changes_nothing(encode_calls) -> None:
     collection = CollectionFactory.create()
-    first, second, *_ = queue(collection, NOTES)
-    services.document_process(document_id=first.pk)
+    first, second, *_ = queued(collection, NOTES)
+    pipeline.document_process(document_id=first.pk)
     before = sorted(Chunk.objects.filter(document=second).values_list("pk", flat=True))
-    services.document_process(document_id=second.pk)
+    pipeline.document_process(document_id=second.pk)
     assert sorted(Chunk.objects.filter(document=second).values_list("pk", flat=True)) == before
     assert len(encode_calls) == 1
 
 
 def test_a_broken_file_fails_alone_and_the_batch_goes_on() -> None:
     collection = CollectionFactory.create()
-    documents = queue(collection, {"ok.txt": NOTES["alpha.txt"], "broken.pdf": b"%PDF-1.7\n garbage", **NOTES})
-    services.document_process(document_id=documents[0].pk)
+    documents = queued(collection, {"ok.txt": NOTES["alpha.txt"], "broken.pdf": b"%PDF-1.7\n garbage", **NOTES})
+    pipeline.document_process(document_id=documents[0].pk)
     statuses = {d.name: (d.status, d.error) for d in Document.objects.filter(collection=collection)}
     assert statuses.pop("broken.pdf")[0] == Status.FAILED
     assert {s for s, _ in statuses.values()} == {Status.READY}
@@ -97,24 +92,24 @@ def test_a_broken_file_fails_alone_and_the_batch_goes_on() -> None:
 def test_large_files_and_other_collections_are_not_taken_along(settings) -> None:
     settings.INGEST_BATCH_MAX_BYTES = 4096
     collection, other = CollectionFactory.create(), CollectionFactory.create()
-    small = queue(collection, {"small.txt": NOTES["alpha.txt"], "small2.txt": NOTES["beta.txt"]})
-    big = queue(collection, {"big.pdf": make_pdf(["Budget " * 400] * 3)})[0]
-    elsewhere = queue(other, {"elsewhere.txt": NOTES["gamma.md"]})[0]
+    small = queued(collection, {"small.txt": NOTES["alpha.txt"], "small2.txt": NOTES["beta.txt"]})
+    big = queued(collection, {"big.pdf": make_pdf(["Budget " * 400] * 3)})[0]
+    elsewhere = queued(other, {"elsewhere.txt": NOTES["gamma.md"]})[0]
     assert big.size > 4096
-    services.document_process(document_id=small[0].pk)
+    pipeline.document_process(document_id=small[0].pk)
     assert Document.objects.get(pk=small[1].pk).status == Status.READY
     assert Document.objects.get(pk=big.pk).status == Status.QUEUED
     assert Document.objects.get(pk=elsewhere.pk).status == Status.QUEUED
     # The large file, processed on its own message, takes no companions either.
-    services.document_process(document_id=big.pk)
+    pipeline.document_process(document_id=big.pk)
     assert Document.objects.get(pk=big.pk).status == Status.READY
 
 
 def test_batch_size_is_limited(settings, encode_calls) -> None:
     settings.INGEST_BATCH_DOCUMENTS = 2
     collection = CollectionFactory.create()
-    documents = queue(collection, NOTES)
-    services.document_process(document_id=documents[0].pk)
+    documents = queued(collection, NOTES)
+    pipeline.document_process(document_id=documents[0].pk)
     assert [d.status for d in Document.objects.filter(collection=collection).order_by("pk")] == [
         Status.READY, Status.READY, Status.QUEUED, Status.QUEUED,
     ]  # fmt: skip
@@ -122,7 +117,7 @@ def test_batch_size_is_limited(settings, encode_calls) -> None:
 
 def test_a_time_limit_blames_the_file_being_parsed_and_hands_the_others_back(monkeypatch, sent) -> None:
     collection = CollectionFactory.create()
-    documents = queue(collection, NOTES)
+    documents = queued(collection, NOTES)
     real = parsers.parse_file
 
     def slow_on_gamma(path, *, name="", **options):
@@ -130,8 +125,8 @@ def test_a_time_limit_blames_the_file_being_parsed_and_hands_the_others_back(mon
             raise SoftTimeLimitExceeded()
         return real(path, name=name, **options)
 
-    monkeypatch.setattr(services, "parse_file", slow_on_gamma)
-    services.document_process(document_id=documents[0].pk)
+    monkeypatch.setattr(pipeline, "parse_file", slow_on_gamma)
+    pipeline.document_process(document_id=documents[0].pk)
 
     by_name = {d.name: d for d in Document.objects.filter(collection=collection)}
     assert by_name["gamma.md"].status == Status.FAILED
@@ -154,11 +149,11 @@ def test_uploads_are_sent_in_groups_and_large_files_alone(settings, monkeypatch)
     monkeypatch.setattr(tasks.process_documents, "delay", groups.append)
     monkeypatch.setattr(tasks.process_document, "delay", singles.append)
     here, there = CollectionFactory.create(), CollectionFactory.create()
-    small = queue(here, NOTES)
-    big = queue(here, {"big.pdf": make_pdf(["Budget " * 400] * 3)})[0]
-    elsewhere = queue(there, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
+    small = queued(here, NOTES)
+    big = queued(here, {"big.pdf": make_pdf(["Budget " * 400] * 3)})[0]
+    elsewhere = queued(there, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
 
-    services.documents_enqueue([d.pk for d in [*small, big, elsewhere]])
+    queue.documents_enqueue([d.pk for d in [*small, big, elsewhere]])
 
     assert sorted(groups) == sorted([[small[0].pk, small[1].pk], [small[2].pk, small[3].pk], [elsewhere.pk]])
     assert singles == [big.pk]
@@ -167,10 +162,10 @@ def test_uploads_are_sent_in_groups_and_large_files_alone(settings, monkeypatch)
 def test_a_group_message_processes_its_documents_and_sends_on_what_it_cannot_take(settings, sent) -> None:
     settings.INGEST_BATCH_MAX_BYTES = 4096
     collection, other = CollectionFactory.create(), CollectionFactory.create()
-    small = queue(collection, NOTES)
-    elsewhere = queue(other, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
+    small = queued(collection, NOTES)
+    elsewhere = queued(other, {"elsewhere.txt": b"Elsewhere\n\nA note in another collection."})[0]
 
-    services.documents_process(document_ids=[small[2].pk, elsewhere.pk, small[0].pk])
+    pipeline.documents_process(document_ids=[small[2].pk, elsewhere.pk, small[0].pk])
 
     assert {d.status for d in Document.objects.filter(collection=collection)} == {Status.READY}
     assert Document.objects.get(pk=elsewhere.pk).status == Status.QUEUED
@@ -180,19 +175,19 @@ def test_a_group_message_processes_its_documents_and_sends_on_what_it_cannot_tak
 def test_a_text_already_embedded_in_the_collection_is_not_embedded_again(encode_calls) -> None:
     collection = CollectionFactory.create()
     shared = "Security\n\nBadges must be worn visibly at all times on company premises.\n\n"
-    v1 = queue(collection, {"policy.txt": (shared + "Visitors sign in at reception.").encode()})[0]
-    services.document_process(document_id=v1.pk)
+    v1 = queued(collection, {"policy.txt": (shared + "Visitors sign in at reception.").encode()})[0]
+    pipeline.document_process(document_id=v1.pk)
     assert encode_calls == [1]  # one chunk: heading and both paragraphs
 
     # The same text twice in one batch, and once more in a later upload: embedded once.
-    twins = queue(
+    twins = queued(
         collection,
         {"a.txt": b"Holidays\n\nThe office closes on May 1.", "b.txt": b"Holidays\n\nThe office closes on May 1.\n"},
     )
-    services.document_process(document_id=twins[0].pk)
+    pipeline.document_process(document_id=twins[0].pk)
     assert encode_calls == [1, 1]
-    again = queue(collection, {"c.txt": b"Holidays\n\nThe office closes on May 1.\n\n"})[0]
-    services.document_process(document_id=again.pk)
+    again = queued(collection, {"c.txt": b"Holidays\n\nThe office closes on May 1.\n\n"})[0]
+    pipeline.document_process(document_id=again.pk)
     assert encode_calls == [1, 1]  # nothing left to embed
     again.refresh_from_db()
     assert again.status == Status.READY and again.chunk_count == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ingest import services
+from ingest import pipeline, services
 from ingest.models import Document
 from ingest.parsers import ParseError, parse_file
 from tests.factories import CollectionFactory
@@ -100,8 +100,8 @@ def test_archive_members_are_streamed_never_held_whole(tmp_path: Path) -> None:
 
     # One file through first: the model and the modules it loads are not what is measured.
     warm = services.document_upload(collection=collection, name="warm.md", fileobj=io.BytesIO(b"# Warm"), enqueue=False)
-    services.document_process(document_id=warm.document.pk)
-    _, peak = peak_memory(lambda: services.document_process(document_id=upload.document.pk, enqueue_children=False))
+    pipeline.document_process(document_id=warm.document.pk)
+    _, peak = peak_memory(lambda: pipeline.document_process(document_id=upload.document.pk, enqueue_children=False))
     assert Document.objects.get(pk=upload.document.pk).status == Document.Status.READY
     child = Document.objects.get(parent=upload.document)
     assert (child.name, child.size, child.content_hash) == ("data.log", len(member), hashlib.sha256(member).hexdigest())
@@ -121,7 +121,7 @@ def test_archives_nested_past_the_limit_fail_with_a_reason(tmp_path: Path, setti
     ids = [upload.document.pk]
     while ids:  # each level as its own document, as the workers take them
         for document_id in ids:
-            services.document_process(document_id=document_id, enqueue_children=False, companions=False)
+            pipeline.document_process(document_id=document_id, enqueue_children=False, companions=False)
         ids = list(Document.objects.filter(parent_id__in=ids).values_list("pk", flat=True))
     documents = {d.name: d for d in collection.documents.all()}
     assert {n: d.status for n, d in documents.items()} == {
@@ -147,7 +147,7 @@ def test_a_bomb_fails_with_its_reason_and_the_rest_of_the_batch_goes_on() -> Non
         ).document.pk
         for name, content in files.items()
     ]
-    services.documents_process(document_ids=ids, enqueue_children=False)
+    pipeline.documents_process(document_ids=ids, enqueue_children=False)
     documents = {d.name: d for d in collection.documents.all()}
     assert {n: d.status for n, d in documents.items()} == {"bomb.zip": "failed", "minutes.docx": "failed",
                                                            "note.md": "ready"}  # fmt: skip

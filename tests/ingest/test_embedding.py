@@ -24,9 +24,9 @@ DIMENSIONS = 384
 @pytest.fixture(autouse=True)
 def _fresh_model() -> Iterator[None]:
     """Each test loads the model under its own settings; later tests get the default back."""
-    embedding._load.cache_clear()
+    embedding.model_forget()
     yield
-    embedding._load.cache_clear()
+    embedding.model_forget()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def parameter_dtypes() -> set[str]:
 def test_bf16_vectors_match_fp32_on_scifact_abstracts(settings, scifact_abstracts: list[str]) -> None:
     settings.EMBEDDING_PRECISION = "fp32"
     reference = embedding.embed_texts(scifact_abstracts)
-    embedding._load.cache_clear()
+    embedding.model_forget()
     settings.EMBEDDING_PRECISION = "bf16"
     trial = embedding.embed_texts(scifact_abstracts)
     assert embedding.precision() == "bf16"

@@ -44,7 +44,7 @@ def ids_from(start: int, rows: int) -> list[int]:
 
 
 def loaded(collection_id: int) -> Any:
-    return index._load(collection_id)
+    return index.index_load(collection_id)
 
 
 def kind(collection_id: int) -> str:
@@ -194,7 +194,7 @@ def test_readers_hold_ivf_lists_in_memory_unless_mapping_is_asked_for(settings, 
     # Mapped lists stay in the file (OnDiskInvertedLists); the default copies them into memory.
     assert lists == ("OnDiskInvertedLists" if mapped else "ArrayInvertedLists")
     # Either way the reader searches the same index, hidden ids skipped, and sees later writes.
-    on_disk = index._read(index.index_path(1))
+    on_disk = index.index_read(index.index_path(1))
     for query in queries[:10]:
         _, expected = on_disk.search(query.reshape(1, -1), 10)
         found = top_ids(1, query)

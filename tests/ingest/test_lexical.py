@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from ingest import index, lexical
+from ingest import index, indexes, lexical
 from ingest import services as ingest_services
 from ingest.chunking import document_title, indexed_text
 from ingest.models import Chunk, Document
 from ingest.parsers.base import Element
-from tests.factories import CollectionFactory
+from tests.factories import CollectionFactory, DocumentFactory
 
 
 def test_search_ranks_by_bm25_and_stems_words() -> None:
@@ -93,11 +92,7 @@ def test_indexed_text_carries_title_and_heading_once() -> None:
 
 
 def _upload(collection, name: str, text: str) -> Document:
-    result = ingest_services.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(text.encode()), enqueue=False
-    )
-    ingest_services.document_process(document_id=result.document.pk)
-    return Document.objects.get(pk=result.document.pk)
+    return DocumentFactory.create(collection=collection, name=name, content=text, processed=True)
 
 
 def _ready_chunk_ids(collection) -> set[int]:
@@ -134,7 +129,7 @@ def test_lexical_index_follows_uploads_versions_deletes_and_rebuilds(settings) -
 
     # Rebuild from the database alone, after losing the files.
     lexical.lexical_path(collection.pk).unlink()
-    assert ingest_services.index_rebuild(collection_id=collection.pk) == 1
+    assert indexes.indexes_rebuild(collection_id=collection.pk) == 1
     assert lexical.lexical_ids(collection.pk) == _ready_chunk_ids(collection)
     assert lexical.lexical_search(collection_id=collection.pk, query="passwords rotated", k=5)
 

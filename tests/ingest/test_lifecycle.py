@@ -3,17 +3,17 @@ or losing a document, exercised in-process on the real pipeline."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
-from assistant.chat.retrieval import DenseRetriever, Scope
-from ingest import index, services
+from assistant.accounts.scope import Scope
+from assistant.chat.retrieval import DenseRetriever
+from ingest import claims, embedding, index, indexes, pipeline, queue
 from ingest.models import Chunk, Document
-from tests.factories import CollectionFactory
+from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
 pytestmark = pytest.mark.django_db
@@ -25,20 +25,18 @@ Status = Document.Status
 def sent(monkeypatch) -> list[int]:
     """Documents the sweep hands to the broker."""
     ids: list[int] = []
-    monkeypatch.setattr(services, "_enqueue", ids.append)
+    monkeypatch.setattr(queue, "document_enqueue", ids.append)
     return ids
 
 
 def upload(collection, name: str, content: bytes) -> Document:
-    return services.document_upload(
-        collection=collection, name=name, fileobj=io.BytesIO(content), enqueue=False
-    ).document
+    return DocumentFactory.create(collection=collection, name=name, content=content)
 
 
 def test_a_document_another_worker_is_on_is_left_to_it() -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
     Document.objects.filter(pk=document.pk).update(status=Status.PARSING, heartbeat_at=timezone.now(), attempts=1)
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     document.refresh_from_db()
     assert (document.status, document.attempts, document.chunk_count) == (Status.PARSING, 1, 0)
 
@@ -47,7 +45,7 @@ def test_a_stalled_document_is_taken_over(settings) -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
     stale = timezone.now() - timedelta(seconds=settings.INGEST_STALL_AFTER_S + 1)
     Document.objects.filter(pk=document.pk).update(status=Status.EMBEDDING, heartbeat_at=stale, attempts=1)
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     document.refresh_from_db()
     assert (document.status, document.attempts) == (Status.READY, 2)
     assert document.heartbeat_at is None
@@ -57,7 +55,7 @@ def test_sweep_requeues_documents_whose_worker_died(settings, sent) -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
     stale = timezone.now() - timedelta(seconds=settings.INGEST_STALL_AFTER_S + 1)
     Document.objects.filter(pk=document.pk).update(status=Status.EMBEDDING, heartbeat_at=stale, attempts=1)
-    assert services.documents_sweep() == {"requeued": 1, "failed": 0, "resent": 0}
+    assert claims.documents_sweep() == {"requeued": 1, "failed": 0, "resent": 0}
     assert sent == [document.pk]
     assert Document.objects.get(pk=document.pk).status == Status.QUEUED
 
@@ -65,7 +63,7 @@ def test_sweep_requeues_documents_whose_worker_died(settings, sent) -> None:
 def test_sweep_leaves_documents_with_a_live_heartbeat_alone(sent) -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
     Document.objects.filter(pk=document.pk).update(status=Status.PARSING, heartbeat_at=timezone.now(), attempts=1)
-    assert services.documents_sweep() == {"requeued": 0, "failed": 0, "resent": 0}
+    assert claims.documents_sweep() == {"requeued": 0, "failed": 0, "resent": 0}
     assert sent == []
 
 
@@ -75,7 +73,7 @@ def test_a_document_that_keeps_killing_workers_fails_with_a_reason(settings, sen
     Document.objects.filter(pk=document.pk).update(
         status=Status.PARSING, heartbeat_at=stale, attempts=settings.INGEST_MAX_ATTEMPTS
     )
-    assert services.documents_sweep()["failed"] == 1
+    assert claims.documents_sweep()["failed"] == 1
     document.refresh_from_db()
     assert document.status == Status.FAILED
     assert f"interrupted {settings.INGEST_MAX_ATTEMPTS} times" in document.error
@@ -89,17 +87,17 @@ def test_queued_documents_are_resent_only_while_no_worker_is_busy(settings, sent
     Document.objects.filter(pk=waiting.pk).update(updated_at=long_ago)
     busy = upload(collection, "b.md", b"# B\n\nbeta")
     Document.objects.filter(pk=busy.pk).update(status=Status.PARSING, heartbeat_at=timezone.now())
-    assert services.documents_sweep()["resent"] == 0  # a long queue, not a lost message
+    assert claims.documents_sweep()["resent"] == 0  # a long queue, not a lost message
     Document.objects.filter(pk=busy.pk).update(status=Status.READY)
-    assert services.documents_sweep()["resent"] == 1
+    assert claims.documents_sweep()["resent"] == 1
     assert sent == [waiting.pk]
-    assert services.documents_sweep()["resent"] == 0  # not again right away
+    assert claims.documents_sweep()["resent"] == 0  # not again right away
 
 
 def test_new_version_keeps_the_old_one_serving_until_it_is_ready() -> None:
     collection = CollectionFactory.create()
     v1 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 60 euros."]))
-    services.document_process(document_id=v1.pk)
+    pipeline.document_process(document_id=v1.pk)
     v1_path = Path(Document.objects.get(pk=v1.pk).file.path)
     v2 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 85 euros."]))
     assert v2.supersedes_id == v1.pk
@@ -107,7 +105,7 @@ def test_new_version_keeps_the_old_one_serving_until_it_is_ready() -> None:
     retriever = DenseRetriever(scope=Scope.of([collection.pk]))
     before = retriever.retrieve("meal allowance", k=5)
     assert [p.document_id for p in before] == [v1.pk]  # v2 not ready: v1 still answers
-    services.document_process(document_id=v2.pk)
+    pipeline.document_process(document_id=v2.pk)
 
     after = retriever.retrieve("meal allowance", k=5)
     assert [p.document_id for p in after] == [v2.pk]
@@ -120,9 +118,9 @@ def test_new_version_keeps_the_old_one_serving_until_it_is_ready() -> None:
 def test_a_failed_new_version_leaves_the_old_one_in_place() -> None:
     collection = CollectionFactory.create()
     v1 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 60 euros."]))
-    services.document_process(document_id=v1.pk)
+    pipeline.document_process(document_id=v1.pk)
     v2 = upload(collection, "policy.pdf", b"%PDF-1.7 broken")
-    services.document_process(document_id=v2.pk)
+    pipeline.document_process(document_id=v2.pk)
     assert Document.objects.get(pk=v2.pk).status == Status.FAILED
     assert Document.objects.get(pk=v1.pk).status == Status.READY
     assert DenseRetriever(scope=Scope.of([collection.pk])).retrieve("meal allowance", k=5)[0].document_id == v1.pk
@@ -130,7 +128,7 @@ def test_a_failed_new_version_leaves_the_old_one_in_place() -> None:
 
 def test_progress_counts_embedded_chunks() -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     document.refresh_from_db()
     assert document.progress_total == document.progress_done == document.chunk_count > 0
     assert set(document.timings) == {"parse", "chunk", "embed", "index"}
@@ -139,13 +137,13 @@ def test_progress_counts_embedded_chunks() -> None:
 def test_reindex_re_embeds_every_chunk_and_swaps_the_index() -> None:
     collection = CollectionFactory.create()
     document = upload(collection, "h.pdf", make_pdf(HANDBOOK_PAGES))
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     # Vectors from an older, useless model, in the database and in the index.
     Chunk.objects.filter(collection=collection).update(embedding=bytes(384 * 4))
-    services.index_rebuild(collection_id=collection.pk)
+    indexes.indexes_rebuild(collection_id=collection.pk)
     retriever = DenseRetriever(scope=Scope.of([collection.pk]))
     assert retriever.retrieve("meal allowance abroad", k=1)[0].score == 0
-    assert services.collection_reindex(collection_id=collection.pk) == document.chunks.count()
+    assert indexes.collection_reindex(collection_id=collection.pk) == document.chunks.count()
     assert all(any(bytes(c.embedding)) for c in Chunk.objects.filter(collection=collection))
     top = retriever.retrieve("meal allowance abroad", k=1)[0]
     assert top.page_start == 2
@@ -163,9 +161,9 @@ def test_a_transient_database_error_requeues_without_using_up_an_attempt(monkeyp
     def database_gone(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services._BatchRun, "_embed_and_store", database_gone)
+    monkeypatch.setattr(embedding, "embed_texts", database_gone)
     with pytest.raises(OperationalError):  # re-raised for the task's retry with backoff
-        services.document_process(document_id=document.pk)
+        pipeline.document_process(document_id=document.pk)
     for claimed in (document, companion):
         claimed.refresh_from_db()
         assert (claimed.status, claimed.attempts) == (Status.QUEUED, 0)

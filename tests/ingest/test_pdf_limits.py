@@ -9,7 +9,7 @@ import pypdf
 import pytest
 from pypdf.errors import LimitReachedError
 
-from ingest import services
+from ingest import pipeline, services
 from ingest.models import Document
 from ingest.parsers.pdf import PdfParser
 from tests.factories import CollectionFactory
@@ -52,7 +52,7 @@ def test_a_valid_pdf_with_an_array_past_pypdfs_limit_becomes_ready_with_its_text
     upload = services.document_upload(
         collection=collection, name="filing.pdf", fileobj=io.BytesIO(content), enqueue=False
     )
-    services.document_process(document_id=upload.document.pk)
+    pipeline.document_process(document_id=upload.document.pk)
     document = Document.objects.get(pk=upload.document.pk)
     assert (document.status, document.error, document.pages) == (Document.Status.READY, "", 3)
     allowance = [c for c in document.chunks.all() if "meal allowance" in c.text]
@@ -70,7 +70,7 @@ def test_a_safety_limit_of_the_pdf_library_is_a_reason_an_admin_can_act_on(monke
     upload = services.document_upload(
         collection=collection, name="filing.pdf", fileobj=io.BytesIO(make_pdf(["A filing."])), enqueue=False
     )
-    services.document_process(document_id=upload.document.pk)
+    pipeline.document_process(document_id=upload.document.pk)
     document = Document.objects.get(pk=upload.document.pk)
     assert document.status == Document.Status.FAILED
     assert "Internal error" not in document.error

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ingest import services
+from ingest import embedding
 from ingest.chunking import ChunkDraft
 from ingest.models import Chunk
 from ingest.redaction import (
@@ -23,7 +22,7 @@ from ingest.redaction import (
     pii_redact,
 )
 from tests.conftest import REPO
-from tests.factories import CollectionFactory
+from tests.factories import DocumentFactory
 from tests.support.documents import make_docx, make_pdf
 
 PLANTED = {
@@ -142,12 +141,9 @@ KEPT = ["2024-000123", "15.01.2024", "$1,299.99", "4829105736"]
 
 
 def _ingest(name: str, content: bytes):
-    collection = CollectionFactory.create()
-    upload = services.document_upload(collection=collection, name=name, fileobj=io.BytesIO(content), enqueue=False)
-    services.document_process(document_id=upload.document.pk)
-    upload.document.refresh_from_db()
-    assert upload.document.status == "ready", upload.document.error
-    return upload.document
+    document = DocumentFactory.create(name=name, content=content, processed=True)
+    assert document.status == "ready", document.error
+    return document
 
 
 @pytest.mark.django_db
@@ -178,7 +174,7 @@ def test_ingest_mode_stores_and_embeds_chunks_redacted_and_keeps_the_file(settin
         embedded = ChunkDraft(
             text=chunk.text, heading=chunk.heading, page_start=None, page_end=None, title=document.title
         ).embedding_text
-        assert chunk.text_hash == services.text_digest(embedded)
+        assert chunk.text_hash == embedding.text_digest(embedded)
     # The uploaded file is kept exactly as it was sent.
     assert Path(document.file.path).read_bytes() == content
 

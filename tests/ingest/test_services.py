@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from assistant.celery import app as celery_app
-from ingest import index, services
+from ingest import index, indexes, pipeline, services
 from ingest.embedding import embed_query
 from ingest.models import Chunk, Document
 from tests.factories import CollectionFactory
@@ -21,7 +21,7 @@ def upload(collection, name: str, content: bytes, **kwargs) -> services.UploadRe
 
 def ingested(collection, name: str = "handbook.pdf", content: bytes | None = None) -> Document:
     result = upload(collection, name, make_pdf(HANDBOOK_PAGES) if content is None else content, enqueue=False)
-    services.document_process(document_id=result.document.pk)
+    pipeline.document_process(document_id=result.document.pk)
     result.document.refresh_from_db()
     return result.document
 
@@ -64,7 +64,7 @@ def test_processing_again_leaves_exactly_one_set_of_chunks() -> None:
     first_ids = set(document.chunks.values_list("id", flat=True))
     # A redelivered task (the worker died after finishing but before acking) runs again.
     Document.objects.filter(pk=document.pk).update(status=Document.Status.QUEUED)
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     second_ids = set(Chunk.objects.filter(document=document).values_list("id", flat=True))
     assert len(second_ids) == len(first_ids)
     assert index.index_size(collection.pk) == len(second_ids)
@@ -75,12 +75,12 @@ def test_processing_a_ready_document_changes_nothing() -> None:
     collection = CollectionFactory.create()
     document = ingested(collection)
     before = list(document.chunks.values_list("id", flat=True))
-    services.document_process(document_id=document.pk)
+    pipeline.document_process(document_id=document.pk)
     assert list(document.chunks.values_list("id", flat=True)) == before
 
 
 def test_processing_a_deleted_document_is_a_quiet_no_op() -> None:
-    services.document_process(document_id=987654)
+    pipeline.document_process(document_id=987654)
 
 
 def test_bad_file_fails_with_reason_and_no_chunks() -> None:
@@ -130,7 +130,7 @@ def test_index_rebuilds_from_the_database_alone() -> None:
     document = ingested(collection)
     expected = search_ids(collection.pk, "meal allowance")
     index.index_path(collection.pk).unlink()
-    assert services.index_rebuild(collection_id=collection.pk) == document.chunk_count
+    assert indexes.indexes_rebuild(collection_id=collection.pk) == document.chunk_count
     assert search_ids(collection.pk, "meal allowance") == expected
 
 
@@ -147,14 +147,14 @@ def test_archive_members_and_attachments_become_linked_documents(formats_dir: Pa
     collection = CollectionFactory.create()
     for name in ("simple.zip", "fake-email-attachment.eml"):
         parent = upload(collection, name, (formats_dir / name).read_bytes(), enqueue=False).document
-        services.document_process(document_id=parent.pk, enqueue_children=False)
+        pipeline.document_process(document_id=parent.pk, enqueue_children=False)
         parent.refresh_from_db()
         assert parent.status == Document.Status.READY, parent.error
         children = list(parent.children.all())
         assert children, name
         for child in children:
             assert child.status == Document.Status.QUEUED
-            services.document_process(document_id=child.pk)
+            pipeline.document_process(document_id=child.pk)
             child.refresh_from_db()
             assert child.status == Document.Status.READY, child.error
             assert child.chunk_count > 0

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import REPO
 from tests.integration.conftest import Stack
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -86,12 +86,17 @@ def live(stack: Stack) -> Live:
         uploaded = api.post(f"/collections/{live.collection_id}/documents", files=files)
         assert uploaded.status_code == 201, uploaded.text
         document_id = uploaded.json()["documents"][0]["document"]["id"]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+
+        def finished_status() -> str | None:
             status = api.get(f"/documents/{document_id}").json()["status"]
-            if status in ("ready", "failed"):
-                break
-            time.sleep(0.3)
+            return status if status in ("ready", "failed") else None
+
+        status = wait_until(
+            finished_status,
+            300,
+            lambda: f"document not finished in 300s:\n{stack.logs()}",
+            interval=0.3,
+        )
         assert status == "ready", stack.logs()
     return live
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
 from tests.integration.conftest import ADMIN_PASSWORD, Stack
 from tests.support.documents import HANDBOOK_PAGES, make_docx, make_pdf
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -25,17 +25,19 @@ STATUS_ORDER = ["queued", "parsing", "embedding", "ready"]
 def _wait_finished(session, status_url: str, expected: int, timeout: float = 300) -> tuple[list[dict], dict]:
     """Poll the portal's status endpoint like the page does; record every status seen."""
     seen: dict[str, list[str]] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> list[dict] | None:
         data = session.http.get(status_url).json()
         for doc in data["documents"]:
             history = seen.setdefault(doc["name"], [])
             if not history or history[-1] != doc["status"]:
                 history.append(doc["status"])
         if len(data["documents"]) >= expected and all(d["status"] in ("ready", "failed") for d in data["documents"]):
-            return data["documents"], seen
-        time.sleep(0.2)
-    raise AssertionError(f"documents not finished after {timeout}s: {seen}")
+            return data["documents"]
+        return None
+
+    documents = wait_until(finished, timeout, lambda: f"documents not finished after {timeout}s: {seen}")
+    return documents, seen
 
 
 @pytest.mark.parametrize("stack", ["llama_server", pytest.param("vllm_server", marks=pytest.mark.vllm)], indirect=True)

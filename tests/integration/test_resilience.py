@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from tests.conftest import SHARED_DATA, _require
 from tests.integration.conftest import ADMIN_PASSWORD, LIVE_REDIS_DB, BrowserSession, Stack
 from tests.support.blocking import BLOCK_EMBEDDING, BLOCK_PARSING, blocking_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -64,13 +64,16 @@ def documents(session: BrowserSession, collection_id: int) -> dict[str, dict]:
 def wait_for(
     session: BrowserSession, collection_id: int, condition, *, stack: Stack, timeout: float = 240
 ) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def met() -> dict[str, dict] | None:
         docs = documents(session, collection_id)
-        if condition(docs):
-            return docs
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met in {timeout}s: {documents(session, collection_id)}\n{stack.logs()}")
+        return docs if condition(docs) else None
+
+    return wait_until(
+        met,
+        timeout,
+        lambda: f"condition not met in {timeout}s: {documents(session, collection_id)}\n{stack.logs()}",
+        interval=0.3,
+    )
 
 
 def finished(docs: dict[str, dict]) -> bool:

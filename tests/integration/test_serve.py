@@ -7,13 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import REPO, LLMServer
 from tests.support.processes import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -30,11 +30,13 @@ def test_serve_starts_every_part_prints_the_url_and_stops_cleanly(tmp_path, llam
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
         url = f"http://127.0.0.1:{port}/"
-        while url not in log.read_text() and time.monotonic() < deadline:
+
+        def announced() -> bool:
             assert proc.poll() is None, log.read_text()
-            time.sleep(0.5)
+            return url in log.read_text()
+
+        wait_until(announced, 120, lambda: log.read_text(), interval=0.5)
         assert f"The assistant is running at {url}" in log.read_text()
         assert httpx.get(f"{url}healthz", trust_env=False).json() == {"status": "ok"}
         login = httpx.get(f"{url}accounts/login/", trust_env=False)

@@ -6,10 +6,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -36,28 +37,30 @@ class Process:
             return ""
 
     def wait_http(self, url: str, *, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                    return
+                return httpx.get(url, timeout=2, trust_env=False).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} did not answer {url} within {timeout}s:\n{self.log_tail()}")
+                return False
+
+        message = lambda: f"{self.name} did not answer {url} within {timeout}s:\n{self.log_tail()}"  # noqa: E731
+        wait_until(answers, timeout, message, interval=0.3, error=RuntimeError)
 
     def wait_log(self, text: str, *, timeout: float) -> None:
         """Wait until the process has written ``text`` to its log (a readiness line)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def logged() -> bool:
             if text in self.log_tail(1_000_000):
-                return
+                return True
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not log {text!r} within {timeout}s:\n{self.log_tail()}")
+            return False
+
+        message = lambda: f"{self.name} did not log {text!r} within {timeout}s:\n{self.log_tail()}"  # noqa: E731
+        wait_until(logged, timeout, message, error=RuntimeError)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:

@@ -11,10 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.db.models import Count, Q, Sum
 
-from ingest import services
+from ingest import pipeline, services
 from ingest.management.selection import files_in_folder
 from ingest.models import FINISHED, Document
 
@@ -100,49 +99,42 @@ class Command(BaseCommand):
         # the first group while the rest are still being stored.
         group = max(1, settings.INGEST_BATCH_DOCUMENTS)
         for start in range(0, len(files), group):
+            outcomes = services.documents_upload_many(
+                collection=collection,
+                files=[(path.name, path) for path in files[start : start + group]],
+                user=None,
+                restrict_to_groups=restrict,
+                enqueue=not inline,
+            )
             uploaded: list[int] = []
-            with transaction.atomic():
-                for path in files[start : start + group]:
-                    with open(path, "rb") as handle:
-                        try:
-                            upload = services.document_upload(
-                                collection=collection,
-                                name=path.name,
-                                fileobj=handle,
-                                enqueue=False,
-                                restrict_to_groups=restrict,
-                            )
-                        except services.UploadRejected as exc:
-                            results.append({"name": path.name, "status": "failed", "error": str(exc)})
-                            continue
-                    results.append({"name": path.name, "document": upload.document.pk, "duplicate": upload.duplicate})
-                    if upload.duplicate and restrict:
-                        self.stderr.write(
-                            f"{path.name}: already in the collection, its restriction left as it was "
-                            "(change it with `manage.py collection restrict`)."
-                        )
-                    if not upload.duplicate:
-                        uploaded.append(upload.document.pk)
+            for outcome in outcomes:
+                if outcome.result is None:
+                    results.append({"name": outcome.name, "status": "failed", "error": outcome.error})
+                    continue
+                upload = outcome.result
+                results.append({"name": outcome.name, "document": upload.document.pk, "duplicate": upload.duplicate})
+                if upload.duplicate and restrict:
+                    self.stderr.write(
+                        f"{outcome.name}: already in the collection, its restriction left as it was "
+                        "(change it with `manage.py collection restrict`)."
+                    )
+                if not upload.duplicate:
+                    uploaded.append(upload.document.pk)
             if inline:
-                for document_id in uploaded:
-                    self._process_inline(document_id, show=not options["json"])
-            else:
-                services.documents_enqueue(uploaded)
+                show = not options["json"]
+                pipeline.documents_process_here(
+                    document_ids=uploaded, on_processed=(lambda pk: self._show(pk)) if show else None
+                )
 
         ids = [r["document"] for r in results if "document" in r and not r["duplicate"]]
         if options["wait"] and not inline:
             self._wait(ids, show=not options["json"])
         self._finish(results, as_json=options["json"])
 
-    def _process_inline(self, document_id: int, *, show: bool) -> None:
-        """Process a document here, then the files found inside it, depth first."""
-        services.document_process(document_id=document_id, enqueue_children=False, companions=False)
-        if show:
-            d = Document.objects.get(pk=document_id)
-            line = f"{d.status:>9}  {d.name}  ({d.pages or '-'} pages, {d.chunk_count} chunks)"
-            self.stderr.write(line + (f": {d.error}" if d.error else ""))
-        for child_id in Document.objects.filter(parent_id=document_id).values_list("pk", flat=True):
-            self._process_inline(child_id, show=show)
+    def _show(self, document_id: int) -> None:
+        d = Document.objects.get(pk=document_id)
+        line = f"{d.status:>9}  {d.name}  ({d.pages or '-'} pages, {d.chunk_count} chunks)"
+        self.stderr.write(line + (f": {d.error}" if d.error else ""))
 
     def _wait(self, ids: list[int], *, show: bool) -> None:
         started = time.monotonic()

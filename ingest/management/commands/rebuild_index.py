@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from ingest import services
+from ingest import indexes
 from ingest.management.selection import selected_collections
 
 
@@ -18,5 +18,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         for collection in selected_collections(options["collection"]):
-            size = services.index_rebuild(collection_id=collection.pk)
+            size = indexes.indexes_rebuild(collection_id=collection.pk)
             self.stdout.write(f"{collection.name}: {size} vectors")

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from ingest import services
+from ingest import indexes
 from ingest.management.selection import selected_collections
 
 
@@ -23,5 +23,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         for collection in selected_collections(options["collection"]):
             started = time.monotonic()
-            size = services.collection_reindex(collection_id=collection.pk)
+            size = indexes.collection_reindex(collection_id=collection.pk)
             self.stdout.write(f"{collection.name}: {size} vectors re-embedded in {time.monotonic() - started:.1f}s")
