@@ -17,7 +17,7 @@ its stored embedding, so one threshold means the same whichever kind found it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -87,21 +87,33 @@ class DenseRetriever:
 
     def hits(self, vector: np.ndarray, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
-        hidden = self.scope.hidden_chunk_ids() if hidden is None else hidden
-        hits: list[index.Hit] = []
-        for collection_id in self.scope.collection_ids:
-            _ensure_index(collection_id)
-            # Over-fetch: hits of deleted or not-yet-ready documents are dropped later.
-            hits.extend(
-                index.index_search(
-                    collection_id=collection_id,
-                    vector=vector,
-                    k=k,
-                    exclude=hidden.get(collection_id, ()),
-                )
-            )
-        hits.sort(key=lambda h: h.score, reverse=True)
-        return hits
+        return _hits_per_collection(
+            self.scope,
+            hidden,
+            lambda collection_id, exclude: index.index_search(
+                collection_id=collection_id, vector=vector, k=k, exclude=exclude
+            ),
+        )
+
+
+def _hits_per_collection(
+    scope: Scope,
+    hidden: Mapping[int, list[int]] | None,
+    search: Callable[[int, Sequence[int]], list[index.Hit]],
+) -> list[index.Hit]:
+    """``search(collection_id, exclude)`` over each collection of ``scope``, best first.
+
+    ``hidden``: ``Scope.hidden_chunk_ids()``, if the caller already has it (hybrid
+    retrieval looks it up once for both engines). Each search over-fetches: hits of
+    deleted or not-yet-ready documents are dropped later.
+    """
+    hidden = scope.hidden_chunk_ids() if hidden is None else hidden
+    hits: list[index.Hit] = []
+    for collection_id in scope.collection_ids:
+        _ensure_index(collection_id)
+        hits.extend(search(collection_id, hidden.get(collection_id, ())))
+    hits.sort(key=lambda h: h.score, reverse=True)
+    return hits
 
 
 class LexicalRetriever:
@@ -120,20 +132,13 @@ class LexicalRetriever:
 
     def hits(self, query: str, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
-        hidden = self.scope.hidden_chunk_ids() if hidden is None else hidden
-        hits: list[index.Hit] = []
-        for collection_id in self.scope.collection_ids:
-            _ensure_index(collection_id)
-            hits.extend(
-                lexical.lexical_search(
-                    collection_id=collection_id,
-                    query=query,
-                    k=k,
-                    exclude=hidden.get(collection_id, ()),
-                )
-            )
-        hits.sort(key=lambda h: h.score, reverse=True)
-        return hits
+        return _hits_per_collection(
+            self.scope,
+            hidden,
+            lambda collection_id, exclude: lexical.lexical_search(
+                collection_id=collection_id, query=query, k=k, exclude=exclude
+            ),
+        )
 
 
 def fuse(

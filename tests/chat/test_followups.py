@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -18,6 +16,7 @@ from assistant.chat.rewrite import Turn, heuristic_query
 from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 from tests.support.processes import free_port
+from tests.support.scripted_llm import Quiet, Stalling
 
 pytestmark = pytest.mark.django_db
 
@@ -86,23 +85,7 @@ def test_without_an_llm_the_follow_up_still_finds_the_right_document(reports, se
     assert [(m.content, m.retrieval_query) for m in asked] == [(FIRST, FIRST), (FOLLOW_UP, swapped)]
 
 
-# Set when a test is over: a stalling server holds its request until then.
-_RELEASE = threading.Event()
-
-
-class _Stalling(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        # Never sends a token: held until the test is over, however long the client takes to give up.
-        _RELEASE.wait(120)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _BadMarker(BaseHTTPRequestHandler):
+class _BadMarker(Quiet):
     """Streams an answer citing a source that does not exist, the marker split across pieces."""
 
     PIECES = ["The meal allowance is 85 euros", " [", "1", "]. Flights go through Zephyr", " [", "7", "]."]
@@ -116,22 +99,8 @@ class _BadMarker(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 
-    def log_message(self, *args) -> None:
-        pass
 
-
-@pytest.fixture
-def http_server(request):
-    _RELEASE.clear()
-    server = HTTPServer(("127.0.0.1", 0), request.param)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    _RELEASE.set()
-    server.shutdown()
-
-
-@pytest.mark.parametrize("http_server", [_Stalling], indirect=True)
+@pytest.mark.parametrize("http_server", [Stalling], indirect=True)
 def test_a_rewrite_past_its_time_budget_falls_back_to_the_heuristic(reports, settings, http_server) -> None:
     settings.QUERY_REWRITE_TIMEOUT_S = 0.5
     first = services.answer_question(user=None, collection=reports, question=FIRST, llm=dead_llm())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from assistant.chat.llm import LLMClient, LLMError
 from tests.support.processes import free_port
+from tests.support.scripted_llm import Quiet, Stalling
 
 MESSAGES = [{"role": "user", "content": "Count from one to five."}]
 
@@ -38,23 +37,7 @@ def test_server_down_is_a_readable_error() -> None:
         collect(client)
 
 
-# Set when a test is over: a stalling server holds its request until then.
-_RELEASE = threading.Event()
-
-
-class _Slow(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        # Never sends a token: held until the test is over, however long the client takes to give up.
-        _RELEASE.wait(120)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _Refusing(BaseHTTPRequestHandler):
+class _Refusing(Quiet):
     def do_POST(self) -> None:
         body = b'{"error": {"message": "model \\"m\\" not found"}}'
         self.send_response(404)
@@ -63,22 +46,8 @@ class _Refusing(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args) -> None:
-        pass
 
-
-@pytest.fixture
-def http_server(request):
-    _RELEASE.clear()
-    server = HTTPServer(("127.0.0.1", 0), request.param)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    _RELEASE.set()
-    server.shutdown()
-
-
-@pytest.mark.parametrize("http_server", [_Slow], indirect=True)
+@pytest.mark.parametrize("http_server", [Stalling], indirect=True)
 def test_a_server_that_stalls_times_out(http_server) -> None:
     client = LLMClient(base_url=http_server, model="m", read_timeout=0.5)
     with pytest.raises(LLMError, match="did not answer in time"):
