@@ -68,18 +68,7 @@ def auditor_grant(
 
     ``actor`` is who granted it (``None``: an operator at the shell).
     """
-    holder, who = _holder(user, group)
-    permissions = holder.permissions if group is not None else holder.user_permissions
-    with transaction.atomic():
-        permission = _permission()
-        if permissions.filter(pk=permission.pk).exists():
-            return False
-        permissions.add(permission)
-        audit_record(
-            action=AuditEvent.Action.PERMISSION_GRANTED, actor=actor, target=holder, request=request,
-            details={"role": "auditor", "permission": AUDITOR_PERMISSION, **who},
-        )  # fmt: skip
-    return True
+    return _auditor_set(user=user, group=group, held=True, actor=actor, request=request)
 
 
 def auditor_revoke(
@@ -90,15 +79,24 @@ def auditor_revoke(
     A user who is also in an auditor group, or a superuser, keeps reading the log:
     :func:`auditor_sources` says why.
     """
+    return _auditor_set(user=user, group=group, held=False, actor=actor, request=request)
+
+
+def _auditor_set(*, user: Any, group: Group | None, held: bool, actor: Any, request: HttpRequest | None) -> bool:
+    """Give (``held``) or take the role, recorded in the same transaction; False if nothing changed."""
     holder, who = _holder(user, group)
     permissions = holder.permissions if group is not None else holder.user_permissions
     with transaction.atomic():
         permission = _permission()
-        if not permissions.filter(pk=permission.pk).exists():
+        if permissions.filter(pk=permission.pk).exists() == held:
             return False
-        permissions.remove(permission)
+        if held:
+            permissions.add(permission)
+        else:
+            permissions.remove(permission)
         audit_record(
-            action=AuditEvent.Action.PERMISSION_REVOKED, actor=actor, target=holder, request=request,
+            action=AuditEvent.Action.PERMISSION_GRANTED if held else AuditEvent.Action.PERMISSION_REVOKED,
+            actor=actor, target=holder, request=request,
             details={"role": "auditor", "permission": AUDITOR_PERMISSION, **who},
         )  # fmt: skip
     return True
