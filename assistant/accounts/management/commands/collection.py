@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
+from assistant.accounts.management.grantees import grantee_describe, grantee_from_options, group_named
 from assistant.accounts.models import Role
 from assistant.accounts.selectors import collection_grants
 from assistant.accounts.services import collection_grant, collection_revoke
 from ingest.models import Collection, Document
 from ingest.services import document_restrict
-
-GROUP_HINT = "create it with `manage.py user add NAME --group GROUP`"
 
 
 def _collection(name: str) -> Collection:
@@ -28,27 +25,6 @@ def _collection(name: str) -> Collection:
     if collection is None:
         raise CommandError(f"No collection named '{name}'.")
     return collection
-
-
-def _group(name: str) -> Group:
-    # Not created here: a misspelt name would silently grant or restrict nothing.
-    group = Group.objects.filter(name=name).first()
-    if group is None:
-        raise CommandError(f"No group named '{name}'; {GROUP_HINT}.")
-    return group
-
-
-def _grantee(options: dict[str, Any]) -> dict[str, Any]:
-    if options["group"]:
-        return {"group": _group(options["group"])}
-    user = get_user_model().objects.filter(username=options["user"]).first()
-    if user is None:
-        raise CommandError(f"No user named '{options['user']}'.")
-    return {"user": user}
-
-
-def _describe(grantee: dict[str, Any]) -> str:
-    return f"group '{grantee['group'].name}'" if "group" in grantee else f"user '{grantee['user'].username}'"
 
 
 class Command(BaseCommand):
@@ -78,9 +54,9 @@ class Command(BaseCommand):
 
     def _grant(self, options: dict[str, Any]) -> None:
         collection = _collection(options["collection"])
-        grantee = _grantee(options)
+        grantee = grantee_from_options(options)
         change = collection_grant(collection=collection, role=options["role"], **grantee)
-        who = _describe(grantee)
+        who = grantee_describe(grantee)
         if change.previous_role is None:
             self.stdout.write(f"Granted {who} {options['role']} on '{collection.name}'.")
         elif change.previous_role == options["role"]:
@@ -90,8 +66,8 @@ class Command(BaseCommand):
 
     def _revoke(self, options: dict[str, Any]) -> None:
         collection = _collection(options["collection"])
-        grantee = _grantee(options)
-        who = _describe(grantee)
+        grantee = grantee_from_options(options)
+        who = grantee_describe(grantee)
         if collection_revoke(collection=collection, **grantee):
             self.stdout.write(f"Revoked the access of {who} to '{collection.name}'.")
         else:
@@ -115,7 +91,7 @@ class Command(BaseCommand):
 
     def _restrict(self, options: dict[str, Any]) -> None:
         collection = _collection(options["collection"])
-        groups = [_group(name) for name in dict.fromkeys(options["groups"])]
+        groups = [group_named(name) for name in dict.fromkeys(options["groups"])]
         key = options["document"]
         documents = Document.objects.filter(collection=collection)
         if key.startswith("#") and key[1:].isdigit():

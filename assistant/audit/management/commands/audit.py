@@ -13,10 +13,9 @@ import sys
 from datetime import date
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from assistant.accounts.management.grantees import grantee_describe, grantee_from_options
 from assistant.audit import auditors, services
 from assistant.audit.models import AuditEvent
 from assistant.audit.selectors import AuditFilter, audit_events
@@ -27,25 +26,6 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError as exc:
         raise CommandError(f"Not a date (YYYY-MM-DD): {value!r}") from exc
-
-
-def _holder(options: dict[str, Any]) -> dict[str, Any]:
-    if options["group"]:
-        # Not created here: a misspelt name would silently grant the role to nobody.
-        group = Group.objects.filter(name=options["group"]).first()
-        if group is None:
-            raise CommandError(
-                f"No group named '{options['group']}'; create it with `manage.py user add NAME --group GROUP`."
-            )
-        return {"group": group}
-    user = get_user_model().objects.filter(username=options["user"]).first()
-    if user is None:
-        raise CommandError(f"No user named '{options['user']}'.")
-    return {"user": user}
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    return f"group '{holder['group'].name}'" if "group" in holder else f"user '{holder['user'].username}'"
 
 
 class Command(BaseCommand):
@@ -107,18 +87,22 @@ class Command(BaseCommand):
             stream.flush()
 
     def _grant(self, options: dict[str, Any]) -> None:
-        holder = _holder(options)
+        holder = grantee_from_options(options)
         if auditors.auditor_grant(**holder):
-            self.stdout.write(f"Granted the auditor role to {_describe(holder)}.")
+            self.stdout.write(f"Granted the auditor role to {grantee_describe(holder)}.")
         else:
-            self.stdout.write(f"{_describe(holder).capitalize()} already holds the auditor role. Nothing changed.")
+            self.stdout.write(
+                f"{grantee_describe(holder).capitalize()} already holds the auditor role. Nothing changed."
+            )
 
     def _revoke(self, options: dict[str, Any]) -> None:
-        holder = _holder(options)
+        holder = grantee_from_options(options)
         if not auditors.auditor_revoke(**holder):
-            self.stdout.write(f"{_describe(holder).capitalize()} does not hold the auditor role. Nothing changed.")
+            self.stdout.write(
+                f"{grantee_describe(holder).capitalize()} does not hold the auditor role. Nothing changed."
+            )
             return
-        self.stdout.write(f"Revoked the auditor role from {_describe(holder)}.")
+        self.stdout.write(f"Revoked the auditor role from {grantee_describe(holder)}.")
         if "user" in holder:
             remaining = auditors.auditor_sources(user=holder["user"])
             if remaining:
