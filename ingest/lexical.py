@@ -82,13 +82,17 @@ class LexicalIndex:
     rows: np.ndarray | None = None
     tf: np.ndarray | None = None
     lengths: np.ndarray | None = None
+    lookup: dict[str, int] | None = None  # token -> id, built once per loaded index
 
     @property
     def size(self) -> int:
         return len(self.ids)
 
     def vocab_ids(self) -> dict[str, int]:
-        return {token: n for n, token in enumerate(self.vocab)}
+        # Built once, not per query: at 5,000 chunks rebuilding it was most of a query's cost.
+        if self.lookup is None:
+            self.lookup = {token: n for n, token in enumerate(self.vocab)}
+        return self.lookup
 
     def row_of(self) -> dict[int, int]:
         if self.positions is None:
@@ -130,20 +134,25 @@ class LexicalIndex:
         wanted = [vocab[t] for t in tokenize([query])[0] if t in vocab]
         if not wanted:
             return None
-        visible = np.ones(self.size, dtype=bool)
+        visible: np.ndarray | None = None  # None: every row is visible (the common case, no O(n) mask)
+        count, total = self.size, float(lengths.sum())
         if len(exclude):
             positions = self.row_of()
-            visible[[positions[c] for c in exclude if c in positions]] = False
-        count = int(visible.sum())
+            hidden = np.unique(np.asarray([positions[c] for c in exclude if c in positions], dtype=np.int64))
+            if len(hidden):
+                visible = np.ones(self.size, dtype=bool)
+                visible[hidden] = False
+                count, total = count - len(hidden), total - float(lengths[hidden].sum())
         if count == 0:
             return None
-        average = float(lengths[visible].sum()) / count
+        average = total / count
         scores = np.zeros(self.size, dtype=np.float64)
         for token in wanted:  # a word the query repeats counts again, as bm25s counts it
             rows = postings[starts[token] : starts[token + 1]]
             tf = frequencies[starts[token] : starts[token + 1]]
-            keep = visible[rows]
-            rows, tf = rows[keep], tf[keep]
+            if visible is not None:
+                keep = visible[rows]
+                rows, tf = rows[keep], tf[keep]
             if not len(rows):
                 continue
             df = len(rows)
