@@ -43,39 +43,6 @@ def admin_bootstrap(*, username: str, password: str = "", email: str = "") -> tu
     return True, password
 
 
-def user_groups_sync(*, user: Any, names: Sequence[str], source: str = "") -> tuple[list[str], list[str]]:
-    """Make ``user``'s group memberships exactly ``names``, creating missing groups.
-
-    Used by single sign-on, where the identity provider owns the groups: a group no
-    longer named there is left on the next sign-in. Each change is audited. Returns
-    ``(added, removed)`` group names.
-    """
-    from django.contrib.auth.models import Group
-
-    from assistant.audit.models import AuditEvent
-    from assistant.audit.services import audit_record
-
-    wanted = set(names)
-    current = {g.name: g for g in user.groups.all()}
-    added = sorted(wanted - current.keys())
-    removed = sorted(current.keys() - wanted)
-    with transaction.atomic():
-        for name in added:
-            group, _ = Group.objects.get_or_create(name=name)
-            user.groups.add(group)
-            audit_record(
-                action=AuditEvent.Action.PERMISSION_GRANTED, target=group,
-                details={"group": name, "user": user.get_username(), "membership": True, "source": source},
-            )  # fmt: skip
-        for name in removed:
-            user.groups.remove(current[name])
-            audit_record(
-                action=AuditEvent.Action.PERMISSION_REVOKED, target=current[name],
-                details={"group": name, "user": user.get_username(), "membership": True, "source": source},
-            )  # fmt: skip
-    return added, removed
-
-
 @dataclass(frozen=True)
 class UserAdded:
     user: Any
@@ -279,7 +246,7 @@ def token_authenticate(*, plaintext: str) -> ApiToken | None:
     user is re-checked with the identity provider when due; when it refuses them
     or cannot be reached past the grace time, ``TokenUserRefused`` says so.
     """
-    from assistant.accounts.sso import identity_recheck  # it imports this module
+    from assistant.accounts.sso import identity_recheck  # deferred: single sign-on is optional
 
     parts = plaintext.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:

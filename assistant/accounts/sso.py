@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistant.accounts.models import ExternalIdentity
-from assistant.accounts.services import user_groups_sync
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,39 @@ _REASON_CHARS = 200
 
 
 # --- Claims ------------------------------------------------------------------------
+
+
+def user_groups_sync(*, user: Any, names: Sequence[str], source: str = "") -> tuple[list[str], list[str]]:
+    """Make ``user``'s group memberships exactly ``names``, creating missing groups.
+
+    Used by single sign-on, where the identity provider owns the groups: a group no
+    longer named there is left on the next sign-in. Each change is audited. Returns
+    ``(added, removed)`` group names.
+    """
+    from django.contrib.auth.models import Group
+
+    from assistant.audit.models import AuditEvent
+    from assistant.audit.services import audit_record
+
+    wanted = set(names)
+    current = {g.name: g for g in user.groups.all()}
+    added = sorted(wanted - current.keys())
+    removed = sorted(current.keys() - wanted)
+    with transaction.atomic():
+        for name in added:
+            group, _ = Group.objects.get_or_create(name=name)
+            user.groups.add(group)
+            audit_record(
+                action=AuditEvent.Action.PERMISSION_GRANTED, target=group,
+                details={"group": name, "user": user.get_username(), "membership": True, "source": source},
+            )  # fmt: skip
+        for name in removed:
+            user.groups.remove(current[name])
+            audit_record(
+                action=AuditEvent.Action.PERMISSION_REVOKED, target=current[name],
+                details={"group": name, "user": user.get_username(), "membership": True, "source": source},
+            )  # fmt: skip
+    return added, removed
 
 
 def claim_value(claims: dict[str, Any], path: str) -> Any:
