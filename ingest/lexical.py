@@ -82,6 +82,7 @@ class LexicalIndex:
     rows: np.ndarray | None = None
     tf: np.ndarray | None = None
     lengths: np.ndarray | None = None
+    total_length: float = 0.0  # of every row, so a query without hidden rows does not sum them again
     lookup: dict[str, int] | None = None  # token -> id, built once per loaded index
 
     @property
@@ -107,6 +108,7 @@ class LexicalIndex:
         read, so that a score never depends on a document hidden from them.
         """
         self.lengths = np.diff(self.offsets).astype(np.float64)
+        self.total_length = float(self.lengths.sum())
         if not (self.size and self.vocab and len(self.tokens)):  # nothing indexed, or only stop words
             self.starts = np.zeros(len(self.vocab) + 1, np.int64)
             self.rows = np.zeros(0, np.int64)
@@ -135,7 +137,7 @@ class LexicalIndex:
         if not wanted:
             return None
         visible: np.ndarray | None = None  # None: every row is visible (the common case, no O(n) mask)
-        count, total = self.size, float(lengths.sum())
+        count, total = self.size, self.total_length
         if len(exclude):
             positions = self.row_of()
             hidden = np.unique(np.asarray([positions[c] for c in exclude if c in positions], dtype=np.int64))
