@@ -137,15 +137,16 @@ def test_messages_lost_by_the_broker_are_sent_again(stack: Stack, session) -> No
 def test_a_file_over_the_time_limit_fails_with_a_reason_and_the_batch_goes_on(stack: Stack, tmp_path: Path) -> None:
     # An admin lowers the limit for the whole site (it travels with each task). The
     # worker blocks on stuck.txt until the limit ends it, so the limit fires however
-    # fast the machine is; small.md, in the same batch, goes back to the queue.
-    stack.start_worker(INGEST_TIME_LIMIT_S="30", **blocking_env(stack.env))
+    # fast the machine is; small.md, in the same batch, goes back to the queue. 60 s
+    # leaves a slow machine room to load the embedding model for small.md.
+    stack.start_worker(INGEST_TIME_LIMIT_S="60", **blocking_env(stack.env))
     (tmp_path / "stuck.txt").write_text(f"A file that takes forever.\n{BLOCK_PARSING}\n")
     (tmp_path / "small.md").write_bytes(b"# Small\n\nA short note.")
     result = stack.manage("ingest", "--collection", "Time limit", "--wait", "--json", str(tmp_path),
-                          INGEST_TIME_LIMIT_S="30")  # fmt: skip
+                          INGEST_TIME_LIMIT_S="60")  # fmt: skip
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert result.returncode == 1, result.stderr
     assert rows["stuck.txt"]["status"] == "failed"
-    assert rows["stuck.txt"]["error"] == "Processing took longer than the time limit of 30 seconds."
+    assert rows["stuck.txt"]["error"] == "Processing took longer than the time limit of 60 seconds."
     assert rows["small.md"]["status"] == "ready", rows
     stack.start_worker()  # back to the normal limits for whatever runs next
