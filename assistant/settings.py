@@ -152,6 +152,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # Defaults let a real 1,000-page manual through: 200 MB, 10,000 pages, two hours.
 MAX_UPLOAD_BYTES = env.int("ASSISTANT_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 INGEST_MAX_PAGES = env.int("INGEST_MAX_PAGES", default=10_000)
+# How a PDF's text layer is read: pdfium (fast, the default), poppler (pdftotext
+# -layout, needs poppler-utils) or unstructured (pdfminer, slow). Page ranges of
+# INGEST_PDF_PAGES_PER_PROCESS pages are read by INGEST_PDF_WORKERS child processes
+# (0: one per core) side by side, each capped at INGEST_PDF_PROCESS_MAX_BYTES of memory.
+INGEST_PDF_ENGINE = env.str("INGEST_PDF_ENGINE", default="pdfium").strip().lower()
+if INGEST_PDF_ENGINE not in ("pdfium", "poppler", "unstructured"):
+    raise ImproperlyConfigured(f"INGEST_PDF_ENGINE must be pdfium, poppler or unstructured, not {INGEST_PDF_ENGINE!r}.")
+INGEST_PDF_WORKERS = env.int("INGEST_PDF_WORKERS", default=0)
+INGEST_PDF_PAGES_PER_PROCESS = env.int("INGEST_PDF_PAGES_PER_PROCESS", default=250)
+INGEST_PDF_PROCESS_MAX_BYTES = env.int("INGEST_PDF_PROCESS_MAX_BYTES", default=1024**3)
 INGEST_ARCHIVE_MAX_MEMBERS = env.int("INGEST_ARCHIVE_MAX_MEMBERS", default=10_000)
 INGEST_ARCHIVE_MAX_TOTAL_BYTES = env.int("INGEST_ARCHIVE_MAX_TOTAL_BYTES", default=2 * 1024**3)
 INGEST_ARCHIVE_MAX_RATIO = env.int("INGEST_ARCHIVE_MAX_RATIO", default=200)
@@ -255,9 +265,14 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 # auto: bfloat16 where the CPU computes it natively (AMX/AVX512-BF16) and it matches
 # fp32, else fp32. fp32 and bf16 force one.
 EMBEDDING_PRECISION = env.str("EMBEDDING_PRECISION", default="auto")
-# The packaged model reads 256 word pieces and silently drops the rest; chunks are
-# sized to fit with room for the heading carried into the embedded text.
-CHUNK_MAX_TOKENS = env.int("CHUNK_MAX_TOKENS", default=200)
+# The packaged model reads 256 word pieces and silently drops the rest. 0 (the
+# default) sizes chunks to the model's whole window (its max_seq_length less the two
+# special tokens), the context line and heading counted in; a number forces a size.
+CHUNK_MAX_TOKENS = env.int("CHUNK_MAX_TOKENS", default=0)
+# Embed and index each chunk with its document's context line (readable file name,
+# a title no other document shares, the period it covers: ``ingest.context``);
+# off embeds the title alone.
+CHUNK_DOCUMENT_CONTEXT = env.bool("CHUNK_DOCUMENT_CONTEXT", default=True)
 
 # An explicit LLM_BASE_URL means an operator runs the model server (vLLM, Ollama, ...);
 # without it ``manage.py serve`` starts the packaged SmolLM2 on llama.cpp locally.

@@ -61,11 +61,12 @@ def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
     The order lets ``embed`` be stopped at any point with every judged document embedded
     and a random sample of the others: ``load`` then reports how much of the corpus it holds.
     """
-    from django.conf import settings
 
-    from ingest.chunking import chunk_elements, document_title
+    from ingest.chunking import chunk_elements
+    from ingest.context import described
     from ingest.embedding import count_tokens
     from ingest.parsers.base import Element
+    from ingest.pipeline import chunk_max_tokens
 
     judged: set[str] = set()
     for split in ("train", "test"):
@@ -78,9 +79,11 @@ def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
     drafts = []
     for row in ordered:
         elements = [Element(text=row["title"], kind="title"), Element(text=row["text"])]
-        title = document_title(elements, name=f"{row['_id']}.txt")
-        chunks = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title)
-        drafts.append((row, title, chunks))
+        about = described(elements, name=f"{row['_id']}.txt")
+        chunks = chunk_elements(
+            elements, max_tokens=chunk_max_tokens(), count_tokens=count_tokens, context=about.context
+        )
+        drafts.append((row, about, chunks))
     return drafts
 
 
@@ -143,7 +146,7 @@ def load(args: argparse.Namespace) -> None:
         else:
             known = _read_cache(Path(args.cache))
         drafts = [
-            (row, title, ds) for row, title, ds in all_drafts if all(text_digest(d.embedding_text) in known for d in ds)
+            (row, about, ds) for row, about, ds in all_drafts if all(text_digest(d.embedding_text) in known for d in ds)
         ]
         print(f"{SCIFACT_NAME}: {len(drafts)} of 5183 abstracts embedded (every judged one first)")
         with transaction.atomic():
@@ -152,13 +155,14 @@ def load(args: argparse.Namespace) -> None:
                 Document(
                     collection=collection,
                     name=f"{row['_id']}.txt",
-                    title=title,
+                    title=about.title,
+                    context=about.context,
                     file=f"bench/{row['_id']}.txt",
                     content_hash=hashlib.sha256(row["_id"].encode()).hexdigest(),
                     status=Document.Status.READY,
                     chunk_count=len(ds),
                 )
-                for row, title, ds in drafts
+                for row, about, ds in drafts
             )
             chunks = []
             for document, (_, _, ds) in zip(documents, drafts, strict=True):
@@ -313,21 +317,24 @@ def floors(args: argparse.Namespace) -> None:
     and the best cosine between the query and every chunk of the text formats of
     ``shared/data/formats`` (what the best passage of an unrelated collection scores).
     """
-    from ingest.chunking import chunk_elements, document_title
+    from ingest.chunking import chunk_elements
+    from ingest.context import described
     from ingest.embedding import count_tokens, embed_texts
     from ingest.parsers import parse_file
+    from ingest.pipeline import chunk_max_tokens
 
     queries, qrels = read_split("train")
     chosen = sorted(queries, key=lambda q: int(q.split("-")[-1]) if q.split("-")[-1].isdigit() else q)
     chosen = chosen[: args.queries]
     rows = {row["_id"]: row for row in corpus_rows()}
-    from django.conf import settings
 
     from ingest.parsers.base import Element
 
     def chunks_of(elements: list[Any], name: str) -> list[str]:
-        title = document_title(elements, name=name)
-        drafts = chunk_elements(elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title)
+        about = described(elements, name=name)
+        drafts = chunk_elements(
+            elements, max_tokens=chunk_max_tokens(), count_tokens=count_tokens, context=about.context
+        )
         return [d.embedding_text for d in drafts]
 
     gold_texts: dict[str, list[str]] = {}

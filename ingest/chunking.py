@@ -24,17 +24,21 @@ TokenCounter = Callable[[str], int]
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
-def indexed_text(*, title: str, heading: str, text: str) -> str:
-    """What is embedded and indexed lexically: the document's title, the section heading, the text.
+HEADING_SEPARATOR = " \u203a "  # a single right-pointing angle quotation mark
+
+
+def indexed_text(*, context: str, heading: str, text: str) -> str:
+    """What is embedded and indexed lexically: the document's context, the section heading, the text.
 
     A passage's own words often lack what it is about ("the results show it halves the
-    risk"): the title and heading give it that context. Each is left out where it would
-    only repeat what follows (a title that is the heading, a heading the text opens with).
+    risk", a table row that never names its company): the document's context line
+    (``ingest.context``) and the heading give it that. Each is left out where it would
+    only repeat what follows (a context that opens the heading, a heading the text opens with).
     """
     lines = []
-    if title and not heading.startswith(title) and not text.startswith(title):
-        lines.append(title)
-    if heading and not text.startswith(heading):
+    if context and not heading.startswith(context) and not text.startswith(context):
+        lines.append(context)
+    if heading and not text.startswith(heading) and not text.startswith("\n".join(heading.split(HEADING_SEPARATOR))):
         lines.append(heading)
     lines.append(text)
     return "\n".join(lines)
@@ -55,11 +59,11 @@ class ChunkDraft:
     heading: str
     page_start: int | None
     page_end: int | None
-    title: str = ""
+    context: str = ""
 
     @property
     def embedding_text(self) -> str:
-        return indexed_text(title=self.title, heading=self.heading, text=self.text)
+        return indexed_text(context=self.context, heading=self.heading, text=self.text)
 
 
 def approximate_token_count(text: str) -> int:
@@ -105,13 +109,14 @@ def chunk_elements(
     *,
     max_tokens: int,
     count_tokens: TokenCounter = approximate_token_count,
-    title: str = "",
+    context: str = "",
 ) -> list[ChunkDraft]:
     """Group parsed elements into chunks of at most ``max_tokens`` tokens.
 
-    ``title`` (the document's, see ``document_title``) is embedded with every chunk,
+    ``context`` (the document's, see ``ingest.context``) is embedded with every chunk,
     as is its section heading: both are counted in each chunk's budget, so that what
-    is embedded still fits the model's window.
+    is embedded still fits the model's window. Consecutive titles ("3M Company",
+    "Consolidated Statement of Cash Flows") make one heading, joined by ``HEADING_SEPARATOR``.
     """
     chunks: list[ChunkDraft] = []
     heading = ""
@@ -119,8 +124,8 @@ def chunk_elements(
     pages: list[int] = []
     used = 0
     has_body = False
-    title = title.strip()[:500]
-    title_size = count_tokens(title) if title else 0
+    context = context.strip()[:500]
+    title_size = count_tokens(context) if context else 0
     # The title and heading are embedded with every chunk of a section: leave room for them.
     budget = max(32, max_tokens - title_size)
     # The table header the current chunk has already written, if any.
@@ -139,7 +144,7 @@ def chunk_elements(
                     heading=heading,
                     page_start=min(pages) if pages else None,
                     page_end=max(pages) if pages else None,
-                    title=title,
+                    context=context,
                 )
             )
         parts, pages, used, has_body, chunk_header = [], [], 0, False, ""
@@ -185,9 +190,13 @@ def chunk_elements(
             # that follows them instead of becoming chunks of their own.
             if has_body:
                 flush()
-            heading = text[:500]
-            # A heading that is the title is embedded once (see ``indexed_text``).
-            heading_size = 0 if heading == title else count_tokens(heading)
+            # Titles with no text between them are one heading; a title after text starts a new one.
+            heading = f"{heading}{HEADING_SEPARATOR}{text}" if parts and heading else text
+            while HEADING_SEPARATOR in heading and count_tokens(heading) > max_tokens // 4:
+                heading = heading.split(HEADING_SEPARATOR, 1)[1]  # the nearest titles matter most
+            heading = heading[:500]
+            # A heading that opens with the context is embedded alone (see ``indexed_text``).
+            heading_size = 0 if heading == context else count_tokens(heading)
             budget = max(32, max_tokens - title_size - heading_size)
             add(text, element.page, count_tokens(text))
             continue

@@ -57,11 +57,11 @@ def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tu
         Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY)
         .exclude(id__in=list(exclude))
         .order_by("id")
-        .values_list("id", "document__title", "heading", "text", "embedding")
+        .values_list("id", "document__context", "heading", "text", "embedding")
     )
     return [
-        (chunk_id, indexed_text(title=title, heading=heading, text=text), embedding)
-        for chunk_id, title, heading, text, embedding in rows
+        (chunk_id, indexed_text(context=context, heading=heading, text=text), embedding)
+        for chunk_id, context, heading, text, embedding in rows
     ]
 
 

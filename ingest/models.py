@@ -57,8 +57,14 @@ class Document(models.Model):
     separate_copy = models.BooleanField(default=False)
     size = models.BigIntegerField(default=0)
     file_type = models.CharField(max_length=50, blank=True, help_text="Detected from the content.")
-    # Embedded and indexed with every chunk (``ingest.chunking.indexed_text``).
-    title = models.CharField(max_length=500, blank=True, default="", help_text="The first title found, else the name.")
+    title = models.CharField(
+        max_length=500, blank=True, default="", help_text="The first title no other document opens with, else the name."
+    )
+    # The headings of its opening pages: what may be its title (``ingest.context``).
+    title_candidates = models.JSONField(default=list, blank=True)
+    # What the document is (readable name, title, period): embedded and indexed with
+    # every chunk (``ingest.chunking.indexed_text``).
+    context = models.CharField(max_length=500, blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)

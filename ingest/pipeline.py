@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from django import db
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from ingest import claims, indexes, queue, services
+from ingest import claims, context, indexes, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
 
@@ -115,6 +116,28 @@ def documents_process(*, document_ids: Sequence[int], enqueue_children: bool = T
         return
 
 
+def chunk_max_tokens() -> int:
+    """``CHUNK_MAX_TOKENS``, or (0, the default) the embedding model's whole window.
+
+    The window is the model's ``max_seq_length`` less its two special tokens: every
+    word of a chunk, with its context line and heading, is read by the model.
+    """
+    if settings.CHUNK_MAX_TOKENS:
+        return int(settings.CHUNK_MAX_TOKENS)
+    import json
+
+    from ingest.embedding import model_path
+
+    config = Path(model_path()) / "sentence_bert_config.json"
+    try:
+        window = int(json.loads(config.read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImproperlyConfigured(
+            f"The embedding model's window is unknown ({config}: {exc}); set CHUNK_MAX_TOKENS."
+        ) from exc
+    return max(32, window - 2)
+
+
 @dataclass
 class _Prepared:
     document: Document
@@ -168,7 +191,7 @@ class _BatchRun:
                 queue.document_enqueue(document_id)
 
     def _prepare_all(self) -> list[_Prepared]:
-        from ingest.chunking import chunk_elements, document_title
+        from ingest.chunking import chunk_elements
         from ingest.embedding import count_tokens
         from ingest.redaction import elements_redact
 
@@ -200,16 +223,18 @@ class _BatchRun:
                 # Before chunking: a phone number must not be split between two chunks,
                 # and the heading each chunk carries comes from this text too.
                 elements = elements_redact(elements, ner=settings.PII_REDACTION_NER)
-            title = document_title(elements, name=document.name)
+            described = context.document_described(document, elements)
             drafts = chunk_elements(
-                elements, max_tokens=settings.CHUNK_MAX_TOKENS, count_tokens=count_tokens, title=title
+                elements, max_tokens=chunk_max_tokens(), count_tokens=count_tokens, context=described.context
             )
             timings["chunk"] = time.monotonic() - clock
             claims.document_status_set(
                 document.pk,
                 Status.EMBEDDING,
                 file_type=file_type,
-                title=title,
+                title=described.title,
+                title_candidates=described.candidates,
+                context=described.context,
                 pages=parsed.pages,
                 progress_total=len(drafts),
                 progress_done=0,

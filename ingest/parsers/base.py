@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Literal, Protocol
@@ -62,3 +63,24 @@ class Parser(Protocol):
     file_types: ClassVar[frozenset[str]]
 
     def parse(self, path: Path, *, file_type: str) -> ParsedDocument: ...
+
+
+# Progress of the parse under way, for a parser that can tell (pages read of pages).
+_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("parse_progress", default=None)
+
+
+@contextmanager
+def progress_reported_to(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Send ``report_progress`` calls made while parsing to ``callback(done, total)``."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def report_progress(done: int, total: int) -> None:
+    """Tell whoever parses (``progress_reported_to``) how far a long parse is."""
+    callback = _progress.get()
+    if callback is not None:
+        callback(done, total)

@@ -1,5 +1,11 @@
 """PDF: the text layer first (fast), OCR for the pages that have none.
 
+The text layer is read by PDFium (``INGEST_PDF_ENGINE=pdfium``, the default;
+Apache-2.0/BSD), page ranges side by side in child processes (``pdf_pages``), and
+given its headings, paragraphs and table rows back in ``page_layout``. ``poppler``
+(``pdftotext -layout``) reads the same way; ``unstructured`` is the slower
+pdfminer path, kept as a choice.
+
 A PDF is often a mix: typed pages with a text layer and scanned pages (a signed
 form, an appendix) without one. unstructured's ``fast`` strategy reads the text
 layer and silently returns nothing for a scanned page, so every page that came
@@ -13,10 +19,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from django.conf import settings
+
 from ingest.parsers import ocr
-from ingest.parsers.base import Element, ParsedDocument, ParseError
+from ingest.parsers.base import Element, ParsedDocument, ParseError, report_progress
 from ingest.parsers.elements import convert_elements
 from ingest.parsers.limits import check_page_count
+from ingest.parsers.page_layout import pages_elements
+from ingest.parsers.pdf_pages import read_page_texts
 from ingest.parsers.unstructured_setup import prepare_unstructured
 
 if TYPE_CHECKING:
@@ -69,20 +79,11 @@ class PdfParser:
         with _open(path) as pdf:
             pages = len(pdf.pages)
             check_page_count(pages)
-            prepare_unstructured()
-            from pypdf.errors import LimitReachedError
-            from unstructured.partition.pdf import partition_pdf
-
-            try:
-                raw = partition_pdf(filename=str(path), strategy="fast", languages=[ocr.LANGUAGE])
-            except LimitReachedError:
-                raise  # reported with what an admin can do (``parse_file``)
-            except Exception as exc:
-                raise ParseError(f"The PDF could not be parsed ({type(exc).__name__}: {exc}).") from exc
-            by_page: dict[int, list[Element]] = defaultdict(list)
-            for element in convert_elements(raw):
-                by_page[element.page or 1].append(element)
-
+            engine = settings.INGEST_PDF_ENGINE
+            if engine == "unstructured":
+                by_page = self._unstructured(path)
+            else:
+                by_page = self._text_engine(path, pages, engine=engine)
             scanned = [n for n in range(1, pages + 1) if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS]
             if scanned:
                 self._ocr(path, pdf, scanned, by_page)
@@ -90,6 +91,39 @@ class PdfParser:
         if not any(e.text.strip() for e in elements):
             raise ParseError("The PDF has no text: neither a text layer nor anything OCR could read.")
         return ParsedDocument(elements=elements, pages=pages)
+
+    def _text_engine(self, path: Path, pages: int, *, engine: str) -> dict[int, list[Element]]:
+        """Every page's text layer, read by PDFium or poppler in child processes, structured here."""
+        texts = read_page_texts(
+            path,
+            pages,
+            engine=engine,
+            workers=settings.INGEST_PDF_WORKERS or None,
+            per_process=settings.INGEST_PDF_PAGES_PER_PROCESS,
+            memory_bytes=settings.INGEST_PDF_PROCESS_MAX_BYTES,
+            progress=report_progress,
+        )
+        by_page: dict[int, list[Element]] = defaultdict(list)
+        for element in pages_elements(texts):
+            by_page[element.page or 1].append(element)
+        return by_page
+
+    def _unstructured(self, path: Path) -> dict[int, list[Element]]:
+        """unstructured's ``fast`` strategy (pdfminer): slower, one core; kept as a choice."""
+        prepare_unstructured()
+        from pypdf.errors import LimitReachedError
+        from unstructured.partition.pdf import partition_pdf
+
+        try:
+            raw = partition_pdf(filename=str(path), strategy="fast", languages=[ocr.LANGUAGE])
+        except LimitReachedError:
+            raise  # reported with what an admin can do (``parse_file``)
+        except Exception as exc:
+            raise ParseError(f"The PDF could not be parsed ({type(exc).__name__}: {exc}).") from exc
+        by_page: dict[int, list[Element]] = defaultdict(list)
+        for element in convert_elements(raw):
+            by_page[element.page or 1].append(element)
+        return by_page
 
     def _ocr(self, path: Path, pdf: pikepdf.Pdf, scanned: list[int], by_page: dict[int, list[Element]]) -> None:
         """Replace the elements of ``scanned`` pages with what OCR reads on them."""

@@ -8,7 +8,7 @@ import pytest
 
 from ingest import index, indexes, lexical
 from ingest import services as ingest_services
-from ingest.chunking import document_title, indexed_text
+from ingest.chunking import HEADING_SEPARATOR, document_title, indexed_text
 from ingest.models import Chunk, Document
 from ingest.parsers.base import Element
 from tests.factories import CollectionFactory, DocumentFactory
@@ -76,13 +76,18 @@ def test_mismatched_ids_and_texts_are_refused() -> None:
         lexical.lexical_upsert(collection_id=1, ids=[1, 2], texts=["one"])
 
 
-def test_indexed_text_carries_title_and_heading_once() -> None:
-    assert indexed_text(title="Annual report", heading="Risks", text="Currency moves.") == (
+def test_indexed_text_carries_context_and_heading_once() -> None:
+    assert indexed_text(context="Annual report", heading="Risks", text="Currency moves.") == (
         "Annual report\nRisks\nCurrency moves."
     )
-    # A heading that is the title, and a text that opens with its heading, are not repeated.
-    assert indexed_text(title="Annual report", heading="Annual report", text="Annual report\nIntro") == (
+    # A heading that is the context, and a text that opens with its heading, are not repeated.
+    assert indexed_text(context="Annual report", heading="Annual report", text="Annual report\nIntro") == (
         "Annual report\nIntro"
+    )
+    # A heading of several titles is not repeated before a text that opens with them, line by line.
+    heading = f"ACME Inc{HEADING_SEPARATOR}Balance sheet"
+    assert indexed_text(context="ACME 2023", heading=heading, text="ACME Inc\nBalance sheet\nCash") == (
+        "ACME 2023\nACME Inc\nBalance sheet\nCash"
     )
     assert document_title([Element(text="Body"), Element(text="Q3 Review", kind="title")], name="x.pdf") == "Q3 Review"
     assert document_title([Element(text="Body")], name="travel_policy-2024.docx") == "travel policy 2024"
