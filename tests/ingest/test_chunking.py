@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ingest.chunking import approximate_token_count, chunk_elements
+from ingest.chunking import HEADING_SEPARATOR, approximate_token_count, chunk_elements
 from ingest.parsers.base import Element
 
 
@@ -40,7 +40,20 @@ def test_consecutive_titles_stay_with_the_following_text() -> None:
     )
     assert len(chunks) == 1
     assert chunks[0].text == "Chapter 2\nMethods\nWe measured."
-    assert chunks[0].heading == "Methods"
+    # Together they are the section's heading; a title after text starts a new one.
+    assert chunks[0].heading == f"Chapter 2{HEADING_SEPARATOR}Methods"
+    assert chunks[0].embedding_text == chunks[0].text  # the text already opens with both
+    later = chunk_elements(
+        [
+            Element("Chapter 2", kind="title"),
+            Element("Methods", kind="title"),
+            Element("We measured."),
+            Element("Results", kind="title"),
+            Element("It worked."),
+        ],
+        max_tokens=200,
+    )
+    assert [c.heading for c in later] == [f"Chapter 2{HEADING_SEPARATOR}Methods", "Results"]
 
 
 def test_no_chunk_exceeds_the_token_budget() -> None:
