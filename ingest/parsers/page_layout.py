@@ -5,11 +5,13 @@ with no structure. This module puts the structure back from the lines alone:
 
 * Running headers and footers (a line at the top or bottom of many pages, page
   numbers) are dropped: repeated on every page they would drown the passages.
-* A table row is a line that ends in numbers ("Purchases of PP&E (1,577) (1,373)").
-  Where a header line above names the columns by period ("(Millions) 2018 2017"),
-  every row is written with its column names ("Purchases of PP&E | 2018: (1,577) |
-  2017: (1,373)") and carries the header, so a row is findable by "PP&E 2018" even in
-  a chunk far from the header, and a reader sees which number is which year.
+* A table row is a line that ends in numbers ("Purchases of PP&E (1,577) (1,373)"):
+  it stays one line with its label. Where a header line above names the columns by
+  period ("(Millions) 2018 2017"), every row carries it (``Element.table_header``) and
+  every chunk of the table starts with it, so a row is findable by "PP&E 2018" even
+  in a chunk far from the header, and a reader sees which number is which year.
+  (Writing the column name before every value was tried: it nearly doubled the
+  word pieces of a financial statement, and so the embedding time, for no gain.)
 * A short line that does not end a sentence, followed by more text, is a heading.
 * Other lines are joined into paragraphs.
 """
@@ -27,11 +29,6 @@ from ingest.parsers.base import Element
 _DASHES = "\u2014\u2013\u2212-"  # em dash, en dash, minus sign, hyphen
 _NUMBER = re.compile(rf"^[({_DASHES}]?\$?(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?%?\)?%?$|^[{_DASHES}]{{1,2}}$")
 _YEAR = re.compile(r"^\(?(?:FY|fiscal\s)?(?:19|20)\d\d\)?,?$", re.IGNORECASE)
-_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec"
-_COLUMN = re.compile(
-    rf"((?:(?:{_MONTHS})[a-z]*\.?\s+\d{{1,2}},?\s+)?\(?(?:FY\s?)?(?:19|20)\d\d\)?)",
-    re.IGNORECASE,
-)
 _SENTENCE_END = re.compile(r"[.!?;,]['\")\]]?$")
 _BULLET = re.compile(rf"^(?:[\u2022\u25cf\u25aa\u25e6\u00b7*{_DASHES}]|\(?[a-z0-9]{{1,3}}[.)])\s+", re.IGNORECASE)
 _WORDS = re.compile(r"[A-Za-z]{2,}")
@@ -93,20 +90,16 @@ def _split_row(line: str) -> _Row:
     return _Row(" ".join(tokens[:end]), tokens[end:])
 
 
-def _header_columns(line: str) -> list[str] | None:
-    """Column names if ``line`` names two or more periods and holds no other number."""
+def _is_header(line: str) -> bool:
+    """Whether ``line`` names two or more periods (columns) and holds no other number."""
     tokens = line.split()
     if not 2 <= len(tokens) <= 24:
-        return None
-    years = [t for t in tokens if _YEAR.match(t)]
-    if len(years) < 2:
-        return None
+        return False
+    if sum(1 for t in tokens if _YEAR.match(t)) < 2:
+        return False
     others = [t for t in tokens if not _YEAR.match(t) and any(c.isdigit() for c in t)]
     # Days of a date ("June 30, 2023") are allowed; amounts are not.
-    if any(not re.fullmatch(r"\d{1,2},?", t) for t in others):
-        return None
-    columns = [" ".join(m.group(1).split()) for m in _COLUMN.finditer(line)]
-    return columns if len(columns) >= 2 else None
+    return all(re.fullmatch(r"\d{1,2},?", t) for t in others)
 
 
 def _is_heading(line: str, following: str | None, *, continuing: bool) -> bool:
@@ -131,7 +124,6 @@ class _PageBuilder:
         self.elements: list[Element] = []
         self.paragraph: list[str] = []
         self.header = ""
-        self.columns: list[str] = []
 
     def flush(self) -> None:
         if self.paragraph:
@@ -139,27 +131,23 @@ class _PageBuilder:
             self.paragraph = []
 
     def end_table(self) -> None:
-        self.header, self.columns = "", []
+        self.header = ""
 
     def add_heading(self, line: str) -> None:
         self.flush()
         self.end_table()
         self.elements.append(Element(text=line, kind="title", page=self.page))
 
-    def add_header(self, line: str, columns: list[str]) -> None:
+    def add_header(self, line: str) -> None:
         self.flush()
-        self.header, self.columns = line, columns
+        self.header = line
 
     def add_row(self, row: _Row) -> None:
         self.flush()
         if not row.label and self.elements and self.elements[-1].kind == "table" and not _has_values(self.elements[-1]):
             # Values on a line of their own below a label that wrapped.
             row = _Row(self.elements.pop().text.split(" | ")[0], row.values)
-        if self.columns and len(row.values) == len(self.columns):
-            cells = " | ".join(f"{column}: {value}" for column, value in zip(self.columns, row.values, strict=True))
-            text = f"{row.label} | {cells}" if row.label else cells
-        else:
-            text = " ".join([row.label, *row.values]).strip()
+        text = " ".join([row.label, *row.values]).strip()
         self.elements.append(Element(text=text, kind="table", page=self.page, table_header=self.header))
 
     def add_table_label(self, line: str) -> None:
@@ -186,9 +174,8 @@ def page_elements(lines: Sequence[str], *, page: int, running: set[str] = frozen
     builder = _PageBuilder(page)
     for position, line in enumerate(kept):
         following = kept[position + 1] if position + 1 < len(kept) else None
-        columns = _header_columns(line)
-        if columns:
-            builder.add_header(line, columns)
+        if _is_header(line):
+            builder.add_header(line)
             continue
         row = _split_row(line)
         if row.values and (not row.label or len(row.label.split()) <= 20):
