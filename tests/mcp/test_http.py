@@ -182,3 +182,20 @@ def test_the_endpoint_wants_a_valid_token_and_limits_each_one(live_url, company,
         # The web app beside it is Django as before, with its security headers.
         page = http.get("/accounts/login/")
         assert page.status_code == 200 and "content-security-policy" in page.headers
+
+
+def test_a_session_belongs_to_the_token_that_opened_it(live_url, company) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    opening = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }  # fmt: skip
+    bob = {**headers, "Authorization": f"Bearer {read_token(company.bob)}"}
+    alice = {**headers, "Authorization": f"Bearer {read_token(company.alice)}"}
+    with httpx.Client(base_url=live_url, trust_env=False, timeout=30) as http:
+        opened = http.post("/mcp", json=opening, headers=bob)
+        assert opened.status_code == 200, opened.text
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert http.post("/mcp", json=listing, headers={**alice, **session}).status_code == 404
+        assert http.post("/mcp", json=listing, headers={**bob, **session}).status_code == 200  # the control
