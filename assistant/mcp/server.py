@@ -166,7 +166,10 @@ CollectionArg = Annotated[
     str, Field(description="The collection's name (as list_collections shows it) or its numeric id.", min_length=1)
 ]
 QueryArg = Annotated[
-    str, Field(description="What to look for, in natural language.", min_length=1, max_length=MAX_QUESTION_CHARS)
+    str,
+    Field(
+        description="What to look for, in natural language.", min_length=1, max_length=MAX_QUESTION_CHARS, pattern=r"\S"
+    ),
 ]
 
 
