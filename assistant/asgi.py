@@ -1,4 +1,5 @@
-"""ASGI entry point: the chat streams answers as server-sent events under uvicorn."""
+"""ASGI entry point: the chat streams answers as server-sent events under uvicorn, and
+the Model Context Protocol server answers at ``/mcp`` beside it (docs/mcp.md)."""
 
 import os
 
@@ -8,4 +9,9 @@ from assistant import privacy  # noqa: F401
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+# Imported once Django is set up: the MCP door reads tokens through the ORM.
+from assistant.mcp.http import with_mcp  # noqa: E402
+
+application = with_mcp(django_application)

@@ -438,6 +438,9 @@ API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
 # A retried upload or question with the same Idempotency-Key within this window gets
 # the first response back instead of being done twice.
 API_IDEMPOTENCY_TTL_HOURS = env.int("API_IDEMPOTENCY_TTL_HOURS", default=24)
+# The Model Context Protocol endpoint (/mcp, docs/mcp.md): requests per token per
+# minute, counted in this web process (0: no limit).
+MCP_REQUESTS_PER_MINUTE = env.int("MCP_REQUESTS_PER_MINUTE", default=120)
 
 # --- Personal data ---------------------------------------------------------------------
 # Redaction of e-mail addresses, phone numbers, IBANs, card numbers and national ids

@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ["ingest", "assistant.accounts", "assistant.chat", "assistant.api", "assistant.audit", "assistant.portal"]
+PACKAGES = [
+    "ingest", "assistant.accounts", "assistant.chat", "assistant.api", "assistant.audit", "assistant.portal",
+    "assistant.mcp",
+]  # fmt: skip
 SURFACES = ("management", "admin", "views", "urls", "routers")
 
 

@@ -68,6 +68,30 @@ def user_can(*, user: AnyUser, collection: Collection, role: Role) -> bool:
     return collections_with_role(user=user, role=role).filter(pk=collection.pk).exists()
 
 
+def collection_roles(*, user: AnyUser, collection_ids: Iterable[int]) -> dict[int, str]:
+    """The user's highest role on each of these collections (which the caller knows they may read)."""
+    ids = list(collection_ids)
+    roles = dict.fromkeys(ids, Role.READ.value)
+    for role in (Role.WRITE, Role.MANAGE):
+        for pk in collections_with_role(user=user, role=role).filter(pk__in=ids).values_list("pk", flat=True):
+            roles[pk] = role.value
+    return roles
+
+
+def collection_readable(*, user: AnyUser, name_or_id: str | int) -> Collection | None:
+    """A collection ``user`` may read, named by its name or its id; None for any other.
+
+    The name is tried first (a collection may be called "2024"), then a number as the id.
+    None whether it does not exist or is not theirs to read, so a name reveals nothing.
+    """
+    readable = collections_with_role(user=user, role=Role.READ)
+    key = str(name_or_id).strip()
+    found = readable.filter(name=key).first()
+    if found is None and key.isdigit():
+        found = readable.filter(pk=int(key)).first()
+    return found
+
+
 def collection_grants(*, collection: Collection) -> list[CollectionGrant]:
     """Who holds which role on a collection, groups first (for the portal and the shell)."""
     grants = CollectionGrant.objects.filter(collection=collection).select_related("group", "user")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from django.db.models import QuerySet
 
 from assistant.accounts.models import Role
-from assistant.accounts.selectors import collections_with_role, read_scope, user_can
+from assistant.accounts.selectors import collection_roles, collections_with_role, read_scope, user_can
 from assistant.api.errors import ApiError, not_found
 from ingest.models import Collection, Document
 
@@ -51,12 +51,7 @@ def document_for(*, user: Any, document_id: int, role: Role = Role.READ) -> Docu
 
 def role_of(*, user: Any, collection_ids: Iterable[int]) -> dict[int, str]:
     """The caller's highest role on each of these (readable) collections."""
-    ids = list(collection_ids)
-    roles = dict.fromkeys(ids, Role.READ.value)
-    for role in (Role.WRITE, Role.MANAGE):
-        for pk in collections_with_role(user=user, role=role).filter(pk__in=ids).values_list("pk", flat=True):
-            roles[pk] = role.value
-    return roles
+    return collection_roles(user=user, collection_ids=collection_ids)
 
 
 def paginate(

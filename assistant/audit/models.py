@@ -64,6 +64,8 @@ class AuditEvent(models.Model):
         SSO_REFUSED = "sso.refused", "Single sign-on refused"
         AUDIT_EXPORTED = "audit.exported", "Audit log exported"
         AUDIT_PURGED = "audit.purged", "Audit log purged (retention)"
+        MCP_TOOL_CALLED = "mcp.tool_called", "MCP tool called"
+        MCP_RESOURCE_READ = "mcp.resource_read", "MCP resource read"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     action = models.CharField(max_length=40)

@@ -19,6 +19,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.db.models import Q
 
 from assistant.accounts.selectors import (
     cited_documents_hidden_from,
@@ -113,6 +114,52 @@ def passage_get(*, user: Any, chunk_id: int) -> Passage:
     if not found:
         raise PermissionDenied(NO_SUCH_PASSAGE)
     return passages_redact(found)[0]
+
+
+def passage_found(passage: Passage) -> dict[str, Any]:
+    """A passage as search results show it, on every surface that searches (API, MCP)."""
+    return {
+        "chunk_id": passage.chunk_id,
+        "document_id": passage.document_id,
+        "document": passage.document_name,
+        "page_start": passage.page_start,
+        "page_end": passage.page_end,
+        "heading": passage.heading,
+        "text": passage.text,
+        "score": passage.score,
+    }
+
+
+DOCUMENT_PASSAGES_MAX = 2000
+
+
+def document_passages(
+    *,
+    user: Any,
+    document: Document,
+    page: int | None = None,
+    chunk_ids: tuple[int, int] | None = None,
+    limit: int = DOCUMENT_PASSAGES_MAX,
+) -> list[Passage]:
+    """A document's text as ``user`` may read it now, passage by passage in reading order.
+
+    All of it, one ``page``'s passages (those whose page range covers it; a text
+    without page breaks is page 1), or the
+    passages whose chunk ids lie in ``chunk_ids`` (inclusive). Each goes through the
+    same check and redaction as a retrieved passage, so a document hidden from the
+    user (or not ready) gives nothing, whoever found it first.
+    """
+    chunks = Chunk.objects.filter(document_id=document.pk)
+    if page is not None:
+        on_page = Q(page_start__lte=page, page_end__gte=page) | Q(page_start=page) | Q(page_start=None, page_end=page)
+        if page == 1:  # a text without page breaks is one page
+            on_page |= Q(page_start=None, page_end=None)
+        chunks = chunks.filter(on_page)
+    if chunk_ids is not None:
+        chunks = chunks.filter(pk__gte=chunk_ids[0], pk__lte=chunk_ids[1])
+    ids = list(chunks.order_by("ordinal").values_list("pk", flat=True)[:limit])
+    scope = read_scope(user=user, collections=list(Collection.objects.filter(pk=document.collection_id)))
+    return passages_redact(passages_for([Hit(chunk_id=pk, score=0.0) for pk in ids], scope=scope))
 
 
 WITHHELD = "This answer drew on a document you may no longer see, so it is not shown."

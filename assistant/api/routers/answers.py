@@ -29,21 +29,7 @@ def search(request: HttpRequest, body: SearchIn) -> Any:
     user = caller(request)
     collection = collection_for(user=user, collection_id=body.collection_id)
     passages = services.passages_retrieve(user=user, collection=collection, query=body.query, k=body.k)
-    return {
-        "passages": [
-            {
-                "chunk_id": p.chunk_id,
-                "document_id": p.document_id,
-                "document": p.document_name,
-                "page_start": p.page_start,
-                "page_end": p.page_end,
-                "heading": p.heading,
-                "text": p.text,
-                "score": p.score,
-            }
-            for p in passages
-        ]
-    }
+    return {"passages": [services.passage_found(p) for p in passages]}
 
 
 def _conversation(user: Any, body: AskIn) -> Conversation:

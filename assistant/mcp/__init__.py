@@ -1,0 +1,1 @@
+"""The Model Context Protocol server: tools and resources for agents and IDEs (docs/mcp.md)."""
