@@ -25,6 +25,7 @@ from django.utils import timezone
 from ingest import claims, context, indexes, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
+from ingest.parsers.base import progress_reported_to
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,26 @@ def documents_process(*, document_ids: Sequence[int], enqueue_children: bool = T
         return
 
 
+# Parse progress (pages read) is written at most this often: a page can take a millisecond.
+_PARSE_PROGRESS_EVERY_S = 1.0
+
+
+def _parse_progress(document_id: int) -> Callable[[int, int], None]:
+    """Record a long parse's progress on the document (pages read of pages), now and then."""
+    last = [0.0]
+
+    def record(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < _PARSE_PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        Document.objects.filter(pk=document_id, status=Status.PARSING).update(
+            progress_done=done, progress_total=total, heartbeat_at=timezone.now()
+        )
+
+    return record
+
+
 def chunk_max_tokens() -> int:
     """``CHUNK_MAX_TOKENS``, or (0, the default) the embedding model's whole window.
 
@@ -202,7 +223,8 @@ class _BatchRun:
             timings: dict[str, float] = {}
             clock = time.monotonic()
             try:
-                file_type, parsed = parse_file(Path(document.file.path), name=document.name, depth=_depth(document))
+                with progress_reported_to(_parse_progress(document.pk)):
+                    file_type, parsed = parse_file(Path(document.file.path), name=document.name, depth=_depth(document))
             except ParseError as exc:
                 claims.document_fail(document_id=document.pk, reason=str(exc))
                 self.settled.add(document.pk)

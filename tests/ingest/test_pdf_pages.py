@@ -10,6 +10,7 @@ import pikepdf
 import pytest
 
 from ingest.parsers import ParseError, parse_file
+from ingest.parsers.base import progress_reported_to, report_progress
 from ingest.parsers.pdf_pages import page_ranges, read_page_texts
 from tests.conftest import SHARED_DATA
 
@@ -98,3 +99,15 @@ def test_engines_give_pages_headings_and_rows(settings, engine: str) -> None:
     assert row.kind == "table"
     assert row.text.endswith("(1,577) (1,373) (1,420)")
     assert "2018" in row.table_header
+
+
+@pytest.mark.skipif(not FILING.exists(), reason="shared data missing")
+def test_parsing_reports_pages_read_to_whoever_parses() -> None:
+    seen: list[tuple[int, int]] = []
+    with progress_reported_to(lambda done, total: seen.append((done, total))):
+        parse_file(FILING)
+    assert seen[-1] == (160, 160)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    # Outside the block nobody listens.
+    report_progress(1, 2)
+    assert seen[-1] == (160, 160)

@@ -32,10 +32,11 @@ function render(data) {
     badge.className = `status ${doc.status}`;
     badge.textContent = doc.status;
     statusCell.replaceChildren(badge);
-    if (doc.status === "embedding" && doc.progress_total) {
+    if ((doc.status === "embedding" || doc.status === "parsing") && doc.progress_total) {
       const progress = document.createElement("span");
       progress.className = "muted small";
-      progress.textContent = ` ${doc.progress_done}/${doc.progress_total}`;
+      const unit = doc.status === "parsing" ? "page " : "";
+      progress.textContent = ` ${unit}${doc.progress_done}/${doc.progress_total}`;
       statusCell.append(progress);
     }
     if (doc.error) {
