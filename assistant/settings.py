@@ -300,6 +300,10 @@ RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=50)
 RETRIEVAL_FUSION = env.str("RETRIEVAL_FUSION", default="convex")
 RETRIEVAL_DENSE_WEIGHT = env.float("RETRIEVAL_DENSE_WEIGHT", default=0.7)
 RETRIEVAL_RRF_K = env.int("RETRIEVAL_RRF_K", default=60)
+# Hybrid candidates re-scored with their document's match as a whole (the mean of its
+# RETRIEVAL_DOCUMENT_TOP best fused scores), weighted RETRIEVAL_DOCUMENT_WEIGHT (0: off).
+RETRIEVAL_DOCUMENT_WEIGHT = env.float("RETRIEVAL_DOCUMENT_WEIGHT", default=0.0)
+RETRIEVAL_DOCUMENT_TOP = env.int("RETRIEVAL_DOCUMENT_TOP", default=3)
 # Relevance is the cosine of the question and a passage's embedded text, whatever the
 # retriever. Below MIN a passage is not given to the model (no passage left: "nothing
 # found"); a best passage below WEAK makes the chat show a low-relevance warning. Both

@@ -21,7 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_FOLDERS = [ROOT.parent / "shared" / "data" / "pdfs", ROOT.parent / "shared" / "data" / "financebench-dev" / "docs"]
+DEFAULT_FOLDERS = [
+    ROOT.parent / "shared" / "data" / "pdfs",
+    ROOT.parent / "shared" / "data" / "financebench-dev" / "docs",
+]
 
 
 def main() -> None:
@@ -38,8 +41,8 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-
     from filings import cpu_name
+
     from ingest.parsers import ParseError, parse_file
 
     files = sorted(p for folder in args.folders for p in folder.rglob("*.pdf"))

@@ -185,6 +185,28 @@ def fuse(
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
+def with_document_prior(
+    fused: list[tuple[int, float]], document_of: Mapping[int, int], *, weight: float, top: int
+) -> list[tuple[int, float]]:
+    """Fused candidates re-scored with how well their document as a whole matched, best first.
+
+    A question is most often about one document ("3M's capital expenditure in 2018"): a
+    passage of the document whose best ``top`` passages all score well is more likely
+    the answer than an equally scored passage from a document that matched once. Each
+    score becomes ``(1 - weight) * score / best + weight * document score``, the document
+    score being the mean of its ``top`` best normalised scores (missing ones count 0).
+    """
+    if not fused or weight <= 0:
+        return fused
+    best = fused[0][1] or 1.0
+    per_document: dict[int, list[float]] = {}
+    for chunk_id, score in fused:  # best first: each document's list is sorted
+        per_document.setdefault(document_of[chunk_id], []).append(score / best)
+    prior = {d: sum(scores[:top]) / top for d, scores in per_document.items()}
+    rescored = [(c, (1 - weight) * s / best + weight * prior[document_of[c]]) for c, s in fused]
+    return sorted(rescored, key=lambda item: (-item[1], item[0]))
+
+
 @dataclass(frozen=True)
 class Candidates:
     rows: dict[int, Chunk]
@@ -209,8 +231,10 @@ class HybridRetriever:
         dense_weight: float | None = None,
         candidates: int | None = None,
         rrf_k: int | None = None,
+        document_weight: float | None = None,
     ) -> None:
         self.scope = scope
+        self.document_weight = settings.RETRIEVAL_DOCUMENT_WEIGHT if document_weight is None else document_weight
         self.method = method or settings.RETRIEVAL_FUSION
         self.dense_weight = settings.RETRIEVAL_DENSE_WEIGHT if dense_weight is None else dense_weight
         self.candidates = candidates or settings.RETRIEVAL_CANDIDATES
@@ -232,6 +256,12 @@ class HybridRetriever:
             method=self.method,
             dense_weight=self.dense_weight,
             rrf_k=self.rrf_k,
+        )
+        fused = with_document_prior(
+            fused,
+            {c: row.document_id for c, row in candidates.rows.items()},
+            weight=self.document_weight,
+            top=settings.RETRIEVAL_DOCUMENT_TOP,
         )
         return [passage_of(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
 
