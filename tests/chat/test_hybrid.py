@@ -249,3 +249,16 @@ def test_conversation_page_shows_the_warning_for_a_weak_answer(client, policies,
     assert 'class="warning"' not in page
     # The live page gets the same text for answers streamed in.
     assert "data-low-relevance-warning=" in page
+
+
+def test_document_prior_lifts_the_document_that_matched_as_a_whole() -> None:
+    from assistant.chat.retrieval import with_document_prior
+
+    # Chunk 1 (document A) scores best alone; document B matched three times.
+    fused = [(1, 1.0), (2, 0.9), (3, 0.85), (4, 0.8), (5, 0.2)]
+    document_of = {1: 10, 2: 20, 3: 20, 4: 20, 5: 10}
+    assert with_document_prior(fused, document_of, weight=0.0, top=3) == fused
+    lifted = with_document_prior(fused, document_of, weight=0.5, top=3)
+    assert [c for c, _ in lifted] == [2, 3, 4, 1, 5]
+    # A document's lone strong passage still beats a weak passage of the favoured one.
+    assert [c for c, _ in lifted].index(1) < [c for c, _ in lifted].index(5)
