@@ -75,3 +75,33 @@ def test_context_off_embeds_the_title_alone(settings) -> None:
     settings.CHUNK_DOCUMENT_CONTEXT = False
     about = described(_cover("ACME INDUSTRIES INC", "fiscal year ended December 31, 2022"), name="ACME_2022.pdf")
     assert about.context == about.title == "UNITED STATES SECURITIES AND EXCHANGE COMMISSION"
+
+
+@pytest.mark.django_db
+def test_the_pipeline_embeds_and_indexes_the_context_line_with_every_chunk() -> None:
+    from ingest import lexical
+    from ingest.models import Chunk
+    from tests.factories import CollectionFactory, DocumentFactory
+
+    collection = CollectionFactory.create()
+    DocumentFactory.create(
+        collection=collection,
+        name="globex_annual.md",
+        content="# Quarterly Report\n\n# Globex Corporation\n\nFor the fiscal year ended June 30, 2021.\n\nSales rose.",
+        processed=True,
+    )
+    acme = DocumentFactory.create(
+        collection=collection,
+        name="ACME_2022_10K.md",
+        content="# Quarterly Report\n\n# Acme Industries\n\nFor the fiscal year ended December 31, 2022.\n\n"
+        "The board approved the buyback.",
+        processed=True,
+    )
+    assert acme.status == "ready"
+    # "Quarterly Report" opens the other document too: it says nothing of this one.
+    assert acme.title == "Acme Industries"
+    assert acme.context == "ACME 2022 10K · Acme Industries · fiscal year ended December 31, 2022"
+    chunk = Chunk.objects.get(document=acme, text__contains="buyback")
+    assert "10K" not in chunk.text  # the context is not in the stored passage...
+    hits = lexical.lexical_search(collection_id=collection.pk, query="10K buyback", k=5)
+    assert hits and hits[0].chunk_id == chunk.pk  # ...but it is indexed with it
