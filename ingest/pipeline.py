@@ -138,7 +138,7 @@ def _parse_progress(document_id: int) -> Callable[[int, int], None]:
 
 
 def chunk_max_tokens() -> int:
-    """``CHUNK_MAX_TOKENS``, or (0, the default) the embedding model's whole window.
+    """``CHUNK_MAX_TOKENS``, or (when it is 0) the embedding model's whole window.
 
     The window is the model's ``max_seq_length`` less its two special tokens: every
     word of a chunk, with its context line and heading, is read by the model.
