@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from ingest.chunking import HEADING_SEPARATOR, approximate_token_count, chunk_elements
 from ingest.parsers.base import Element
 
@@ -145,3 +147,17 @@ def test_chunking_a_large_table_is_linear() -> None:
     assert len(counted) == len(elements) + 1
     assert sum(counted) == sum(len(e.text) for e in elements) + len(HEADER)
     assert all(c.text.startswith(HEADER) for c in chunks)
+
+
+def test_chunk_size_zero_means_the_models_whole_window(settings, tmp_path) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from ingest.pipeline import chunk_max_tokens
+
+    settings.CHUNK_MAX_TOKENS = 150
+    assert chunk_max_tokens() == 150
+    settings.CHUNK_MAX_TOKENS = 0
+    assert chunk_max_tokens() == 254  # the packaged MiniLM reads 256 pieces, [CLS] and [SEP] included
+    settings.EMBEDDING_MODEL_PATH = str(tmp_path)  # a folder without the model's configuration
+    with pytest.raises(ImproperlyConfigured, match="CHUNK_MAX_TOKENS"):
+        chunk_max_tokens()
