@@ -28,7 +28,8 @@ VLLM_ENV := $(CACHE)/vllm-$(VLLM_KEY)
 VLLM_MODEL := $(CACHE)/models/smollm2-135m-instruct-$(VLLM_KEY)
 
 # The benchmark's baseline: a plain LlamaIndex pipeline, in an environment of its own.
-BENCH_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 faiss-cpu==1.15.1 llama-index-core==0.14.25 llama-index-embeddings-huggingface==0.8.0 llama-index-vector-stores-faiss==0.7.0
+# llama-index-readers-file + pypdf: SimpleDirectoryReader's own PDF reader, as its tutorials use it.
+BENCH_PINS := torch==2.13.0 transformers==5.23.0 sentence-transformers==6.2.0 faiss-cpu==1.15.1 llama-index-core==0.14.25 llama-index-embeddings-huggingface==0.8.0 llama-index-vector-stores-faiss==0.7.0 llama-index-readers-file==0.7.0 pypdf==6.21.4
 BENCH_ENV := $(CACHE)/bench-llamaindex
 
 VENV_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)

@@ -82,9 +82,26 @@ class PdfParser:
             engine = settings.INGEST_PDF_ENGINE
             if engine == "unstructured":
                 by_page = self._unstructured(path)
+                scanned = [n for n in range(1, pages + 1) if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS]
             else:
-                by_page = self._text_engine(path, pages, engine=engine)
-            scanned = [n for n in range(1, pages + 1) if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS]
+                read = read_page_texts(
+                    path,
+                    pages,
+                    engine=engine,
+                    workers=settings.INGEST_PDF_WORKERS or None,
+                    per_process=settings.INGEST_PDF_PAGES_PER_PROCESS,
+                    memory_bytes=settings.INGEST_PDF_PROCESS_MAX_BYTES,
+                    progress=report_progress,
+                )
+                by_page = defaultdict(list)
+                for element in pages_elements(read.texts):
+                    by_page[element.page or 1].append(element)
+                # A page with neither text nor image (blank, a page number alone) is not OCR'd.
+                scanned = [
+                    n
+                    for n in range(1, pages + 1)
+                    if sum(len(e.text) for e in by_page[n]) < _MIN_TEXT_CHARS and read.may_hold_an_image(n)
+                ]
             if scanned:
                 self._ocr(path, pdf, scanned, by_page)
         elements = [element for n in sorted(by_page) for element in by_page[n]]
@@ -92,23 +109,7 @@ class PdfParser:
             raise ParseError("The PDF has no text: neither a text layer nor anything OCR could read.")
         return ParsedDocument(elements=elements, pages=pages)
 
-    def _text_engine(self, path: Path, pages: int, *, engine: str) -> dict[int, list[Element]]:
-        """Every page's text layer, read by PDFium or poppler in child processes, structured here."""
-        texts = read_page_texts(
-            path,
-            pages,
-            engine=engine,
-            workers=settings.INGEST_PDF_WORKERS or None,
-            per_process=settings.INGEST_PDF_PAGES_PER_PROCESS,
-            memory_bytes=settings.INGEST_PDF_PROCESS_MAX_BYTES,
-            progress=report_progress,
-        )
-        by_page: dict[int, list[Element]] = defaultdict(list)
-        for element in pages_elements(texts):
-            by_page[element.page or 1].append(element)
-        return by_page
-
-    def _unstructured(self, path: Path) -> dict[int, list[Element]]:
+    def _unstructured(self, path: Path) -> defaultdict[int, list[Element]]:
         """unstructured's ``fast`` strategy (pdfminer): slower, one core; kept as a choice."""
         prepare_unstructured()
         from pypdf.errors import LimitReachedError
@@ -120,7 +121,7 @@ class PdfParser:
             raise  # reported with what an admin can do (``parse_file``)
         except Exception as exc:
             raise ParseError(f"The PDF could not be parsed ({type(exc).__name__}: {exc}).") from exc
-        by_page: dict[int, list[Element]] = defaultdict(list)
+        by_page: defaultdict[int, list[Element]] = defaultdict(list)
         for element in convert_elements(raw):
             by_page[element.page or 1].append(element)
         return by_page

@@ -33,7 +33,20 @@ class _Child:
     last: int
     buffer: bytes = b""
     pages: dict[int, str] = field(default_factory=dict)
+    images: dict[int, int] = field(default_factory=dict)
     error: str = ""
+
+
+@dataclass(frozen=True)
+class PageTexts:
+    """Every page's text layer, and, where the engine counted them, its images."""
+
+    texts: dict[int, str]
+    images: dict[int, int]
+
+    def may_hold_an_image(self, page: int) -> bool:
+        """False only where the engine counted no image on the page: OCR would find nothing."""
+        return self.images.get(page, 1) > 0
 
 
 def page_ranges(pages: int, *, workers: int, per_process: int) -> list[tuple[int, int]]:
@@ -68,6 +81,8 @@ def _take_lines(child: _Child, data: bytes) -> int:
             child.error = f"{message['error']}: {message.get('detail', '')}".strip(": ")
         else:
             child.pages[int(message["page"])] = str(message["text"])
+            if message.get("images") is not None:
+                child.images[int(message["page"])] = int(message["images"])
             arrived += 1
     return arrived
 
@@ -81,8 +96,8 @@ def read_page_texts(
     per_process: int = 250,
     memory_bytes: int = 1024**3,
     progress: Progress | None = None,
-) -> dict[int, str]:
-    """{page: text} for pages 1..``pages`` of ``path``, read by ``engine`` (pdfium or poppler).
+) -> PageTexts:
+    """The text of pages 1..``pages`` of ``path``, read by ``engine`` (pdfium or poppler).
 
     Raises ``ParseError`` naming the pages that could not be read, with the reason.
     """
@@ -91,6 +106,7 @@ def read_page_texts(
     todo.reverse()  # popped from the end: first pages first
     running: dict[int, _Child] = {}
     texts: dict[int, str] = {}
+    images: dict[int, int] = {}
     failures: list[str] = []
     selector = selectors.DefaultSelector()
     try:
@@ -115,6 +131,7 @@ def read_page_texts(
                 del running[fd]
                 code = child.process.wait()
                 texts.update(child.pages)
+                images.update(child.images)
                 missing = [n for n in range(child.first, child.last + 1) if n not in child.pages]
                 if missing:
                     reason = child.error or _exit_reason(code)
@@ -126,7 +143,7 @@ def read_page_texts(
         selector.close()
     if failures:
         raise ParseError(f"The PDF could not be read ({'; '.join(failures)}).")
-    return texts
+    return PageTexts(texts, images)
 
 
 def _exit_reason(code: int) -> str:

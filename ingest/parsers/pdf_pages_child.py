@@ -1,7 +1,7 @@
 """A child process that reads the text of a range of a PDF's pages with PDFium.
 
 Run as ``python -m ingest.parsers.pdf_pages_child PATH FIRST LAST [ENGINE]``. It
-prints one JSON line per page, ``{"page": N, "text": "..."}`` (or ``"error"``), as
+prints one JSON line per page, ``{"page": N, "text": "...", "images": K}`` (or ``"error"``), as
 soon as the page is read, so that the parent sees progress per page and never
 holds more than its own pages. PDFium is not thread-safe: page ranges are read
 side by side in processes of their own (``pdf_pages.read_page_texts``).
@@ -20,9 +20,14 @@ import sys
 from collections.abc import Iterator
 
 
-def pdfium_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str]]:
-    """(page, text) for pages ``first``..``last`` (1-based), in PDFium's reading order."""
+def pdfium_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str, int | None]]:
+    """(page, text, images) for pages ``first``..``last`` (1-based), text in PDFium's reading order.
+
+    ``images``: how many image objects the page draws. A page without text and without
+    an image (a blank page, a page number alone) has nothing for OCR to read.
+    """
     import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
 
     pdf = pdfium.PdfDocument(path)
     try:
@@ -34,15 +39,18 @@ def pdfium_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str]]:
                     text = textpage.get_text_range()
                 finally:
                     textpage.close()
+                images = None
+                if len(text.strip()) < 100:  # only where OCR may be wanted: counting costs
+                    images = sum(1 for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
             finally:
                 page.close()
-            yield number, text
+            yield number, text, images
     finally:
         pdf.close()
 
 
-def poppler_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str]]:
-    """(page, text) from poppler's ``pdftotext -layout``: columns kept apart by spaces."""
+def poppler_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str, int | None]]:
+    """(page, text, None) from poppler's ``pdftotext -layout``: columns kept apart by spaces."""
     tool = shutil.which("pdftotext")
     if tool is None:
         raise RuntimeError("pdftotext (Debian package poppler-utils) is not installed")
@@ -57,7 +65,7 @@ def poppler_pages(path: str, first: int, last: int) -> Iterator[tuple[int, str]]
         raise RuntimeError(result.stderr.decode("utf-8", "replace").strip() or f"pdftotext exit {result.returncode}")
     pages = result.stdout.decode("utf-8", "replace").split("\f")
     for offset, number in enumerate(range(first, last + 1)):
-        yield number, pages[offset] if offset < len(pages) else ""
+        yield number, pages[offset] if offset < len(pages) else "", None
 
 
 ENGINES = {"pdfium": pdfium_pages, "poppler": poppler_pages}
@@ -78,8 +86,8 @@ def main(argv: list[str]) -> int:
     engine = ENGINES[argv[3] if len(argv) > 3 else "pdfium"]
     out = sys.stdout
     try:
-        for number, text in engine(path, first, last):
-            out.write(json.dumps({"page": number, "text": text}) + "\n")
+        for number, text, images in engine(path, first, last):
+            out.write(json.dumps({"page": number, "text": text, "images": images}) + "\n")
             out.flush()
     except MemoryError:
         out.write(json.dumps({"error": "memory", "detail": "the page needs more memory than a parser may use"}) + "\n")

@@ -151,3 +151,14 @@ def test_huge_pages_are_rendered_at_a_bounded_resolution() -> None:
     assert ocr_module.dpi_for(8.5, 11) == ocr_module.OCR_DPI
     poster = ocr_module.dpi_for(200, 200)
     assert (200 * poster) ** 2 <= ocr_module.MAX_PIXELS
+
+
+def test_pages_without_an_image_are_not_sent_to_ocr(tmp_path: Path, formats_dir: Path, monkeypatch) -> None:
+    # Blank pages (or a page number alone) have nothing OCR could read: with tesseract
+    # missing, the file fails for having no text, not for needing OCR.
+    hide_tesseract(monkeypatch)
+    with pytest.raises(ParseError, match="no text"):
+        parse_file(write(tmp_path, "blank.pdf", make_pdf(["", ""])))
+    # A scan is an image: it is still sent to OCR.
+    with pytest.raises(ParseError, match="needs OCR"):
+        parse_file(formats_dir / "loremipsum-flat.pdf", name="loremipsum-flat.pdf")

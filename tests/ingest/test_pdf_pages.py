@@ -47,8 +47,10 @@ def test_pages_read_in_parallel_match_a_single_reader(tmp_path: Path) -> None:
     with pikepdf.open(FILING) as pdf:
         count = len(pdf.pages)
     seen: list[tuple[int, int]] = []
-    parallel = read_page_texts(FILING, count, workers=3, per_process=40, progress=lambda d, t: seen.append((d, t)))
-    single = read_page_texts(FILING, count, workers=1, per_process=count)
+    parallel = read_page_texts(
+        FILING, count, workers=3, per_process=40, progress=lambda d, t: seen.append((d, t))
+    ).texts
+    single = read_page_texts(FILING, count, workers=1, per_process=count).texts
     assert parallel == single
     assert sorted(parallel) == list(range(1, count + 1))
     assert "Purchases of property, plant and equipment (PP&E)" in parallel[60]
