@@ -70,7 +70,11 @@ def title_candidates(elements: Iterable[Element]) -> list[str]:
 
 
 def distinct_title(candidates: Sequence[str], *, others: Collection[str]) -> str:
-    """The first candidate that no other document's candidates contain ("" if none)."""
+    """The first candidate that no other document's candidates contain ("" if none).
+
+    Compared without case, punctuation and numbers: "Commission file number 1-3285" is
+    the same form line as "Commission file number 1-442".
+    """
     taken = {_fold(other) for other in others}
     for candidate in candidates:
         if _fold(candidate) not in taken:
@@ -104,7 +108,8 @@ def document_context(*, name: str, title: str, period: str) -> str:
 
 
 def _fold(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+    """Case, punctuation, blanks to fill in ("___") and numbers do not make a heading another."""
+    return " ".join(re.sub(r"[\W_]+", " ", re.sub(r"\d+", "#", text.lower())).split())
 
 
 @dataclass(frozen=True)

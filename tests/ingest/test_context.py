@@ -45,6 +45,12 @@ def test_a_title_shared_with_other_documents_is_skipped() -> None:
     assert "Risk Factors" not in about.candidates
 
 
+def test_form_lines_differing_only_in_numbers_or_blanks_are_the_same() -> None:
+    others = {"Commission file number 1-3285", "For the transition period from to"}
+    candidates = ["Commission file number 1-442", "For the transition period from ___ to ___", "THE BOEING COMPANY"]
+    assert distinct_title(candidates, others=others) == "THE BOEING COMPANY"
+
+
 def test_no_distinct_title_falls_back_to_the_name() -> None:
     candidates = ["FORM 10-Q"]
     assert distinct_title(candidates, others={"form 10-q"}) == ""
