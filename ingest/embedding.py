@@ -50,7 +50,9 @@ _lock = threading.Lock()
 
 @dataclass(frozen=True)
 class _Loaded:
-    reference: SentenceTransformer  # float32: torch-fp32's model, and the tokenizer's holder
+    # The backend's own model under torch, else the float32 one (for its tokenizer): the
+    # float32 weights are not kept beside a bfloat16 copy.
+    model: SentenceTransformer
     backend: Backend
     trials: tuple[Trial, ...]
 
@@ -121,7 +123,8 @@ def _load() -> _Loaded:
         backend.precision,
         wanted,
     )
-    return _Loaded(model, backend, tuple(trials))
+    held = backend.model if isinstance(backend, TorchBackend) else model
+    return _Loaded(held, backend, tuple(trials))
 
 
 def model_forget() -> None:
@@ -132,8 +135,7 @@ def model_forget() -> None:
 def get_model() -> SentenceTransformer:
     """The process-wide sentence-transformers model: the one that embeds under a torch
     backend, the float32 model (its tokenizer, its configuration) under the others."""
-    loaded = _load()
-    return loaded.backend.model if isinstance(loaded.backend, TorchBackend) else loaded.reference
+    return _load().model
 
 
 def backend_name() -> str:
