@@ -108,7 +108,7 @@ def main() -> None:
     wall = dict.fromkeys(range(len(runs)), 0.0)
     cpu = dict.fromkeys(range(len(runs)), 0.0)
     parts: dict[int, list[np.ndarray]] = {n: [] for n in range(len(runs))}
-    for _ in range(args.repeat):
+    for repeat in range(args.repeat):
         for n in parts:
             parts[n] = []
         for i in range(0, len(texts), args.call_size):
@@ -118,7 +118,7 @@ def main() -> None:
                 wall[n] += time.perf_counter() - started
                 cpu[n] += time.process_time() - started_cpu
         print(
-            f"  pass done: {', '.join(f'{runs[n][0]} {len(texts) * (_ + 1) / wall[n]:.1f}/s' for n in wall)}",
+            f"  pass done: {', '.join(f'{runs[n][0]} {len(texts) * (repeat + 1) / wall[n]:.1f}/s' for n in wall)}",
             file=sys.stderr,
             flush=True,
         )

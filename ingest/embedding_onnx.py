@@ -204,6 +204,9 @@ def onnxruntime_backend(source: Source, *, sort_by_length: bool = True) -> Backe
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Without its arena ONNX Runtime hands activations back after each run: a worker holds
+    # ~230 MB less after a batch of full-window texts, at no measurable cost in speed.
+    options.enable_cpu_mem_arena = False
     session = ort.InferenceSession(str(onnx_file(source)), options, providers=["CPUExecutionProvider"])
     names = {node.name for node in session.get_inputs()}
 
