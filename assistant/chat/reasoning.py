@@ -33,7 +33,8 @@ class ThinkFilter:
     """
 
     def __init__(self) -> None:
-        self._state = "start"  # "start": undecided, "think": inside, "answer": after
+        # "start": undecided, "think": inside, "gap": blank space after it, "answer"
+        self._state = "start"
         self._buffer = ""
 
     def feed(self, text: str) -> Split:
@@ -54,13 +55,17 @@ class ThinkFilter:
                 at = self._buffer.find(CLOSE)
                 if at >= 0:
                     reasoning.append(self._buffer[:at])
-                    self._buffer = self._buffer[at + len(CLOSE) :].lstrip()
-                    self._state = "answer"
+                    self._buffer = self._buffer[at + len(CLOSE) :]
+                    self._state = "gap"
                     continue
                 keep = _partial_suffix(self._buffer, CLOSE)
                 reasoning.append(self._buffer[: len(self._buffer) - keep])
                 self._buffer = self._buffer[len(self._buffer) - keep :]
                 break
+            elif self._state == "gap":
+                self._buffer = self._buffer.lstrip()
+                if self._buffer:
+                    self._state = "answer"
             else:
                 answer.append(self._buffer)
                 self._buffer = ""

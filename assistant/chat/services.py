@@ -280,9 +280,7 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
     # same floor: a rewrite that went wrong can add weak passages, never take away the
     # question's own, and the low-relevance warning sees every passage given.
     passages = passages_merge(*(search(text) for text in searched), k=k)
-    Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=" · ".join(searched)
-    )
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
         conversation.title = question.strip()[:200]
         conversation.save(update_fields=["title", "updated_at"])

@@ -12,6 +12,7 @@ from assistant.chat import services
 from assistant.chat.events import AnswerEvent, Done, Sources, Token
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
+from assistant.chat.retrieval import passages_merge
 from assistant.chat.rewrite import Turn, heuristic_query
 from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
@@ -163,13 +164,17 @@ def test_the_llm_rewrites_a_follow_up_and_retrieval_uses_it(llm, reports, settin
     follow = services.answer_question(user=None, collection=reports, question=FOLLOW_UP, conversation=conversation)
     assert follow.query_rewrite == "llm", caplog.text
     assert follow.retrieval_query.strip()
-    assert follow.retrieval_query != heuristic_query([Turn("user", FIRST)], FOLLOW_UP)
+    # (A good rewrite may equal the heuristic's "What was Northwind's revenue in 2023?":
+    # ``query_rewrite`` above says which one was used.)
     stored = Message.objects.filter(conversation=conversation, role=Message.Role.USER).last()
     assert stored is not None
     assert stored.content == FOLLOW_UP
     assert stored.retrieval_query == follow.retrieval_query
-    searched = services.passages_retrieve(user=None, collection=reports, query=follow.retrieval_query, k=2)
-    assert [c["chunk_id"] for c in follow.citations] == [p.chunk_id for p in searched]
+    # The rewrite and the question as asked are both searched, through the same floor.
+    rewritten = services.passages_retrieve(user=None, collection=reports, query=follow.retrieval_query, k=2)
+    asked = services.passages_retrieve(user=None, collection=reports, query=FOLLOW_UP, k=2)
+    merged = passages_merge(rewritten, asked, k=2)
+    assert [c["chunk_id"] for c in follow.citations] == [p.chunk_id for p in merged]
 
 
 def test_a_real_answer_keeps_only_markers_of_its_sources(llm, handbook) -> None:

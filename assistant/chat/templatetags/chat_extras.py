@@ -57,6 +57,10 @@ def answer_body(message: Any) -> SafeString:
 
 @register.filter
 def searched_for(message: Any) -> str:
-    """What retrieval searched for a question, when it was not just the question as asked."""
+    """What retrieval searched for a question (its rewrite, then the question), when it was rewritten."""
+    from assistant.chat.rewrite import searched_queries
+
     query = (getattr(message, "retrieval_query", "") or "").strip()
-    return "" if not query or query == message.content.strip() else query
+    if not query or query == message.content.strip():
+        return ""
+    return " · ".join(searched_queries(question=message.content, query=query))
