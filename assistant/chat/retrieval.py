@@ -406,7 +406,12 @@ def passages_merge(*found: list[Passage], k: int) -> list[Passage]:
                 best[passage.chunk_id] = passage
             elif (passage.relevance or 0.0) > (kept.relevance or 0.0):
                 best[passage.chunk_id] = passage
-    ranked = sorted(order, key=lambda c: -(best[c].relevance if best[c].relevance is not None else 1.0))
+
+    def relevance(chunk_id: int) -> float:
+        known = best[chunk_id].relevance
+        return 1.0 if known is None else known
+
+    ranked = sorted(order, key=lambda c: -relevance(c))
     return [best[c] for c in ranked[:k]]
 
 

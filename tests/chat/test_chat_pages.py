@@ -180,7 +180,7 @@ def test_ask_streams_html_and_replace_last_drops_the_last_turn(library, settings
     async def ask(question: str, **extra: str) -> list[dict]:
         await client.aforce_login(member)
         response = await client.post(reverse("chat:ask", args=[conversation.pk]), {"question": question, **extra})
-        body = b"".join([part async for part in response.streaming_content]).decode()
+        body = b"".join([part async for part in response.streaming_content]).decode()  # type: ignore[attr-defined]
         return [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
 
     events = async_to_sync(ask)("What is the meal allowance abroad?")
