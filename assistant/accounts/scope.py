@@ -21,15 +21,42 @@ class Scope:
 
     Every retriever honours ``hidden_document_ids`` inside its own search, before
     ranking, so a hidden passage can neither be returned nor push a visible one out
-    of the top ``k``.
+    of the top ``k``. ``document_ids``, when set, narrows the search further to
+    those documents ("chat with this document"); it never widens it: a hidden
+    document stays hidden whatever is asked for.
     """
 
     collection_ids: tuple[int, ...]
     hidden_document_ids: frozenset[int] = frozenset()
+    document_ids: frozenset[int] | None = None
 
     @classmethod
     def of(cls, collection_ids: Sequence[int], hidden_document_ids: Sequence[int] = ()) -> Scope:
         return cls(tuple(collection_ids), frozenset(hidden_document_ids))
+
+    def only_documents(self, document_ids: Iterable[int]) -> Scope:
+        """This scope narrowed to ``document_ids`` (within what it already allows)."""
+        wanted = frozenset(document_ids)
+        narrowed = wanted if self.document_ids is None else wanted & self.document_ids
+        return Scope(self.collection_ids, self.hidden_document_ids, narrowed)
+
+    def document_chunk_ids(self) -> dict[int, list[int]]:
+        """For a scope narrowed to documents: their readable chunk ids, by collection."""
+        by_collection: dict[int, list[int]] = {}
+        if not self.document_ids:
+            return by_collection
+        rows = (
+            Chunk.objects.filter(
+                collection_id__in=self.collection_ids,
+                document_id__in=self.document_ids,
+                document__status=Document.Status.READY,
+            )
+            .exclude(document_id__in=self.hidden_document_ids)
+            .values_list("collection_id", "id")
+        )
+        for collection_id, chunk_id in rows:
+            by_collection.setdefault(collection_id, []).append(chunk_id)
+        return by_collection
 
     def hidden_chunk_ids(self) -> dict[int, list[int]]:
         """Chunk ids of the hidden documents, by collection (what the index scans skip).
@@ -52,8 +79,11 @@ class Scope:
         They still exist, sit in one of its collections, and their document is ready
         and not hidden: what every hit is checked against before it becomes a passage.
         """
-        return Chunk.objects.filter(
+        chunks = Chunk.objects.filter(
             id__in=list(set(chunk_ids)),
             collection_id__in=self.collection_ids,
             document__status=Document.Status.READY,
         ).exclude(document_id__in=self.hidden_document_ids)
+        if self.document_ids is not None:
+            chunks = chunks.filter(document_id__in=self.document_ids)
+        return chunks

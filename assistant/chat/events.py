@@ -1,7 +1,8 @@
 """Answer events, typed, and ``answer_collect``: the one fold of them into a whole answer.
 
 ``assistant.chat.services.answer_stream`` yields, in order: one ``Sources``, any number
-of ``Token``, then ``Done`` or ``Failed``. Surfaces that stream (the chat page, the API's
+of ``Token`` (and, from reasoning models, ``Reasoning``: never part of the answer), then
+``Done`` or ``Failed``. Surfaces that stream (the chat page, the API's
 ``/ask/stream``, the OpenAI-compatible stream) encode the events with
 ``assistant.chat.sse``; surfaces that want the whole answer (the API's ``/ask``, the
 non-streamed OpenAI completion, ``manage.py ask`` and ``evaluate``) fold them here, so
@@ -27,6 +28,7 @@ class Sources:
     query: str
     query_rewrite: str  # "none", "llm" or "heuristic"
     low_relevance: bool  # the best passage is only weakly related to the question
+    searched: list[str] = field(default_factory=list)  # every query searched: the rewrite, then the question
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class Token:
     """A piece of answer text as the model streams it."""
 
     name: ClassVar[str] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """A piece of a reasoning model's thinking: shown apart, never the answer."""
+
+    name: ClassVar[str] = "reasoning"
     text: str
 
 
@@ -62,7 +72,7 @@ class Failed:
     removed_citations: int
 
 
-AnswerEvent = Sources | Token | Done | Failed
+AnswerEvent = Sources | Token | Reasoning | Done | Failed
 
 
 def event_fields(event: AnswerEvent) -> dict[str, Any]:
@@ -99,6 +109,8 @@ class AnswerFold:
         elif isinstance(event, Token):
             self.parts.append(event.text)
             self.pieces += 1
+        elif isinstance(event, Reasoning):
+            pass  # thinking is not the answer
         else:
             self.end = event
 

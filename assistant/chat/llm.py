@@ -1,7 +1,8 @@
 """One client for every OpenAI-compatible server: vLLM, llama.cpp, Ollama, ...
 
 Streams ``/chat/completions`` over server-sent events with explicit connect and read
-timeouts, and turns every transport failure into an ``LLMError`` whose message can be
+timeouts, keeps a reasoning model's thinking apart from its answer
+(``assistant.chat.reasoning``), and turns every transport failure into an ``LLMError`` whose message can be
 shown to the person who asked.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from assistant.chat.reasoning import ThinkFilter
+
 
 class LLMError(Exception):
     """The language model could not answer. The message is safe to show to users."""
@@ -22,8 +25,9 @@ class LLMError(Exception):
 
 @dataclass(frozen=True)
 class Delta:
-    text: str
+    text: str  # answer text only
     model: str
+    reasoning: str = ""  # a reasoning model's thinking, never part of ``text``
 
 
 class LLMClient:
@@ -65,7 +69,11 @@ class LLMClient:
     async def stream_chat(
         self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[Delta]:
-        """Yield the answer's text as it arrives, each piece with the model id reported."""
+        """Yield the answer's text as it arrives, each piece with the model id reported.
+
+        A reasoning model's thinking comes in ``Delta.reasoning``, whether the server
+        sent it in a field of its own or inline between ``<think>`` tags.
+        """
         payload = {
             "model": self.model,
             "messages": list(messages),
@@ -83,15 +91,24 @@ class LLMClient:
                     body = (await response.aread()).decode("utf-8", "replace")
                     reason = _server_message(body)
                     raise LLMError(f"The language model server refused the request ({response.status_code}): {reason}")
+                inline = ThinkFilter()
+                model = self.model
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        return
+                        break
                     delta = _parse_chunk(data, default_model=self.model)
-                    if delta is not None:
-                        yield delta
+                    if delta is None:
+                        continue
+                    model = delta.model
+                    split = inline.feed(delta.text)
+                    if split.answer or split.reasoning or delta.reasoning:
+                        yield Delta(text=split.answer, model=model, reasoning=delta.reasoning + split.reasoning)
+                rest = inline.close()
+                if rest.answer or rest.reasoning:
+                    yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning)
         except httpx.ConnectError as exc:
             raise LLMError(
                 f"The language model server at {self.base_url} is not reachable. "
@@ -132,7 +149,10 @@ def _parse_chunk(data: str, *, default_model: str) -> Delta | None:
     choices = chunk.get("choices") or []
     if not choices:
         return None
-    text = (choices[0].get("delta") or {}).get("content") or ""
-    if not text:
+    delta = choices[0].get("delta") or {}
+    text = delta.get("content") or ""
+    # vLLM's reasoning parsers: ``reasoning_content``, renamed ``reasoning`` in later versions.
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+    if not text and not reasoning:
         return None
-    return Delta(text=text, model=str(chunk.get("model") or default_model))
+    return Delta(text=str(text), model=str(chunk.get("model") or default_model), reasoning=str(reasoning))

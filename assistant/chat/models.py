@@ -13,6 +13,11 @@ class Conversation(models.Model):
     )
     collection = models.ForeignKey("ingest.Collection", on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    # "Chat with this document": retrieval is limited to this one document (as the
+    # asker may read it). The conversation goes with the document.
+    document = models.ForeignKey(
+        "ingest.Document", null=True, blank=True, on_delete=models.CASCADE, related_name="conversations"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -44,6 +49,9 @@ class Message(models.Model):
     # For answers: citation markers naming no source given to the model, removed from
     # ``content`` (each citation in ``citations`` says whether the answer cited it).
     removed_citations = models.PositiveIntegerField(default=0)
+    # For answers of reasoning models: the thinking they streamed before answering,
+    # kept apart from ``content`` (never cited, never searched, never given back).
+    reasoning = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

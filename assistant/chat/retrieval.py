@@ -87,6 +87,8 @@ class DenseRetriever:
 
     def hits(self, vector: np.ndarray, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
+        if self.scope.document_ids is not None:
+            return _document_dense_hits(self.scope, vector, k=k)
         return _hits_per_collection(
             self.scope,
             hidden,
@@ -116,6 +118,32 @@ def _hits_per_collection(
     return hits
 
 
+# A scope narrowed to a few documents is searched by scoring those documents' chunks
+# directly, not by scanning the collection's index for its top hits and hoping some
+# of them belong to the document.
+def _document_dense_hits(scope: Scope, vector: np.ndarray, *, k: int) -> list[index.Hit]:
+    ids = [c for chunk_ids in scope.document_chunk_ids().values() for c in chunk_ids]
+    rows = scope.readable_chunks(ids).only("id", "embedding")
+    hits = [index.Hit(chunk_id=chunk.pk, score=_cosine(vector, chunk)) for chunk in rows]
+    hits.sort(key=lambda h: (-h.score, h.chunk_id))
+    return hits[:k]
+
+
+def _document_lexical_hits(
+    scope: Scope, query: str, *, k: int, hidden: Mapping[int, list[int]] | None
+) -> list[index.Hit]:
+    hidden = scope.hidden_chunk_ids() if hidden is None else hidden
+    hits: list[index.Hit] = []
+    for collection_id, chunk_ids in scope.document_chunk_ids().items():
+        _ensure_index(collection_id)
+        scores = lexical.lexical_scores(
+            collection_id=collection_id, query=query, chunk_ids=chunk_ids, exclude=hidden.get(collection_id, ())
+        )
+        hits.extend(index.Hit(chunk_id=c, score=s) for c, s in scores.items() if s > 0)
+    hits.sort(key=lambda h: (-h.score, h.chunk_id))
+    return hits[:k]
+
+
 class LexicalRetriever:
     """BM25 over the scope's lexical indexes, hidden documents' chunks scored zero before ranking."""
 
@@ -132,6 +160,8 @@ class LexicalRetriever:
 
     def hits(self, query: str, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
+        if self.scope.document_ids is not None:
+            return _document_lexical_hits(self.scope, query, k=k, hidden=hidden)
         return _hits_per_collection(
             self.scope,
             hidden,
@@ -388,6 +418,31 @@ def passages_for(hits: Sequence[index.Hit], *, scope: Scope, vector: np.ndarray 
 def relevant_passages(passages: Sequence[Passage], *, floor: float) -> list[Passage]:
     """The passages at or above the relevance floor (a passage without a relevance is kept)."""
     return [p for p in passages if p.relevance is None or p.relevance >= floor]
+
+
+def passages_merge(*found: list[Passage], k: int) -> list[Passage]:
+    """Passages of several searches, each chunk once (its best relevance), most relevant first, at most ``k``.
+
+    Every list went through the same floor; the merge keeps the lists' own order
+    among passages without a relevance.
+    """
+    best: dict[int, Passage] = {}
+    order: list[int] = []
+    for passages in found:
+        for passage in passages:
+            kept = best.get(passage.chunk_id)
+            if kept is None:
+                order.append(passage.chunk_id)
+                best[passage.chunk_id] = passage
+            elif (passage.relevance or 0.0) > (kept.relevance or 0.0):
+                best[passage.chunk_id] = passage
+
+    def relevance(chunk_id: int) -> float:
+        known = best[chunk_id].relevance
+        return 1.0 if known is None else known
+
+    ranked = sorted(order, key=lambda c: -relevance(c))
+    return [best[c] for c in ranked[:k]]
 
 
 def is_low_relevance(passages: Sequence[Passage], *, weak: float) -> bool:

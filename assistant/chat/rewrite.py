@@ -9,6 +9,13 @@ previous question with that value swapped in; otherwise the previous question an
 follow-up are searched together, which carries the subject of the conversation
 ("revenue of Northwind") into the follow-up's query.
 The question shown and stored stays the user's own; only retrieval uses the rewrite.
+
+A rewrite is checked before it is used: one that carries markup, or shares no word
+with the question or the user's earlier questions (the model copied a piece of an
+answer, such as a table's ``<table>`` tag), is not a restatement, and the heuristic
+takes over. Earlier answers reach the rewriting prompt as plain words, without the
+Markdown or HTML of their tables. Retrieval searches the original question too
+(``assistant.chat.services``), so a rewrite can add to what is found, never replace it.
 """
 
 from __future__ import annotations
@@ -108,6 +115,15 @@ def heuristic_query(history: Sequence[Turn], question: str) -> str:
     return swapped if swapped is not None else f"{previous[-1]} {question.strip()}"
 
 
+_MARKUP = re.compile(r"</?[A-Za-z][^>]*>|^\s*\|?[\s:|-]*-{3,}[\s:|-]*\|?\s*$|[|`*#]+", re.MULTILINE)
+_WORD = re.compile(r"[^\W_]{3,}")
+
+
+def plain_words(text: str) -> str:
+    """Text without HTML tags or Markdown table, code and emphasis marks, blank space folded."""
+    return " ".join(_MARKUP.sub(" ", text).split())
+
+
 def rewrite_messages(history: Sequence[Turn], question: str) -> list[dict[str, str]]:
     recent = list(history)[-HISTORY_TURNS * 2 :]
     lines = []
@@ -115,7 +131,7 @@ def rewrite_messages(history: Sequence[Turn], question: str) -> list[dict[str, s
         if turn.role == "user":
             lines.append(f"User: {turn.text.strip()}")
         else:
-            lines.append(f"Assistant: {turn.text.strip()[:ANSWER_EXCERPT_CHARS]}")
+            lines.append(f"Assistant: {plain_words(turn.text)[:ANSWER_EXCERPT_CHARS]}")
     conversation = "\n".join(lines)
     user = f"Conversation:\n{conversation}\n\nLast question: {question.strip()}\n\nRewritten question:"
     return [{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": user}]
@@ -129,6 +145,15 @@ def _tidy(text: str) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = _LABEL.sub("", line).strip()
     return line.strip("\"'`").strip()
+
+
+def rewrite_is_plausible(rewrite: str, *, history: Sequence[Turn], question: str) -> bool:
+    """A restatement keeps some word of what the user asked and carries no markup."""
+    if plain_words(rewrite) != " ".join(rewrite.split()):
+        return False
+    asked = " ".join([question, *(t.text for t in history if t.role == "user")])
+    words = {w.casefold() for w in _WORD.findall(asked)}
+    return any(w.casefold() in words for w in _WORD.findall(rewrite))
 
 
 async def query_rewrite(*, history: Sequence[Turn], question: str, llm: LLMClient, timeout_s: float) -> Rewrite:
@@ -157,7 +182,16 @@ async def query_rewrite(*, history: Sequence[Turn], question: str, llm: LLMClien
         # A rewrite restates a question: empty, or several times longer than the two
         # questions together, means the model did something else (answered, rambled).
         if text and len(text) <= max(3 * len(fallback), 200):
-            return Rewrite(query=text, method="llm")
-        reason = "the LLM's rewrite was empty" if not text else "the LLM's rewrite was too long"
+            if rewrite_is_plausible(text, history=history, question=question):
+                return Rewrite(query=text, method="llm")
+            reason = f"the LLM's rewrite {text[:80]!r} kept nothing of the question"
+        else:
+            reason = "the LLM's rewrite was empty" if not text else "the LLM's rewrite was too long"
     logger.info("Query rewrite fell back to the heuristic: %s", reason)
     return Rewrite(query=fallback, method="heuristic", reason=reason)
+
+
+def searched_queries(*, question: str, query: str) -> list[str]:
+    """What retrieval searches for a question: its rewrite, and the question itself when they differ."""
+    asked = question.strip()
+    return [query] if query.strip() == asked else [query, asked]

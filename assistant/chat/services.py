@@ -24,18 +24,27 @@ from django.db.models import Q
 from assistant.accounts.selectors import (
     cited_documents_hidden_from,
     collections_readable_by,
+    document_for,
     documents_visible_to,
     read_scope,
 )
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.chat.citations import citations_clean
-from assistant.chat.events import Answer, AnswerEvent, Done, Failed, Sources, Token, answer_collect
+from assistant.chat.events import Answer, AnswerEvent, Done, Failed, Reasoning, Sources, Token, answer_collect
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
-from assistant.chat.retrieval import Passage, build_retriever, is_low_relevance, passages_for, relevant_passages
-from assistant.chat.rewrite import Rewrite, Turn, query_rewrite
+from assistant.chat.reasoning import think_split
+from assistant.chat.retrieval import (
+    Passage,
+    build_retriever,
+    is_low_relevance,
+    passages_for,
+    passages_merge,
+    relevant_passages,
+)
+from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
 from ingest.redaction import StreamRedactor, pii_redact
@@ -48,26 +57,47 @@ def readable_collections(user: Any) -> Any:
     return Collection.objects.all() if user is None else collections_readable_by(user)
 
 
-def conversation_start(*, user: Any, collection: Collection, title: str = "") -> Conversation:
-    """Open a conversation on a collection the user may read."""
+def conversation_start(
+    *, user: Any, collection: Collection, title: str = "", document: Document | None = None
+) -> Conversation:
+    """Open a conversation on a collection the user may read, or on one document of it.
+
+    A document conversation ("chat with this document") searches that document only;
+    it needs the same right to see the document as opening it would.
+    """
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
-    return Conversation.objects.create(user=user, collection=collection, title=title[:200])
+    if document is not None:
+        document = document_for(user=user, document_id=document.pk)
+        if document.collection_id != collection.pk:
+            raise PermissionDenied("This document is not in this collection.")
+    return Conversation.objects.create(user=user, collection=collection, title=title[:200], document=document)
 
 
 def conversation_for(*, user: Any, conversation_id: int) -> Conversation:
-    """A conversation of this user's on a collection they may still read, or PermissionDenied."""
-    conversation = Conversation.objects.filter(pk=conversation_id, user=user).select_related("collection").first()
+    """A conversation of this user's on a collection (and document) they may still read, or PermissionDenied."""
+    conversation = (
+        Conversation.objects.filter(pk=conversation_id, user=user).select_related("collection", "document").first()
+    )
     if conversation is None or not readable_collections(user).filter(pk=conversation.collection_id).exists():
         raise PermissionDenied("This conversation does not exist or is not yours.")
+    if conversation.document_id is not None:
+        try:
+            document_for(user=user, document_id=conversation.document_id)
+        except PermissionDenied:
+            raise PermissionDenied("This conversation does not exist or is not yours.") from None
     return conversation
 
 
-def passages_retrieve(*, user: Any, collection: Collection, query: str, k: int) -> list[Passage]:
-    """Top-k passages from one collection, refusing collections the user may not read."""
+def passages_retrieve(
+    *, user: Any, collection: Collection, query: str, k: int, document_id: int | None = None
+) -> list[Passage]:
+    """Top-k passages from one collection (or one ``document_id`` of it), refusing what the user may not read."""
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
+    if document_id is not None:
+        scope = scope.only_documents([document_id])
     passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
     # A passage this far from the question would only tempt the model to answer from
     # its own memory: with none left, the answer says nothing was found.
@@ -239,7 +269,17 @@ def _history(*, user: Any, conversation_id: int) -> list[Turn]:
 
 def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: int) -> _Turn:
     conversation = conversation_for(user=user, conversation_id=conversation_id)
-    passages = passages_retrieve(user=user, collection=conversation.collection, query=query, k=k)
+    searched = searched_queries(question=question, query=query)
+
+    def search(text: str) -> list[Passage]:
+        return passages_retrieve(
+            user=user, collection=conversation.collection, query=text, k=k, document_id=conversation.document_id
+        )
+
+    # A rewritten follow-up is searched beside the question as asked, each through the
+    # same floor: a rewrite that went wrong can add weak passages, never take away the
+    # question's own, and the low-relevance warning sees every passage given.
+    passages = passages_merge(*(search(text) for text in searched), k=k)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
         conversation.title = question.strip()[:200]
@@ -260,6 +300,17 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
     return turn
 
 
+def conversation_drop_last_turn(*, user: Any, conversation_id: int) -> None:
+    """Regenerate or edit-and-resend: the last question and the answers after it go.
+
+    The audit log keeps what was asked and answered; only the conversation forgets it.
+    """
+    conversation = conversation_for(user=user, conversation_id=conversation_id)
+    last = conversation.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
+    if last is not None:
+        conversation.messages.filter(id__gte=last.pk).delete()
+
+
 def _release_connection() -> None:
     # Inside a transaction (a caller's atomic block, a test) closing would break it.
     if not connection.in_atomic_block:
@@ -267,7 +318,15 @@ def _release_connection() -> None:
 
 
 def _save_answer(
-    *, turn: _Turn, text: str, citations: list[dict[str, Any]], removed: int, model: str, error: str, latency_ms: int
+    *,
+    turn: _Turn,
+    text: str,
+    citations: list[dict[str, Any]],
+    removed: int,
+    model: str,
+    error: str,
+    latency_ms: int,
+    reasoning: str = "",
 ) -> Message:
     message = Message.objects.create(
         conversation=turn.conversation,
@@ -279,6 +338,7 @@ def _save_answer(
         removed_citations=removed,
         error=error,
         latency_ms=latency_ms,
+        reasoning=reasoning,
     )
     Conversation.objects.filter(pk=turn.conversation.pk).update(updated_at=message.created_at)
     return message
@@ -303,7 +363,7 @@ def _audit_answer(*, user: Any, turn: _Turn, question: str, message: Message) ->
 
 
 async def answer_stream(
-    *, user: Any, conversation_id: int, question: str, llm: LLMClient | None = None
+    *, user: Any, conversation_id: int, question: str, llm: LLMClient | None = None, replace_last: bool = False
 ) -> AsyncIterator[AnswerEvent]:
     """Answer a question as a stream of events (``assistant.chat.events``).
 
@@ -313,12 +373,18 @@ async def answer_stream(
     ``Done`` or ``Failed`` (a readable reason; the partial answer is still stored).
     Both end events carry the stored answer: ``text`` with citation markers naming
     no source removed (``removed_citations`` of them; the page replaces the streamed
-    text with it) and ``citations``, each marked ``cited`` or not.
+    text with it) and ``citations``, each marked ``cited`` or not. A reasoning
+    model's thinking streams as ``Reasoning`` events, apart from the answer.
+
+    ``replace_last``: the conversation's last question and its answer are dropped
+    first (regenerate, or edit and resend the last question).
     """
     if not question.strip():
         raise ValueError("The question is empty.")
     started = time.monotonic()
     client = llm or LLMClient.from_settings()
+    if replace_last:
+        await sync_to_async(conversation_drop_last_turn)(user=user, conversation_id=conversation_id)
     history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
     rewrite: Rewrite = await query_rewrite(
         history=history, question=question, llm=client, timeout_s=settings.QUERY_REWRITE_TIMEOUT_S
@@ -332,11 +398,13 @@ async def answer_stream(
         query=rewrite.query,
         query_rewrite=rewrite.method,
         low_relevance=turn.low_relevance,
+        searched=searched_queries(question=question, query=rewrite.query),
     )
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()
 
     parts: list[str] = []
+    thinking: list[str] = []
     model = ""
     error = ""
     if not turn.passages:
@@ -353,6 +421,9 @@ async def answer_stream(
                 temperature=settings.LLM_TEMPERATURE,
             ):
                 model = delta.model
+                if delta.reasoning:
+                    thinking.append(delta.reasoning)
+                    yield Reasoning(text=delta.reasoning)
                 text = redactor.feed(delta.text) if redactor else delta.text
                 if text:
                     parts.append(text)
@@ -363,7 +434,12 @@ async def answer_stream(
             parts.append(rest)
             yield Token(text=rest)
     latency_ms = int((time.monotonic() - started) * 1000)
-    cleaned = citations_clean("".join(parts), sources=len(turn.citations))
+    # A model whose template opened <think> in the prompt closes it in the answer:
+    # only the end of the stream tells, and the stored answer (which replaces the
+    # streamed text) leaves the thinking out.
+    split = think_split("".join(parts))
+    reasoning = "".join(thinking) + split.reasoning
+    cleaned = citations_clean(split.answer, sources=len(turn.citations))
     citations = [{**c, "cited": c["n"] in cleaned.cited} for c in turn.citations]
     message = await sync_to_async(_save_answer)(
         turn=turn,
@@ -373,6 +449,7 @@ async def answer_stream(
         model=model,
         error=error,
         latency_ms=latency_ms,
+        reasoning=reasoning,
     )
     await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
     if error:

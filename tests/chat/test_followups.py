@@ -12,6 +12,7 @@ from assistant.chat import services
 from assistant.chat.events import AnswerEvent, Done, Sources, Token
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
+from assistant.chat.retrieval import passages_merge
 from assistant.chat.rewrite import Turn, heuristic_query
 from tests.factories import CollectionFactory, DocumentFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
@@ -163,13 +164,17 @@ def test_the_llm_rewrites_a_follow_up_and_retrieval_uses_it(llm, reports, settin
     follow = services.answer_question(user=None, collection=reports, question=FOLLOW_UP, conversation=conversation)
     assert follow.query_rewrite == "llm", caplog.text
     assert follow.retrieval_query.strip()
-    assert follow.retrieval_query != heuristic_query([Turn("user", FIRST)], FOLLOW_UP)
+    # (A good rewrite may equal the heuristic's "What was Northwind's revenue in 2023?":
+    # ``query_rewrite`` above says which one was used.)
     stored = Message.objects.filter(conversation=conversation, role=Message.Role.USER).last()
     assert stored is not None
     assert stored.content == FOLLOW_UP
     assert stored.retrieval_query == follow.retrieval_query
-    searched = services.passages_retrieve(user=None, collection=reports, query=follow.retrieval_query, k=2)
-    assert [c["chunk_id"] for c in follow.citations] == [p.chunk_id for p in searched]
+    # The rewrite and the question as asked are both searched, through the same floor.
+    rewritten = services.passages_retrieve(user=None, collection=reports, query=follow.retrieval_query, k=2)
+    asked = services.passages_retrieve(user=None, collection=reports, query=FOLLOW_UP, k=2)
+    merged = passages_merge(rewritten, asked, k=2)
+    assert [c["chunk_id"] for c in follow.citations] == [p.chunk_id for p in merged]
 
 
 def test_a_real_answer_keeps_only_markers_of_its_sources(llm, handbook) -> None:
@@ -182,3 +187,58 @@ def test_a_real_answer_keeps_only_markers_of_its_sources(llm, handbook) -> None:
     assert stored.content == answer.text
     assert stored.citations == answer.citations
     assert stored.removed_citations == answer.removed_citations
+
+
+# -- a rewrite that went wrong ------------------------------------------------------------
+
+TABLE_ANSWER = "| year | revenue |\n|---|---|\n| 2022 | 41 million euros [1] |\n\n<table><tr><td>41</td></tr></table>"
+
+
+class _TableEcho(Quiet):
+    """Answers with a table; asked to rewrite a follow-up, echoes the table's ``<table>`` tag."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        text = "<table>" if "Rewritten question:" in prompt else TABLE_ANSWER
+        assert "<table>" not in prompt and "|---|" not in prompt  # earlier answers reach it as plain words
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunk = {"model": "scripted", "choices": [{"delta": {"content": text}}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+
+
+@pytest.mark.parametrize("http_server", [_TableEcho], indirect=True)
+def test_a_rewrite_into_markup_is_refused_and_the_question_itself_is_searched(reports, settings, http_server) -> None:
+    settings.QUERY_REWRITE_TIMEOUT_S = 30
+    DocumentFactory.create(
+        collection=reports,
+        name="price-list.html",
+        content="<html><body><table><tr><td>table</td><td>table</td></tr></table></body></html>",
+        processed=True,
+    )
+    llm = LLMClient(base_url=http_server, model="scripted")
+    first = services.answer_question(user=None, collection=reports, question=FIRST, llm=llm)
+    conversation = message_of(first).conversation
+    question = "What is the policy on bringing dogs to the office?"
+
+    async def stream() -> list[AnswerEvent]:
+        events = services.answer_stream(user=None, conversation_id=conversation.pk, question=question, llm=llm)
+        return [event async for event in events]
+
+    events = async_to_sync(stream)()
+    sources = events[0]
+    assert isinstance(sources, Sources)
+    assert sources.query_rewrite == "heuristic"  # "<table>" kept nothing of the question
+    assert all("<table>" not in q for q in sources.searched)
+    assert sources.searched[-1] == question  # the question as asked is always searched
+    assert "price-list.html" not in [c["document"] for c in sources.citations]
+    # Every passage given went through the floor for the query that found it, and the
+    # warning is the same rule over all of them.
+    floor = settings.RETRIEVAL_MIN_RELEVANCE
+    assert all(c["relevance"] >= floor for c in sources.citations)
+    best = max((c["relevance"] for c in sources.citations), default=None)
+    assert sources.low_relevance == (best is not None and best < settings.RETRIEVAL_WEAK_RELEVANCE)
+    stored = Message.objects.filter(conversation=conversation, role=Message.Role.USER).last()
+    assert stored is not None and stored.retrieval_query == sources.query

@@ -45,3 +45,22 @@ def low_relevance(citations: Any) -> bool:
 @register.simple_tag
 def low_relevance_warning() -> str:
     return LOW_RELEVANCE_WARNING
+
+
+@register.simple_tag
+def answer_body(message: Any) -> SafeString:
+    """A stored answer as Markdown, sanitized, its citation markers chips (``assistant.chat.rendering``)."""
+    from assistant.chat.rendering import answer_html
+
+    return answer_html(message.content, citations=message.citations or [], message_id=message.pk)
+
+
+@register.filter
+def searched_for(message: Any) -> str:
+    """What retrieval searched for a question (its rewrite, then the question), when it was rewritten."""
+    from assistant.chat.rewrite import searched_queries
+
+    query = (getattr(message, "retrieval_query", "") or "").strip()
+    if not query or query == message.content.strip():
+        return ""
+    return " · ".join(searched_queries(question=message.content, query=query))

@@ -1,8 +1,16 @@
-// Streams an answer from the server-sent events of POST /chat/<id>/ask.
+// The chat page: streams answers from the server-sent events of POST /chat/<id>/ask,
+// with stop, regenerate, copy, edit-and-resend and the source panel.
 // Plain module, no dependencies: the page loads nothing from outside the product.
+// Answer text is shown as plain text while it streams; at the end the server's
+// sanitized HTML (Markdown rendered, citation chips) replaces it.
 
 const form = document.getElementById("ask");
 const thread = document.getElementById("thread");
+const panel = document.getElementById("source-panel");
+const sidebar = document.getElementById("sidebar");
+
+// A phone shows the conversation list folded.
+if (sidebar && window.matchMedia("(max-width: 48rem)").matches) sidebar.open = false;
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -11,34 +19,20 @@ function el(tag, className, text) {
   return node;
 }
 
-// Replaces the streamed plain text with the same text where each [n] naming a
-// source links to it. Text nodes only: answer text is never parsed as HTML.
-function linkMarkers(body, citations, prefix) {
-  const known = new Set(citations.map((c) => c.n));
-  const text = body.textContent;
-  body.replaceChildren();
-  let last = 0;
-  for (const match of text.matchAll(/\[(\d{1,3})\]/g)) {
-    const n = Number(match[1]);
-    if (!known.has(n)) continue;
-    body.append(document.createTextNode(text.slice(last, match.index)));
-    const a = el("a", "cite", `[${n}]`);
-    a.href = `#${prefix}-c${n}`;
-    body.append(a);
-    last = match.index + match[0].length;
-  }
-  body.append(document.createTextNode(text.slice(last)));
+function csrfToken() {
+  return document.querySelector("[name=csrfmiddlewaretoken]")?.value ?? "";
 }
 
-function renderCitations(list, citations, prefix) {
+function renderCitations(list, citations, messageId) {
   list.replaceChildren();
   for (const c of citations) {
     const item = el("li", c.cited === false ? "uncited" : "");
     item.value = c.n;
-    item.id = `${prefix}-c${c.n}`;
-    item.append(el("strong", "", c.document));
-    if (c.page_label) item.append(document.createTextNode(`, page ${c.page_label}`));
-    item.append(el("blockquote", "", c.text.length > 400 ? c.text.slice(0, 399) + "…" : c.text));
+    item.id = `m${messageId}-c${c.n}`;
+    const link = el("a", "source-link", c.document + (c.page_label ? `, page ${c.page_label}` : ""));
+    link.href = `#${item.id}`;
+    link.dataset.n = c.n;
+    item.append(link, el("blockquote", "", c.text.length > 400 ? c.text.slice(0, 399) + "…" : c.text));
     list.append(item);
   }
 }
@@ -61,84 +55,271 @@ async function* readEvents(response) {
   }
 }
 
-form?.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const textarea = form.querySelector("textarea");
-  const question = textarea.value.trim();
-  if (!question) return;
-  const button = form.querySelector("button");
-  button.disabled = true;
+// --- The question box: Enter sends, Shift+Enter adds a line, the limit is shown ---
 
+const textarea = form?.querySelector("textarea");
+const sendButton = form?.querySelector("button.send");
+const stopButton = form?.querySelector("button.stop");
+const counter = document.getElementById("question-count");
+const max = Number(form?.dataset.max || 4000);
+let replaceLast = false;
+let streaming = null; // the AbortController of the answer being streamed
+
+function updateCounter() {
+  const length = textarea.value.trim().length;
+  const over = length > max;
+  counter.textContent = over
+    ? `${length.toLocaleString()} / ${max.toLocaleString()} characters: shorten the question to send it.`
+    : length > max * 0.8 ? `${length.toLocaleString()} / ${max.toLocaleString()} characters` : "";
+  counter.classList.toggle("error", over);
+  textarea.setAttribute("aria-invalid", over ? "true" : "false");
+  sendButton.disabled = over || streaming !== null;
+}
+
+textarea?.addEventListener("input", updateCounter);
+textarea?.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+function lastOf(selector) {
+  const all = thread.querySelectorAll(selector);
+  return all.length ? all[all.length - 1] : null;
+}
+
+// The last question and its answer leave the page when they are asked again.
+function dropLastTurn() {
+  const question = lastOf("article.msg.user");
+  if (!question) return;
+  let node = question;
+  while (node) {
+    const next = node.nextElementSibling;
+    node.remove();
+    node = next;
+  }
+}
+
+function answerActions(article) {
+  const actions = el("div", "answer-actions");
+  const copy = el("button", "link copy", "Copy");
+  copy.type = "button";
+  const again = el("button", "link regenerate", "Regenerate");
+  again.type = "button";
+  const status = el("span", "muted small action-status");
+  status.setAttribute("aria-live", "polite");
+  actions.append(copy, again, status);
+  article.append(actions);
+}
+
+function markLastTurn() {
+  for (const node of thread.querySelectorAll(".edit-question")) node.remove();
+  const question = lastOf("article.msg.user");
+  if (question && !streaming) {
+    const edit = el("button", "link edit-question", "Edit and resend");
+    edit.type = "button";
+    question.append(edit);
+  }
+  for (const button of thread.querySelectorAll("button.regenerate")) {
+    button.hidden = button.closest("article") !== lastOf("article.msg.assistant") || streaming !== null;
+  }
+}
+
+async function ask(question, { replace = false } = {}) {
+  if (replace) dropLastTurn();
   const asked = el("article", "msg user");
   asked.append(el("div", "body", question));
+  const searched = el("p", "searched muted small");
+  searched.hidden = true;
+  asked.append(searched);
   const answer = el("article", "msg assistant streaming");
-  const body = el("div", "body");
-  const notice = el("p", "muted small");
   const warning = el("p", "warning");
   warning.setAttribute("role", "status");
   warning.hidden = true;
+  const notice = el("p", "banner");
+  notice.hidden = true;
+  const reasoning = el("details", "reasoning");
+  reasoning.append(el("summary", "", "Reasoning"), el("div", "reasoning-text"));
+  reasoning.hidden = true;
+  const body = el("div", "body");
   const citations = el("ol", "citations");
   const footer = el("p", "muted small");
-  const prefix = `live${Date.now()}`;
-  let sources = [];
-  answer.append(notice, warning, body, citations, footer);
+  answer.append(notice, warning, reasoning, body, citations, footer);
   thread.append(asked, answer);
-  textarea.value = "";
 
+  const controller = new AbortController();
+  streaming = controller;
+  stopButton.hidden = false;
+  updateCounter();
+  markLastTurn();
+  let sources = [];
+  let ended = false;
   try {
     const data = new FormData();
     data.append("question", question);
+    if (replace) data.append("replace_last", "1");
     const response = await fetch(form.action, {
       method: "POST",
       body: data,
-      headers: { "X-CSRFToken": form.querySelector("[name=csrfmiddlewaretoken]").value },
+      headers: { "X-CSRFToken": csrfToken() },
       credentials: "same-origin",
+      signal: controller.signal,
     });
-    if (!response.ok) throw new Error(await response.text() || `HTTP ${response.status}`);
+    if (!response.ok) throw new Error((await response.text()) || `HTTP ${response.status}`);
+    textarea.value = ""; // only now: a refused question stays in the box
+    updateCounter();
     for await (const ev of readEvents(response)) {
       if (ev.event === "sources") {
         sources = ev.citations;
-        renderCitations(citations, sources, prefix);
+        renderCitations(citations, sources, "live");
+        if (ev.searched && ev.searched.length && (ev.searched.length > 1 || ev.searched[0] !== question)) {
+          searched.textContent = `Searched for: ${ev.searched.join(" · ")}`;
+          searched.hidden = false;
+        }
         if (ev.low_relevance) {
           warning.textContent = thread.dataset.lowRelevanceWarning;
           warning.hidden = false;
         }
-        if (ev.pending_documents) notice.textContent = `${ev.pending_documents} document(s) of this collection are still being indexed and could not be searched yet.`;
+        if (ev.pending_documents) {
+          notice.textContent = `${ev.pending_documents} document(s) of this collection are still being indexed and could not be searched yet.`;
+          notice.hidden = false;
+        }
+      } else if (ev.event === "reasoning") {
+        reasoning.hidden = false;
+        reasoning.querySelector(".reasoning-text").textContent += ev.text;
       } else if (ev.event === "token") {
         body.textContent += ev.text;
-        answer.scrollIntoView({ block: "end" });
       } else if (ev.event === "done" || ev.event === "error") {
-        // The stored answer replaces the streamed text: markers naming no source are
-        // removed from it, and the sources say which of them the answer cites.
-        if (typeof ev.text === "string") body.textContent = ev.text;
-        if (ev.citations) {
-          sources = ev.citations;
-          renderCitations(citations, sources, prefix);
+        ended = true;
+        answer.id = `m${ev.message_id}`;
+        answer.dataset.messageId = ev.message_id;
+        // The stored answer replaces the streamed text: rendered and sanitized by the
+        // server, markers naming no source removed, each cited source a chip.
+        if (typeof ev.html === "string") {
+          body.innerHTML = ev.html;
+          body.classList.add("md");
         }
-        linkMarkers(body, sources, prefix);
+        if (ev.citations) renderCitations(citations, ev.citations, ev.message_id);
         if (ev.event === "done") {
           footer.textContent = ev.model ? `Answered by ${ev.model}` : "";
+          answerActions(answer);
           if (ev.message_id && form.dataset.feedbackUrl) {
             answer.append(feedbackForm(form.dataset.feedbackUrl.replace("/0/", `/${ev.message_id}/`)));
           }
         } else {
-          answer.append(el("p", "error", ev.message));
+          failed(answer, ev.message);
         }
       }
     }
+    if (!ended) throw new Error("the connection closed before the answer was complete");
   } catch (error) {
-    answer.append(el("p", "error", `The answer could not be loaded: ${error.message}`));
+    if (error.name === "AbortError") {
+      answer.append(el("p", "muted small stopped", "Stopped. The question can be asked again with Retry."));
+      retryButton(answer, question);
+    } else {
+      if (!body.textContent && !textarea.value) textarea.value = question; // nothing lost on an error
+      updateCounter();
+      failed(answer, `The answer could not be loaded: ${error.message}`, question);
+    }
   } finally {
     answer.classList.remove("streaming");
-    button.disabled = false;
+    streaming = null;
+    stopButton.hidden = true;
+    updateCounter();
+    markLastTurn();
+  }
+}
+
+function failed(answer, message, question) {
+  const error = el("p", "error", message);
+  error.setAttribute("role", "alert");
+  answer.append(error);
+  retryButton(answer, question ?? lastOf("article.msg.user")?.querySelector(".body")?.textContent ?? "");
+}
+
+function retryButton(answer, question) {
+  if (!question) return;
+  const retry = el("button", "retry", "Retry");
+  retry.type = "button";
+  retry.addEventListener("click", () => ask(question, { replace: true }));
+  answer.append(retry);
+}
+
+form?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = textarea.value.trim();
+  if (!question || question.length > max || streaming) return;
+  const replace = replaceLast;
+  replaceLast = false;
+  ask(question, { replace });
+});
+
+stopButton?.addEventListener("click", () => streaming?.abort());
+
+// --- Actions on answers: copy, regenerate, edit and resend, open a source ---
+
+thread?.addEventListener("click", async (event) => {
+  const target = event.target instanceof Element ? event.target : null;
+  if (!target) return;
+  const article = target.closest("article");
+  if (target.matches("button.copy")) {
+    const status = article.querySelector(".action-status");
+    try {
+      await navigator.clipboard.writeText(article.querySelector(".body").innerText);
+      status.textContent = "Copied.";
+    } catch {
+      status.textContent = "Copying is not allowed here: select the text instead.";
+    }
+  } else if (target.matches("button.regenerate")) {
+    const question = lastOf("article.msg.user")?.querySelector(".body")?.textContent;
+    if (question && !streaming) ask(question, { replace: true });
+  } else if (target.matches("button.edit-question")) {
+    textarea.value = article.querySelector(".body").textContent;
+    replaceLast = true;
+    updateCounter();
+    textarea.focus();
+  } else if (target.matches("a.cite, a.source-link")) {
+    const id = article?.dataset.messageId;
+    if (!id || !panel) return; // still streaming: the anchor below is enough
+    event.preventDefault();
+    openSource(id, target.dataset.n, target);
   }
 });
 
-// Thumbs up/down under each answer: a POST with the CSRF token, no page reload.
-function csrfToken() {
-  return form?.querySelector("[name=csrfmiddlewaretoken]")?.value ?? "";
+let opener = null;
+
+async function openSource(messageId, n, from) {
+  const content = panel.querySelector(".source-content");
+  const url = form.dataset.sourceUrl.replace(/\/0\/sources\/0$/, `/${messageId}/sources/${n}`);
+  opener = from;
+  panel.hidden = false;
+  content.textContent = "Loading the source…";
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    const text = await response.text();
+    if (!response.ok) throw new Error(text || `HTTP ${response.status}`);
+    // Rendered by the server from escaped text: no script can run from it (and the
+    // page's policy refuses inline script anyway).
+    const parsed = new DOMParser().parseFromString(text, "text/html");
+    content.replaceChildren(...parsed.body.childNodes);
+  } catch (error) {
+    content.textContent = `The source could not be opened: ${error.message}`;
+  }
+  panel.querySelector("button.close").focus();
 }
 
+function closeSource() {
+  panel.hidden = true;
+  opener?.focus();
+}
+
+panel?.querySelector("button.close").addEventListener("click", closeSource);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && panel && !panel.hidden) closeSource();
+});
+
+// Thumbs up/down under each answer: a POST with the CSRF token, no page reload.
 function feedbackForm(url) {
   const node = el("form", "feedback");
   node.method = "post";
@@ -157,6 +338,7 @@ function feedbackForm(url) {
   comment.name = "comment";
   comment.maxLength = 2000;
   comment.placeholder = "Comment (optional)";
+  comment.setAttribute("aria-label", "Comment on this answer");
   const status = el("span", "muted small status");
   status.setAttribute("aria-live", "polite");
   node.append(comment, status);
@@ -191,3 +373,8 @@ thread?.addEventListener("submit", async (event) => {
     status.textContent = `Feedback not saved: ${error.message}`;
   }
 });
+
+if (form) {
+  updateCounter();
+  markLastTurn();
+}
