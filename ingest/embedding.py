@@ -106,12 +106,15 @@ def _load() -> _Loaded:
     )
     trials: list[Trial] = []
     if wanted == "auto":
-        backend, trials = embedding_backends.calibrate(source)
-        logger.info(
-            "Embedding backend calibration on %s: %s",
-            embedding_backends.cpu_summary(),
-            "; ".join(str(trial) for trial in trials),
-        )
+        backend, trials = embedding_backends.calibrate_once(source)
+        if trials:
+            logger.info(
+                "Embedding backend calibration on %s: %s",
+                embedding_backends.cpu_summary(),
+                "; ".join(str(trial) for trial in trials),
+            )
+        else:
+            logger.info("Embedding backend %s, as measured before on this CPU", backend.name)
     else:
         if wanted == "torch-bf16" and not embedding_backends.cpu_has_native_bf16():
             logger.warning("EMBEDDING_BACKEND=torch-bf16 on a CPU without AMX/AVX512-BF16: expect slower embedding")

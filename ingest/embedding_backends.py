@@ -23,6 +23,8 @@ of those probes is used. A candidate that cannot be built or run is skipped.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 import time
@@ -317,3 +319,55 @@ def calibrate(source: Source, texts: Sequence[str] = PROBE_TEXTS) -> tuple[Backe
         if trial.faithful and trial.seconds is not None and trial.seconds < chosen_seconds:
             chosen, chosen_seconds = backend, trial.seconds
     return chosen, trials
+
+
+# --- The choice, remembered ----------------------------------------------------------------
+
+CHOICE_FILE = "embedding-backend.json"
+
+
+def calibration_key(source: Source) -> str:
+    """What a calibration's outcome depends on: the CPU, the model's files, the runtimes, the candidates."""
+    from importlib import metadata
+
+    from ingest.embedding_onnx import model_digest
+
+    versions = []
+    for distribution in ("torch", "onnxruntime", "openvino", "sentence-transformers", "transformers"):
+        try:
+            versions.append(f"{distribution}={metadata.version(distribution)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{distribution}=none")
+    parts = [cpu_summary(), model_digest(source.path), *versions, *candidate_names()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def calibrate_once(source: Source) -> tuple[Backend, list[Trial]]:
+    """``calibrate``, once per CPU, model and runtime versions: later loads reuse its choice.
+
+    Every worker process would otherwise measure the same thing again at start (seconds on
+    an idle machine, far more on a busy one). The choice is kept in ``source.cache_dir``
+    (``EMBEDDING_CACHE_DIR``) under a key of everything it depends on; a missing or
+    damaged file, or a remembered backend that no longer builds, means calibrating again.
+    Returns no trials when the remembered choice was used.
+    """
+    path = source.cache_dir / CHOICE_FILE
+    key = calibration_key(source)
+    try:
+        remembered = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        remembered = None
+    if remembered in candidate_names():
+        try:
+            return build(str(remembered), source), []
+        except Exception as error:  # e.g. a runtime removed since: measure again
+            logger.warning("Remembered embedding backend %s could not be built: %s", remembered, error)
+    backend, trials = calibrate(source)
+    try:
+        source.cache_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({key: backend.name}))
+        os.replace(temporary, path)
+    except OSError as error:  # a read-only cache only costs the next process a calibration
+        logger.warning("The embedding backend choice could not be saved in %s: %s", path, error)
+    return backend, trials

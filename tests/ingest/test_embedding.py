@@ -306,3 +306,32 @@ def test_importing_the_module_does_not_import_torch_or_a_runtime(tmp_path: Path)
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_auto_choice_is_measured_once_and_remembered(settings, monkeypatch, tmp_path) -> None:
+    """Later processes reuse the choice; a damaged record, or another CPU or runtime, measures again."""
+    candidates = (embedding_backends.CANDIDATES[0], truncating_candidate(16))
+    monkeypatch.setattr(embedding_backends, "CANDIDATES", candidates)
+    settings.EMBEDDING_BACKEND = "auto"
+    settings.EMBEDDING_CACHE_DIR = tmp_path
+    embedding.model_forget()
+    assert embedding.backend_name() == "torch-fp32"
+    assert embedding.calibration()  # measured
+    record = tmp_path / embedding_backends.CHOICE_FILE
+    assert list(json.loads(record.read_text()).values()) == ["torch-fp32"]
+
+    embedding.model_forget()  # as a new process would
+    assert embedding.backend_name() == "torch-fp32"
+    assert embedding.calibration() == ()  # remembered, not measured again
+
+    record.write_text("{not json")
+    embedding.model_forget()
+    assert embedding.backend_name() == "torch-fp32"
+    assert embedding.calibration()  # measured again, and remembered again
+    assert json.loads(record.read_text())
+
+    monkeypatch.setattr(embedding_backends, "cpu_summary", lambda: "another CPU [avx2]")
+    embedding.model_forget()
+    embedding.backend_name()
+    assert embedding.calibration()  # the key changed with the CPU
+    embedding.model_forget()
