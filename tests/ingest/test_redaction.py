@@ -170,9 +170,10 @@ def test_ingest_mode_stores_and_embeds_chunks_redacted_and_keeps_the_file(settin
     document.refresh_from_db()
     for original in ORIGINALS:
         assert original not in document.title
+        assert original not in document.context
     for chunk in chunks:
         embedded = ChunkDraft(
-            text=chunk.text, heading=chunk.heading, page_start=None, page_end=None, title=document.title
+            text=chunk.text, heading=chunk.heading, page_start=None, page_end=None, context=document.context
         ).embedding_text
         assert chunk.text_hash == embedding.text_digest(embedded)
     # The uploaded file is kept exactly as it was sent.
