@@ -108,16 +108,17 @@ def scripted_llm() -> Iterator[LLMServer]:
 def library(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     folder = tmp_path_factory.mktemp("library")
     (folder / "handbook.pdf").write_bytes(make_pdf(HANDBOOK_PAGES))
-    (folder / "tracker-note.md").write_text(PLANTED)
+    (folder / "tracker-note.txt").write_text(PLANTED)
     (folder / "minutes.pdf").write_bytes(make_pdf(["Board minutes: the merger with Contoso closes in March."]))
     for args in (
+        ["user", "add", "boardmember", "--group", "board"],
         [
             "ingest",
             "--collection",
             "Handbook",
             "--inline",
             str(folder / "handbook.pdf"),
-            str(folder / "tracker-note.md"),
+            str(folder / "tracker-note.txt"),
         ],
         ["ingest", "--collection", "Handbook", "--inline", "--restrict-to-group", "board", str(folder / "minutes.pdf")],
         ["user", "add", "outsider", "--password", OUTSIDER_PASSWORD],
@@ -203,7 +204,7 @@ def _ask(page, question: str) -> None:
 
 
 def _answered(page):
-    page.wait_for_selector("article.msg.assistant:not(.streaming)", timeout=120_000)
+    page.wait_for_selector("article.msg.assistant.streaming", state="detached", timeout=120_000)
     return page.locator("article.msg.assistant").last
 
 
@@ -219,10 +220,16 @@ def test_ask_stop_regenerate_and_open_a_source_at_its_page(library: Stack, page,
     _ask(page, "What is the daily meal allowance abroad?")
     answer = _answered(page)
     body = answer.locator(".body")
-    assert body.locator("table td").count() == 4 and body.locator("strong").inner_text() == "85 euros"
+    assert (
+        body.locator("table th").count() == 2
+        and body.locator("table td").count() == 2
+        and body.locator("strong").inner_text() == "85 euros"
+    )
     assert "Source 1 looks right" not in body.inner_text()  # the thinking is not the answer...
     reasoning = answer.locator("details.reasoning")
-    assert not reasoning.get_attribute("open") and "Source 1 looks right" in reasoning.inner_text()  # ...only folded
+    assert not reasoning.get_attribute("open") and "Source 1 looks right" in (
+        reasoning.text_content() or ""
+    )  # ...only folded
     chips = body.locator("a.cite")
     assert chips.count() == 2 and chips.first.inner_text() == "1"
     assert "Answered by scripted-reasoner" in answer.inner_text()
@@ -244,11 +251,14 @@ def test_ask_stop_regenerate_and_open_a_source_at_its_page(library: Stack, page,
     assert panel.is_hidden()
 
     # Stop one: the stream ends where it was, the question can be asked again.
-    _ask(page, "Tell me about meals slowly")
-    page.wait_for_function("document.querySelector('article.msg.assistant.streaming .body').textContent.length > 10")
-    page.click("button.stop")
+    _ask(page, "What is the daily meal allowance abroad? Answer slowly.")
+    page.wait_for_function(
+        "() => (document.querySelector('article.msg.assistant.streaming .body')?.textContent.length ?? 0) > 10"
+    )
+    # (The button is not "stable" for Playwright while tokens keep moving the page.)
+    page.locator("button.stop").dispatch_event("click")
     stopped = _answered(page)
-    assert stopped.locator(".stopped").is_visible()
+    assert stopped.locator(".stopped").is_visible(), stopped.inner_text()
     assert stopped.locator("button.retry").is_visible()
     assert page.locator("button.stop").is_hidden()
 
@@ -282,16 +292,16 @@ def test_planted_markdown_is_inert_and_a_document_chat_stays_on_its_document(
     answer.locator("a.cite").first.click()
     page.locator("#source-panel a.original").wait_for()
     assert page.locator("#source-panel img").count() == 0
-    assert "tracker-note.md" in page.inner_text("#source-panel")
+    assert "tracker-note.txt" in page.inner_text("#source-panel")
 
     # Chat with this document, from the source panel: only it is searched.
     page.click("#source-panel button:has-text('Chat with this document')")
     page.wait_for_url("**/chat/*/")
-    assert "only tracker-note.md is searched" in page.inner_text(".chat-head")
+    assert "only tracker-note.txt is searched" in page.inner_text(".chat-head")
     _ask(page, "What is the daily meal allowance abroad?")
     scoped = _answered(page)
     documents = {t.split(",")[0] for t in scoped.locator("ol.citations a.source-link").all_inner_texts()}
-    assert documents <= {"tracker-note.md"}
+    assert documents <= {"tracker-note.txt"}
 
     # The conversation list: newest first, grouped by day, searchable.
     sidebar = page.locator("#sidebar")
