@@ -35,9 +35,9 @@ watch = browser.watch
 page = browser.page
 
 PLANTED_HOST = "attacker.invalid"
-PLANTED = (
-    "# Tracker note\n\nThe tracker note says expenses are filed monthly.\n\n"
-    f'![pixel](http://{PLANTED_HOST}/pixel.png) <img src="http://{PLANTED_HOST}/img.png">\n\n'
+PLANTED = (  # one paragraph: one passage, quoted whole by the scripted model
+    "The tracker note says expenses are filed monthly. "
+    f'![pixel](http://{PLANTED_HOST}/pixel.png) <img src="http://{PLANTED_HOST}/img.png"> '
     f"<script>window.pwned = true; fetch('http://{PLANTED_HOST}/script')</script>\n"
 )
 OUTSIDER_PASSWORD = "outsider-" + ADMIN_PASSWORD
@@ -337,7 +337,7 @@ def test_the_original_is_refused_to_a_reader_who_may_not_see_it(library: Stack) 
         result = library.manage(
             "shell", "-c", f"from ingest.models import Document; print(Document.objects.get(name='{name}').pk)"
         )
-        ids[name] = int(result.stdout.strip())
+        ids[name] = int(result.stdout.strip().splitlines()[-1])
     for name, outsider_status in (("handbook.pdf", 200), ("minutes.pdf", 404)):
         url = f"/chat/documents/{ids[name]}/original"
         assert session.http.get(url).status_code == 200
