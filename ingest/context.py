@@ -127,18 +127,26 @@ def described(elements: Sequence[Element], *, name: str, others: Collection[str]
     the title alone (the file name where no title is found), as before the context line.
     """
     candidates = title_candidates(elements)
-    title = distinct_title(candidates, others=others) or readable_name(name)
+    distinct = distinct_title(candidates, others=others)
+    title = distinct or readable_name(name)
     if not settings.CHUNK_DOCUMENT_CONTEXT:
         return Described(title=title, candidates=candidates, context=title)
-    line = document_context(name=name, title=title, period=stated_period(elements))
+    # Only a distinct title describes: the name alone is already in the line (when it has words).
+    line = document_context(name=name, title=distinct, period=stated_period(elements))
     return Described(title=title, candidates=candidates, context=line)
 
 
 def document_described(document: Document, elements: Sequence[Element]) -> Described:
-    """``described`` for a stored document, against the collection's other documents."""
+    """``described`` for a stored document, against the collection's other documents.
+
+    The version it replaces and documents of the same name are not others: a new version
+    keeps its title, and so its unchanged passages keep their vectors.
+    """
     others = (
         Document.objects.filter(collection_id=document.collection_id)
         .exclude(pk=document.pk)
+        .exclude(pk=document.supersedes_id)
+        .exclude(name=document.name)
         .exclude(title_candidates=[])
         .values_list("title_candidates", flat=True)
     )
