@@ -144,8 +144,7 @@ def document_described(document: Document, elements: Sequence[Element]) -> Descr
     """
     others = (
         Document.objects.filter(collection_id=document.collection_id)
-        .exclude(pk=document.pk)
-        .exclude(pk=document.supersedes_id)
+        .exclude(pk__in=[document.pk, document.supersedes_id or document.pk])
         .exclude(name=document.name)
         .exclude(title_candidates=[])
         .values_list("title_candidates", flat=True)
