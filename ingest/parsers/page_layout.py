@@ -146,7 +146,7 @@ class _PageBuilder:
         self.flush()
         if not row.label and self.elements and self.elements[-1].kind == "table" and not _has_values(self.elements[-1]):
             # Values on a line of their own below a label that wrapped.
-            row = _Row(self.elements.pop().text.split(" | ")[0], row.values)
+            row = _Row(self.elements.pop().text, row.values)
         text = " ".join([row.label, *row.values]).strip()
         self.elements.append(Element(text=text, kind="table", page=self.page, table_header=self.header))
 
@@ -165,7 +165,7 @@ class _PageBuilder:
 
 
 def _has_values(element: Element) -> bool:
-    return bool(_split_row(element.text).values) or " | " in element.text
+    return bool(_split_row(element.text).values)
 
 
 def page_elements(lines: Sequence[str], *, page: int, running: set[str] = frozenset()) -> list[Element]:  # type: ignore[assignment]
