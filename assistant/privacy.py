@@ -10,6 +10,7 @@ settings (``LLM_BASE_URL`` and friends), never through these.
 from __future__ import annotations
 
 import os
+import sys
 
 OFFLINE_ENVIRONMENT: dict[str, str] = {
     # Hugging Face: never contact the hub, never send telemetry.
@@ -44,9 +45,16 @@ OFFLINE_ENVIRONMENT: dict[str, str] = {
 }
 
 
+TELEMETRY_MODULES = ("openvino_telemetry",)
+
+
 def enforce_offline_environment() -> None:
     """Set the offline and no-telemetry switches for this process and its children."""
     os.environ.update(OFFLINE_ENVIRONMENT)
+    # OpenVINO's model tools report usage through ``openvino_telemetry`` and have no
+    # switch for it; they fall back to their own no-op stub when it cannot be imported.
+    for module in TELEMETRY_MODULES:
+        sys.modules[module] = None  # type: ignore[assignment]
 
 
 enforce_offline_environment()

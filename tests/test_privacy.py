@@ -9,6 +9,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from assistant.privacy import OFFLINE_ENVIRONMENT
 from tests.conftest import REPO
 
@@ -65,3 +67,18 @@ def test_libraries_see_telemetry_off_even_when_the_shell_turns_it_on() -> None:
         "otel": "true",
         "otel_traces": "none",
     }
+
+
+def test_openvino_model_tools_get_their_no_op_telemetry() -> None:
+    # openvino_telemetry has no off switch and reached www.google-analytics.com during a
+    # calibration on a fresh machine: the product makes it unimportable, and OpenVINO's
+    # tools then use their own stub.
+    import importlib
+
+    import assistant.privacy  # noqa: F401
+
+    with pytest.raises(ImportError):
+        importlib.import_module("openvino_telemetry")
+    from openvino.tools.ovc import telemetry_utils
+
+    assert telemetry_utils.tm.__name__.endswith("telemetry_stub")
