@@ -7,6 +7,7 @@ import os
 from celery import Celery
 
 from assistant import privacy  # noqa: F401
+from assistant.ops import celery_signals  # noqa: F401  (ids in task headers, task metrics)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
 

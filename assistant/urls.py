@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from assistant import views
+from assistant.ops import views as ops_views
 
 urlpatterns = [
     path("", include("assistant.chat.urls")),
@@ -10,7 +12,11 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("favicon.ico", views.favicon),
+    # The page scripts' texts in the user's language (a script file: no inline script).
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["assistant"]), name="javascript-catalog"),
 ]
 
 # --- Audit log and single sign-on ---

@@ -1,0 +1,136 @@
+"""Readiness: can this instance answer questions and take uploads right now?
+
+``/healthz`` only says the process is alive; ``/readyz`` asks every part the product
+depends on, each within ``READYZ_TIMEOUT_S``: the database, the Celery broker, the
+language model server, the embedding model's folder when one is configured, and the
+index folder (it must exist and be writable: every upload writes there). The checks
+run side by side, so the whole answer takes about the slowest one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def _database(timeout: float) -> str:
+    try:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Bound the probe itself, not just the wait for it.
+                cursor.execute("SET statement_timeout = %s", [int(timeout * 1000)])
+            cursor.execute("SELECT 1")
+    finally:
+        # The check runs in a worker thread: its connection must not outlive it.
+        connection.close()
+    return connection.vendor
+
+
+def _broker(timeout: float) -> str:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith(("redis://", "rediss://")):
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return "redis"
+    if url.startswith("filesystem://"):
+        _writable(Path(settings.BROKER_DIR) / "queue")
+        return "filesystem"
+    raise RuntimeError(f"no readiness check for the broker scheme {urlsplit(url).scheme!r}")
+
+
+def _llm(timeout: float) -> str:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {settings.LLM_API_KEY}"} if settings.LLM_API_KEY else {}
+    # trust_env=False: the same rule as the LLM client, no proxy from the environment.
+    response = httpx.get(
+        f"{settings.LLM_BASE_URL.rstrip('/')}/models", headers=headers, timeout=timeout, trust_env=False
+    )
+    response.raise_for_status()
+    models = [str(m.get("id")) for m in response.json().get("data", [])]
+    return f"{settings.LLM_BASE_URL} serves {', '.join(models) or 'no model'}"
+
+
+def _embedding(timeout: float) -> str:
+    # The embedding model runs inside the workers and the web process (no server):
+    # what can be missing is a configured model folder.
+    path = settings.EMBEDDING_MODEL_PATH
+    if not path:
+        return "packaged model, in-process"
+    if not Path(path).is_dir():
+        raise RuntimeError(f"EMBEDDING_MODEL_PATH {path} is not a folder")
+    return f"{path}, in-process"
+
+
+def _writable(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".readyz-", delete=True) as probe:
+        probe.write(b"ok")
+        probe.flush()
+        os.fsync(probe.fileno())
+
+
+def _indexes(timeout: float) -> str:
+    directory = Path(settings.INDEX_DIR)
+    _writable(directory)
+    return str(directory)
+
+
+CHECKS: dict[str, Callable[[float], str]] = {
+    "database": _database,
+    "broker": _broker,
+    "llm": _llm,
+    "embedding": _embedding,
+    "indexes": _indexes,
+}
+
+
+def _run(name: str, check: Callable[[float], str], timeout: float) -> Check:
+    started = time.monotonic()
+    try:
+        detail = check(timeout)
+        ok = True
+    except Exception as exc:  # every failure is a "not ready", named, never a 500
+        detail, ok = f"{type(exc).__name__}: {exc}"[:300], False
+    return Check(name=name, ok=ok, detail=detail, seconds=round(time.monotonic() - started, 4))
+
+
+def readiness(*, timeout: float | None = None) -> list[Check]:
+    """Every part's state, in ``CHECKS`` order; a check past the timeout is reported as failed."""
+    timeout = settings.READYZ_TIMEOUT_S if timeout is None else timeout
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
+    try:
+        futures = {name: pool.submit(_run, name, check, timeout) for name, check in CHECKS.items()}
+        deadline = time.monotonic() + timeout + 0.5
+        results = []
+        for name, future in futures.items():
+            try:
+                results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                results.append(Check(name=name, ok=False, detail=f"no answer within {timeout:g} s", seconds=timeout))
+        return results
+    finally:
+        # A stuck check is left to finish on its own thread; the answer does not wait for it.
+        pool.shutdown(wait=False, cancel_futures=True)
