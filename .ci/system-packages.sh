@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The parsers shell out to Debian tools: tesseract (OCR of scans and images),
 # poppler's pdftoppm (renders PDF pages for OCR) and pandoc (EPUB, RTF, ODT).
+# gettext (xgettext, msgfmt) extracts and compiles the translations (make messages);
+# the compiled catalogs are committed, so only that and its test need it.
 # Install whichever are missing when we may; otherwise say what will not work.
 set -euo pipefail
-declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc)
+declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext)
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")
