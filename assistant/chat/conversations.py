@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext
 
 from assistant.accounts.selectors import documents_hidden_from, documents_visible_to
 from assistant.chat.models import Conversation
@@ -51,11 +52,11 @@ def conversations_by_day(conversations: QuerySet[Conversation], *, today: dt.dat
     for conversation in conversations[:SIDEBAR_MAX]:
         date = timezone.localdate(conversation.updated_at)
         if date == today:
-            label = "Today"
+            label = gettext("Today")
         elif date == today - dt.timedelta(days=1):
-            label = "Yesterday"
+            label = gettext("Yesterday")
         else:
-            label = date.strftime("%d %B %Y").lstrip("0")
+            label = formats.date_format(date, "j F Y")  # month names in the user's language
         if not days or days[-1].label != label:
             days.append(Day(label=label, conversations=[]))
         days[-1].conversations.append(conversation)
@@ -66,7 +67,7 @@ def conversation_rename(*, user: Any, conversation_id: int, title: str) -> Conve
     """Give one of the user's conversations a new title (1 to 200 characters)."""
     title = " ".join(title.split())
     if not title or len(title) > TITLE_MAX:
-        raise ValueError(f"A title needs 1 to {TITLE_MAX} characters.")
+        raise ValueError(gettext("A title needs 1 to %(max)s characters.") % {"max": TITLE_MAX})
     conversation = conversation_for(user=user, conversation_id=conversation_id)
     conversation.title = title
     conversation.save(update_fields=["title"])

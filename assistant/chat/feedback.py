@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext
 
 from assistant.accounts.selectors import cited_documents_hidden_from
 from assistant.chat.models import Feedback, Message
@@ -36,9 +37,9 @@ def answer_for(*, user: Any, message_id: int) -> Message:
 def feedback_set(*, user: Any, message: Message, rating: int, comment: str = "") -> Feedback:
     """Rate an answer (+1 or -1); rating again replaces the earlier rating."""
     if rating not in Feedback.Rating.values:
-        raise ValueError("A rating is 1 (helpful) or -1 (not helpful).")
+        raise ValueError(gettext("A rating is 1 (helpful) or -1 (not helpful)."))
     if len(comment) > MAX_COMMENT_CHARS:
-        raise ValueError(f"A comment has at most {MAX_COMMENT_CHARS} characters.")
+        raise ValueError(gettext("A comment has at most %(max)s characters.") % {"max": MAX_COMMENT_CHARS})
     feedback, _ = Feedback.objects.update_or_create(
         message=message, user=user, defaults={"rating": rating, "comment": comment.strip()}
     )

@@ -15,12 +15,14 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from django.utils.translation import gettext
 
 from assistant.chat.reasoning import ThinkFilter
+from assistant.ops.context import current_request_id
 
 
 class LLMError(Exception):
-    """The language model could not answer. The message is safe to show to users."""
+    """The language model could not answer. The message is safe to show to users (in their language)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class LLMClient:
         headers = {"Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        # The model server's logs can then be matched with ours (vLLM logs it).
+        if request_id := current_request_id():
+            headers["X-Request-ID"] = request_id
         return headers
 
     def _client(self) -> httpx.AsyncClient:
@@ -90,7 +95,10 @@ class LLMClient:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
                     reason = _server_message(body)
-                    raise LLMError(f"The language model server refused the request ({response.status_code}): {reason}")
+                    raise LLMError(
+                        gettext("The language model server refused the request (%(status)s): %(reason)s")
+                        % {"status": response.status_code, "reason": reason}
+                    )
                 inline = ThinkFilter()
                 model = self.model
                 async for line in response.aiter_lines():
@@ -111,13 +119,20 @@ class LLMClient:
                     yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning)
         except httpx.ConnectError as exc:
             raise LLMError(
-                f"The language model server at {self.base_url} is not reachable. "
-                "Ask an administrator to start it or check LLM_BASE_URL."
+                gettext(
+                    "The language model server at %(url)s is not reachable. "
+                    "Ask an administrator to start it or check LLM_BASE_URL."
+                )
+                % {"url": self.base_url}
             ) from exc
         except httpx.TimeoutException as exc:
-            raise LLMError(f"The language model server at {self.base_url} did not answer in time.") from exc
+            raise LLMError(
+                gettext("The language model server at %(url)s did not answer in time.") % {"url": self.base_url}
+            ) from exc
         except httpx.HTTPError as exc:
-            raise LLMError(f"The connection to the language model server failed: {exc}") from exc
+            raise LLMError(
+                gettext("The connection to the language model server failed: %(reason)s") % {"reason": exc}
+            ) from exc
 
     async def models(self) -> list[str]:
         try:
@@ -125,8 +140,57 @@ class LLMClient:
                 response = await client.get(f"{self.base_url}/models", headers=self._headers())
                 response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise LLMError(f"The language model server at {self.base_url} is not reachable.") from exc
+            raise LLMError(
+                gettext("The language model server at %(url)s is not reachable.") % {"url": self.base_url}
+            ) from exc
         return [m["id"] for m in response.json().get("data", [])]
+
+
+@dataclass(frozen=True)
+class ReportedModel:
+    """A model as the server's ``/models`` describes it."""
+
+    id: str
+    context_length: int | None  # None: the server does not say
+
+
+def reported_models(*, base_url: str, api_key: str = "", timeout: float = 5.0) -> list[ReportedModel]:
+    """What the server at ``base_url`` says it serves, synchronously (for a page); ``LLMError`` when it cannot be asked.
+
+    The context length is vLLM's ``max_model_len``; llama.cpp's own server says only
+    the length the model was trained with (``meta.n_ctx_train``), shown when nothing
+    better is known.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    url = f"{base_url.rstrip('/')}/models"
+    try:
+        # trust_env=False: as for answers, proxy variables never reroute a request.
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            response = client.get(url, headers=headers)
+            response.raise_for_status()
+            data = response.json().get("data") or []
+    except httpx.HTTPStatusError as exc:
+        raise LLMError(f"The language model server at {base_url} refused ({exc.response.status_code}).") from exc
+    except httpx.HTTPError as exc:
+        raise LLMError(f"The language model server at {base_url} is not reachable.") from exc
+    except (ValueError, AttributeError) as exc:
+        raise LLMError(f"The language model server at {base_url} did not answer as an OpenAI-compatible one.") from exc
+    found = []
+    for entry in data:
+        if not isinstance(entry, dict) or "id" not in entry:
+            continue
+        found.append(ReportedModel(id=str(entry["id"]), context_length=_context_length(entry)))
+    return found
+
+
+def _context_length(entry: dict[str, Any]) -> int | None:
+    meta = entry.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
+    for value in (entry.get("max_model_len"), entry.get("context_length"), meta.get("n_ctx_train")):
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _server_message(body: str) -> str:
@@ -145,7 +209,9 @@ def _parse_chunk(data: str, *, default_model: str) -> Delta | None:
     except ValueError:
         return None
     if "error" in chunk:
-        raise LLMError(f"The language model failed while answering: {_server_message(data)}")
+        raise LLMError(
+            gettext("The language model failed while answering: %(reason)s") % {"reason": _server_message(data)}
+        )
     choices = chunk.get("choices") or []
     if not choices:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 
 
 class Conversation(models.Model):
@@ -25,7 +26,7 @@ class Conversation(models.Model):
         ordering = ["-updated_at", "-id"]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.pk}"
+        return self.title or gettext("Conversation %(number)s") % {"number": self.pk}
 
 
 class Message(models.Model):
@@ -43,6 +44,12 @@ class Message(models.Model):
     citations = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # For answers: milliseconds from the question to the first text streamed back
+    # (thinking included: the asker sees something move), and where the time went
+    # (``rewrite_ms``, ``retrieval_ms``, ``prompt_ms``, ``model_first_token_ms``,
+    # ``generation_ms``; see ``assistant.chat.services.answer_stream``).
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
     # For questions: what retrieval actually searched for (a follow-up rewritten into a
     # standalone query), so an answer's sources can be audited.
     retrieval_query = models.TextField(blank=True)

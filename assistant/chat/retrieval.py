@@ -25,6 +25,7 @@ import numpy as np
 from django.conf import settings
 
 from assistant.accounts.scope import Scope
+from assistant.ops.metrics import stage_timer
 from ingest import index, indexes, lexical
 from ingest.models import Chunk
 
@@ -60,7 +61,8 @@ def _ensure_index(collection_id: int) -> None:
 def _query_vector(query: str) -> np.ndarray:
     from ingest.embedding import embed_query
 
-    return np.asarray(embed_query(query), dtype=np.float32)
+    with stage_timer("embed"):
+        return np.asarray(embed_query(query), dtype=np.float32)
 
 
 def _cosine(vector: np.ndarray, chunk: Chunk) -> float:
@@ -87,15 +89,16 @@ class DenseRetriever:
 
     def hits(self, vector: np.ndarray, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
-        if self.scope.document_ids is not None:
-            return _document_dense_hits(self.scope, vector, k=k)
-        return _hits_per_collection(
-            self.scope,
-            hidden,
-            lambda collection_id, exclude: index.index_search(
-                collection_id=collection_id, vector=vector, k=k, exclude=exclude
-            ),
-        )
+        with stage_timer("vector"):
+            if self.scope.document_ids is not None:
+                return _document_dense_hits(self.scope, vector, k=k)
+            return _hits_per_collection(
+                self.scope,
+                hidden,
+                lambda collection_id, exclude: index.index_search(
+                    collection_id=collection_id, vector=vector, k=k, exclude=exclude
+                ),
+            )
 
 
 def _hits_per_collection(
@@ -160,15 +163,16 @@ class LexicalRetriever:
 
     def hits(self, query: str, *, k: int, hidden: Mapping[int, list[int]] | None = None) -> list[index.Hit]:
         """The scope's ``k`` best hits per collection; ``hidden``: ``Scope.hidden_chunk_ids()``, if known."""
-        if self.scope.document_ids is not None:
-            return _document_lexical_hits(self.scope, query, k=k, hidden=hidden)
-        return _hits_per_collection(
-            self.scope,
-            hidden,
-            lambda collection_id, exclude: lexical.lexical_search(
-                collection_id=collection_id, query=query, k=k, exclude=exclude
-            ),
-        )
+        with stage_timer("lexical"):
+            if self.scope.document_ids is not None:
+                return _document_lexical_hits(self.scope, query, k=k, hidden=hidden)
+            return _hits_per_collection(
+                self.scope,
+                hidden,
+                lambda collection_id, exclude: lexical.lexical_search(
+                    collection_id=collection_id, query=query, k=k, exclude=exclude
+                ),
+            )
 
 
 def fuse(
@@ -310,13 +314,17 @@ class HybridRetriever:
         by_collection: dict[int, list[int]] = {}
         for chunk_id, chunk in rows.items():
             by_collection.setdefault(chunk.collection_id, []).append(chunk_id)
-        for collection_id, chunk_ids in by_collection.items():
-            # With the statistics of the same visible chunks the lexical search ranked.
-            scores.update(
-                lexical.lexical_scores(
-                    collection_id=collection_id, query=query, chunk_ids=chunk_ids, exclude=hidden.get(collection_id, ())
+        with stage_timer("lexical"):
+            for collection_id, chunk_ids in by_collection.items():
+                # With the statistics of the same visible chunks the lexical search ranked.
+                scores.update(
+                    lexical.lexical_scores(
+                        collection_id=collection_id,
+                        query=query,
+                        chunk_ids=chunk_ids,
+                        exclude=hidden.get(collection_id, ()),
+                    )
                 )
-            )
         return scores
 
 
@@ -335,7 +343,8 @@ class RerankRetriever:
         if not candidates:
             return []
         model = cross_encoder(self.model_path)
-        scores = model.predict([(query, _passage_text(p)) for p in candidates], show_progress_bar=False)
+        with stage_timer("rerank"):
+            scores = model.predict([(query, _passage_text(p)) for p in candidates], show_progress_bar=False)
         order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
         return [replace(candidates[i], score=round(float(scores[i]), 4)) for i in order[:k]]
 
@@ -380,7 +389,8 @@ PASSAGE_FIELDS = (
 
 def _readable_chunks(chunk_ids: Iterable[int], *, scope: Scope) -> dict[int, Chunk]:
     """The rows among ``chunk_ids`` the scope may read right now (exists, ready, not hidden)."""
-    return {c.pk: c for c in scope.readable_chunks(chunk_ids).select_related("document").only(*PASSAGE_FIELDS)}
+    with stage_timer("load"):
+        return {c.pk: c for c in scope.readable_chunks(chunk_ids).select_related("document").only(*PASSAGE_FIELDS)}
 
 
 def passage_of(chunk: Chunk, *, score: float, relevance: float | None = None) -> Passage:

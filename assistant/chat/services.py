@@ -9,9 +9,10 @@ with the model id the server reported and the chunk ids it was given.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q
+from django.utils.translation import gettext, gettext_noop
 
 from assistant.accounts.selectors import (
     cited_documents_hidden_from,
@@ -45,11 +47,13 @@ from assistant.chat.retrieval import (
     relevant_passages,
 )
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
+from assistant.ops.metrics import observe_answer
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
 from ingest.redaction import StreamRedactor, pii_redact
 
-NOTHING_FOUND = "I could not find anything about this in the documents of this collection."
+# Shown (and stored) in the asker's language: gettext(NOTHING_FOUND) where it is used.
+NOTHING_FOUND = gettext_noop("I could not find anything about this in the documents of this collection.")
 
 
 def readable_collections(user: Any) -> Any:
@@ -93,15 +97,26 @@ def passages_retrieve(
     *, user: Any, collection: Collection, query: str, k: int, document_id: int | None = None
 ) -> list[Passage]:
     """Top-k passages from one collection (or one ``document_id`` of it), refusing what the user may not read."""
+    passages = passages_ranked(user=user, collection=collection, query=query, k=k, document_id=document_id)
+    # A passage this far from the question would only tempt the model to answer from
+    # its own memory: with none left, the answer says nothing was found.
+    return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
+
+
+def passages_ranked(
+    *, user: Any, collection: Collection, query: str, k: int, document_id: int | None = None
+) -> list[Passage]:
+    """The chat's retriever's top-k for ``user``, before the relevance floor and redaction.
+
+    ``passages_retrieve`` is this through the floor; the retrieval-test page
+    (``assistant.chat.retrieval_debug``) shows it whole, the floor marked.
+    """
     if not readable_collections(user).filter(pk=collection.pk).exists():
         raise PermissionDenied("You do not have access to this collection.")
     scope = read_scope(user=user, collections=[collection])
     if document_id is not None:
         scope = scope.only_documents([document_id])
-    passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
-    # A passage this far from the question would only tempt the model to answer from
-    # its own memory: with none left, the answer says nothing was found.
-    return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
+    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
 
 
 def passages_redact(passages: list[Passage]) -> list[Passage]:
@@ -192,7 +207,8 @@ def document_passages(
     return passages_redact(passages_for([Hit(chunk_id=pk, score=0.0) for pk in ids], scope=scope))
 
 
-WITHHELD = "This answer drew on a document you may no longer see, so it is not shown."
+STOPPED = gettext_noop("Stopped before the answer was complete.")
+WITHHELD = gettext_noop("This answer drew on a document you may no longer see, so it is not shown.")
 
 
 def conversation_messages(
@@ -212,7 +228,7 @@ def conversation_messages(
     hidden = cited_documents_hidden_from(user=user, collection=conversation.collection, document_ids=cited)
     for message in shown:
         if any(c.get("document_id") in hidden for c in (message.citations or [])):
-            message.content = WITHHELD
+            message.content = gettext(WITHHELD)
             message.citations = []
             message.chunk_ids = []
     return shown
@@ -228,7 +244,7 @@ def answer_replay(*, user: Any, answer: dict[str, Any]) -> dict[str, Any]:
     conversation = conversation_for(user=user, conversation_id=int(answer.get("conversation_id") or 0))
     cited = {c.get("document_id") for c in answer.get("citations") or [] if isinstance(c, dict)}
     if cited_documents_hidden_from(user=user, collection=conversation.collection, document_ids=cited):
-        return {**answer, "answer": WITHHELD, "citations": [], "removed_citations": 0}
+        return {**answer, "answer": gettext(WITHHELD), "citations": [], "removed_citations": 0}
     return answer
 
 
@@ -255,6 +271,7 @@ class _Turn:
     pending: int  # documents of the collection still being ingested
     low_relevance: bool = False  # the best passage is only weakly related to the question
     citations: list[dict[str, Any]] = field(default_factory=list)
+    retrieval_ms: int = 0
 
 
 def _history(*, user: Any, conversation_id: int) -> list[Turn]:
@@ -279,7 +296,9 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
     # A rewritten follow-up is searched beside the question as asked, each through the
     # same floor: a rewrite that went wrong can add weak passages, never take away the
     # question's own, and the low-relevance warning sees every passage given.
+    searching = time.monotonic()
     passages = passages_merge(*(search(text) for text in searched), k=k)
+    retrieval_ms = _ms_since(searching)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
         conversation.title = question.strip()[:200]
@@ -295,6 +314,7 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
         passages=passages,
         pending=pending,
         low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
+        retrieval_ms=retrieval_ms,
     )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     return turn
@@ -309,6 +329,10 @@ def conversation_drop_last_turn(*, user: Any, conversation_id: int) -> None:
     last = conversation.messages.filter(role=Message.Role.USER).order_by("-created_at", "-id").first()
     if last is not None:
         conversation.messages.filter(id__gte=last.pk).delete()
+
+
+def _ms_since(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
 
 
 def _release_connection() -> None:
@@ -327,6 +351,8 @@ def _save_answer(
     error: str,
     latency_ms: int,
     reasoning: str = "",
+    first_token_ms: int | None = None,
+    timings: dict[str, int] | None = None,
 ) -> Message:
     message = Message.objects.create(
         conversation=turn.conversation,
@@ -339,6 +365,8 @@ def _save_answer(
         error=error,
         latency_ms=latency_ms,
         reasoning=reasoning,
+        first_token_ms=first_token_ms,
+        timings=timings or {},
     )
     Conversation.objects.filter(pk=turn.conversation.pk).update(updated_at=message.created_at)
     return message
@@ -364,7 +392,7 @@ def _audit_answer(*, user: Any, turn: _Turn, question: str, message: Message) ->
 
 async def answer_stream(
     *, user: Any, conversation_id: int, question: str, llm: LLMClient | None = None, replace_last: bool = False
-) -> AsyncIterator[AnswerEvent]:
+) -> AsyncGenerator[AnswerEvent, None]:
     """Answer a question as a stream of events (``assistant.chat.events``).
 
     Events, in order: ``Sources`` (the numbered citations, the query retrieval
@@ -386,9 +414,12 @@ async def answer_stream(
     if replace_last:
         await sync_to_async(conversation_drop_last_turn)(user=user, conversation_id=conversation_id)
     history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
+    rewriting = time.monotonic()
     rewrite: Rewrite = await query_rewrite(
         history=history, question=question, llm=client, timeout_s=settings.QUERY_REWRITE_TIMEOUT_S
     )
+    # Where an answer's time went, stored with it (the dashboard and bench/chat_latency.py read it).
+    timings = {"rewrite_ms": _ms_since(rewriting)}
     turn = await sync_to_async(_prepare)(
         user=user, conversation_id=conversation_id, question=question, query=rewrite.query, k=settings.RETRIEVAL_TOP_K
     )
@@ -402,25 +433,36 @@ async def answer_stream(
     )
     # Generation can take minutes; a database connection is not held through it.
     await sync_to_async(_release_connection)()
+    timings["retrieval_ms"] = turn.retrieval_ms
 
     parts: list[str] = []
     thinking: list[str] = []
     model = ""
     error = ""
+    stopped: BaseException | None = None
+    first_token_ms: int | None = None
     if not turn.passages:
-        parts.append(NOTHING_FOUND)
-        yield Token(text=NOTHING_FOUND)
+        nothing = gettext(NOTHING_FOUND)
+        parts.append(nothing)
+        first_token_ms = _ms_since(started)
+        yield Token(text=nothing)
     else:
         # The model only saw redacted passages, but it may still write personal data
         # (from the question, or made up): the answer is redacted as it streams.
         redactor = answer_redactor()
+        building = time.monotonic()
+        prompt = build_messages(question, turn.passages)
+        timings["prompt_ms"] = _ms_since(building)
+        asking = time.monotonic()
         try:
             async for delta in client.stream_chat(
-                build_messages(question, turn.passages),
-                max_tokens=settings.LLM_MAX_TOKENS,
-                temperature=settings.LLM_TEMPERATURE,
+                prompt, max_tokens=settings.LLM_MAX_TOKENS, temperature=settings.LLM_TEMPERATURE
             ):
                 model = delta.model
+                if first_token_ms is None and (delta.reasoning or delta.text):
+                    # The first text the model sends, thinking included: the asker sees it move.
+                    first_token_ms = _ms_since(started)
+                    timings["model_first_token_ms"] = _ms_since(asking)
                 if delta.reasoning:
                     thinking.append(delta.reasoning)
                     yield Reasoning(text=delta.reasoning)
@@ -430,10 +472,25 @@ async def answer_stream(
                     yield Token(text=text)
         except LLMError as exc:
             error = str(exc)
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            # The asker stopped the answer (the stream was closed or its request
+            # cancelled): what was shown so far is kept, marked as stopped.
+            stopped = exc
+            error = gettext(STOPPED)
+        timings["generation_ms"] = _ms_since(asking)
         if redactor and (rest := redactor.close()):
             parts.append(rest)
-            yield Token(text=rest)
-    latency_ms = int((time.monotonic() - started) * 1000)
+            if stopped is None:
+                yield Token(text=rest)
+    latency_ms = _ms_since(started)
+    observe_answer(
+        model=model or client.model,
+        first_token_s=None if first_token_ms is None else first_token_ms / 1000,
+        total_s=latency_ms / 1000,
+        tokens=len(parts),
+        error=bool(error),
+        nothing_found=not turn.passages,
+    )
     # A model whose template opened <think> in the prompt closes it in the answer:
     # only the end of the stream tells, and the stored answer (which replaces the
     # streamed text) leaves the thinking out.
@@ -450,8 +507,12 @@ async def answer_stream(
         error=error,
         latency_ms=latency_ms,
         reasoning=reasoning,
+        first_token_ms=first_token_ms,
+        timings=timings,
     )
     await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
+    if stopped is not None:
+        raise stopped  # nothing more may be sent on a closed stream
     if error:
         yield Failed(
             message=error,

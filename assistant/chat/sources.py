@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext, gettext_noop
 
 from assistant.accounts.selectors import document_for
 from assistant.chat.feedback import answer_for
@@ -21,9 +22,10 @@ from assistant.chat.retrieval import Passage
 from assistant.chat.services import document_passages, passage_get
 from ingest.models import Chunk, Document
 
-NO_SUCH_SOURCE = "This source does not exist or you may not read it."
-# The word a file type's "page" goes by in the source panel.
-PAGE_UNITS = {"pptx": "slide", "ppt": "slide", "odp": "slide", "xlsx": "sheet", "xls": "sheet", "csv": "sheet"}
+NO_SUCH_SOURCE = gettext_noop("This source does not exist or you may not read it.")
+# The word a file type's "page" goes by in the source panel (translated by page_unit).
+SLIDE, SHEET, PAGE = gettext_noop("slide"), gettext_noop("sheet"), gettext_noop("page")
+PAGE_UNITS = {"pptx": SLIDE, "ppt": SLIDE, "odp": SLIDE, "xlsx": SHEET, "xls": SHEET, "csv": SHEET}
 # Shown in the browser's own viewer; everything else gets the rendered preview.
 INLINE_TYPES = {"pdf": "application/pdf"}
 
@@ -34,7 +36,7 @@ class SourceView:
     passage: Passage
     document: Document
     text: SafeString  # the passage, the sentences the answer cited it for highlighted
-    unit: str  # "page", "slide", "sheet"
+    unit: str  # "page", "slide", "sheet" in the user's language
     page: int | None
     before: Passage | None
     after: Passage | None
@@ -42,7 +44,7 @@ class SourceView:
 
 
 def page_unit(document: Document) -> str:
-    return PAGE_UNITS.get((document.file_type or "").lower(), "page")
+    return gettext(PAGE_UNITS.get((document.file_type or "").lower(), PAGE))
 
 
 def original_url(document: Document, page: int | None) -> str:

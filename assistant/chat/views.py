@@ -14,6 +14,8 @@ from django.db.models import OuterRef, Subquery
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from assistant.accounts.selectors import document_for
@@ -110,7 +112,7 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
     if request.method != "POST":
         return render(request, "chat/delete.html", {**_sidebar(request), "conversation": current})
     conversations.conversation_delete(user=request.user, conversation_id=conversation_id)
-    flash.success(request, f"Deleted “{current}”.")
+    flash.success(request, gettext("Deleted “%(title)s”.") % {"title": current})
     return redirect("chat:home")
 
 
@@ -127,14 +129,20 @@ async def ask(request: HttpRequest, conversation_id: int) -> HttpResponseBase:
         return HttpResponse(status=401)
     question = (request.POST.get("question") or "").strip()
     if not question or len(question) > MAX_QUESTION_CHARS:
-        return HttpResponseBadRequest(f"A question needs 1 to {MAX_QUESTION_CHARS} characters.")
+        return HttpResponseBadRequest(
+            gettext("A question needs 1 to %(max)s characters.") % {"max": MAX_QUESTION_CHARS}
+        )
     try:
         await sync_to_async(services.conversation_for)(user=user, conversation_id=conversation_id)
     except PermissionDenied:
         return HttpResponse(status=404)
     replace_last = request.POST.get("replace_last") == "1"
+    # The stream is read after the middleware chain returned: it speaks the language
+    # the request was answered in (messages the answer may carry, "nothing found").
+    language = translation.get_language()
 
     async def events() -> AsyncIterator[str]:
+        translation.activate(language)
         async for event in services.answer_stream(
             user=user, conversation_id=conversation_id, question=question, replace_last=replace_last
         ):
@@ -153,7 +161,7 @@ def source(request: HttpRequest, message_id: int, n: int) -> HttpResponse:
     try:
         view = sources.source_view(user=request.user, message_id=message_id, n=n)
     except PermissionDenied:
-        return HttpResponse(sources.NO_SUCH_SOURCE, status=404, content_type="text/plain")
+        return HttpResponse(gettext(sources.NO_SUCH_SOURCE), status=404, content_type="text/plain")
     return render(request, "chat/source.html", {"source": view})
 
 
@@ -189,10 +197,12 @@ def feedback(request: HttpRequest, message_id: int) -> HttpResponse:
     try:
         message = answer_for(user=request.user, message_id=message_id)
     except PermissionDenied:
-        return JsonResponse({"error": {"code": "not_found", "message": "No such answer."}}, status=404)
+        return JsonResponse({"error": {"code": "not_found", "message": gettext("No such answer.")}}, status=404)
     rating = request.POST.get("rating", "")
     if rating not in ("1", "-1"):
-        return JsonResponse({"error": {"code": "invalid_feedback", "message": "A rating is 1 or -1."}}, status=400)
+        return JsonResponse(
+            {"error": {"code": "invalid_feedback", "message": gettext("A rating is 1 or -1.")}}, status=400
+        )
     try:
         saved = feedback_set(
             user=request.user, message=message, rating=int(rating), comment=request.POST.get("comment", "")

@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, gettext_noop
 
 register = template.Library()
 
@@ -28,7 +29,7 @@ def cite_links(text: str, message: Any) -> SafeString:
     return mark_safe(_MARKER.sub(link, escape(text)).replace("\n", "<br>"))  # noqa: S308 (escaped above)
 
 
-LOW_RELEVANCE_WARNING = (
+LOW_RELEVANCE_WARNING = gettext_noop(
     "The passages found are only weakly related to this question: the answer may not be supported by the documents."
 )
 
@@ -44,7 +45,7 @@ def low_relevance(citations: Any) -> bool:
 
 @register.simple_tag
 def low_relevance_warning() -> str:
-    return LOW_RELEVANCE_WARNING
+    return gettext(LOW_RELEVANCE_WARNING)
 
 
 @register.simple_tag

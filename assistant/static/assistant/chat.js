@@ -3,6 +3,14 @@
 // Plain module, no dependencies: the page loads nothing from outside the product.
 // Answer text is shown as plain text while it streams; at the end the server's
 // sanitized HTML (Markdown rendered, citation chips) replaces it.
+// Texts are translated through Django's JavaScript catalog (/jsi18n/, loaded before
+// this module); without it they stay English.
+
+const gettext = window.gettext ?? ((text) => text);
+const ngettext = window.ngettext ?? ((one, many, n) => (n === 1 ? one : many));
+const interpolate = window.interpolate ?? ((format, values) => format.replace(/%\((\w+)\)s/g, (_, k) => String(values[k])));
+// "%(name)s" placeholders filled from an object.
+const fill = (format, values) => interpolate(format, values, true);
 
 const form = document.getElementById("ask");
 const thread = document.getElementById("thread");
@@ -29,7 +37,7 @@ function renderCitations(list, citations, messageId) {
     const item = el("li", c.cited === false ? "uncited" : "");
     item.value = c.n;
     item.id = `m${messageId}-c${c.n}`;
-    const link = el("a", "source-link", c.document + (c.page_label ? `, page ${c.page_label}` : ""));
+    const link = el("a", "source-link", c.document + (c.page_label ? ", " + fill(gettext("page %(page)s"), { page: c.page_label }) : ""));
     link.href = `#${item.id}`;
     link.dataset.n = c.n;
     item.append(link, el("blockquote", "", c.text.length > 400 ? c.text.slice(0, 399) + "…" : c.text));
@@ -68,9 +76,10 @@ let streaming = null; // the AbortController of the answer being streamed
 function updateCounter() {
   const length = textarea.value.trim().length;
   const over = length > max;
+  const numbers = { length: length.toLocaleString(), max: max.toLocaleString() };
   counter.textContent = over
-    ? `${length.toLocaleString()} / ${max.toLocaleString()} characters: shorten the question to send it.`
-    : length > max * 0.8 ? `${length.toLocaleString()} / ${max.toLocaleString()} characters` : "";
+    ? fill(gettext("%(length)s / %(max)s characters: shorten the question to send it."), numbers)
+    : length > max * 0.8 ? fill(gettext("%(length)s / %(max)s characters"), numbers) : "";
   counter.classList.toggle("error", over);
   textarea.setAttribute("aria-invalid", over ? "true" : "false");
   sendButton.disabled = over || streaming !== null;
@@ -103,9 +112,9 @@ function dropLastTurn() {
 
 function answerActions(article) {
   const actions = el("div", "answer-actions");
-  const copy = el("button", "link copy", "Copy");
+  const copy = el("button", "link copy", gettext("Copy"));
   copy.type = "button";
-  const again = el("button", "link regenerate", "Regenerate");
+  const again = el("button", "link regenerate", gettext("Regenerate"));
   again.type = "button";
   const status = el("span", "muted small action-status");
   status.setAttribute("aria-live", "polite");
@@ -117,7 +126,7 @@ function markLastTurn() {
   for (const node of thread.querySelectorAll(".edit-question")) node.remove();
   const question = lastOf("article.msg.user");
   if (question && !streaming) {
-    const edit = el("button", "link edit-question", "Edit and resend");
+    const edit = el("button", "link edit-question", gettext("Edit and resend"));
     edit.type = "button";
     question.append(edit);
   }
@@ -140,7 +149,7 @@ async function ask(question, { replace = false } = {}) {
   const notice = el("p", "banner");
   notice.hidden = true;
   const reasoning = el("details", "reasoning");
-  reasoning.append(el("summary", "", "Reasoning"), el("div", "reasoning-text"));
+  reasoning.append(el("summary", "", gettext("Reasoning")), el("div", "reasoning-text"));
   reasoning.hidden = true;
   const body = el("div", "body");
   const citations = el("ol", "citations");
@@ -174,7 +183,7 @@ async function ask(question, { replace = false } = {}) {
         sources = ev.citations;
         renderCitations(citations, sources, "live");
         if (ev.searched && ev.searched.length && (ev.searched.length > 1 || ev.searched[0] !== question)) {
-          searched.textContent = `Searched for: ${ev.searched.join(" · ")}`;
+          searched.textContent = fill(gettext("Searched for: %(queries)s"), { queries: ev.searched.join(" · ") });
           searched.hidden = false;
         }
         if (ev.low_relevance) {
@@ -182,7 +191,14 @@ async function ask(question, { replace = false } = {}) {
           warning.hidden = false;
         }
         if (ev.pending_documents) {
-          notice.textContent = `${ev.pending_documents} document(s) of this collection are still being indexed and could not be searched yet.`;
+          notice.textContent = fill(
+            ngettext(
+              "%(count)s document of this collection is still being indexed and could not be searched yet.",
+              "%(count)s documents of this collection are still being indexed and could not be searched yet.",
+              ev.pending_documents,
+            ),
+            { count: ev.pending_documents },
+          );
           notice.hidden = false;
         }
       } else if (ev.event === "reasoning") {
@@ -202,7 +218,7 @@ async function ask(question, { replace = false } = {}) {
         }
         if (ev.citations) renderCitations(citations, ev.citations, ev.message_id);
         if (ev.event === "done") {
-          footer.textContent = ev.model ? `Answered by ${ev.model}` : "";
+          footer.textContent = ev.model ? fill(gettext("Answered by %(model)s"), { model: ev.model }) : "";
           answerActions(answer);
           if (ev.message_id && form.dataset.feedbackUrl) {
             answer.append(feedbackForm(form.dataset.feedbackUrl.replace("/0/", `/${ev.message_id}/`)));
@@ -212,15 +228,15 @@ async function ask(question, { replace = false } = {}) {
         }
       }
     }
-    if (!ended) throw new Error("the connection closed before the answer was complete");
+    if (!ended) throw new Error(gettext("the connection closed before the answer was complete"));
   } catch (error) {
     if (error.name === "AbortError") {
-      answer.append(el("p", "muted small stopped", "Stopped. The question can be asked again with Retry."));
+      answer.append(el("p", "muted small stopped", gettext("Stopped. The question can be asked again with Retry.")));
       retryButton(answer, question);
     } else {
       if (!body.textContent && !textarea.value) textarea.value = question; // nothing lost on an error
       updateCounter();
-      failed(answer, `The answer could not be loaded: ${error.message}`, question);
+      failed(answer, fill(gettext("The answer could not be loaded: %(reason)s"), { reason: error.message }), question);
     }
   } finally {
     answer.classList.remove("streaming");
@@ -240,7 +256,7 @@ function failed(answer, message, question) {
 
 function retryButton(answer, question) {
   if (!question) return;
-  const retry = el("button", "retry", "Retry");
+  const retry = el("button", "retry", gettext("Retry"));
   retry.type = "button";
   retry.addEventListener("click", () => ask(question, { replace: true }));
   answer.append(retry);
@@ -267,9 +283,9 @@ thread?.addEventListener("click", async (event) => {
     const status = article.querySelector(".action-status");
     try {
       await navigator.clipboard.writeText(article.querySelector(".body").innerText);
-      status.textContent = "Copied.";
+      status.textContent = gettext("Copied.");
     } catch {
-      status.textContent = "Copying is not allowed here: select the text instead.";
+      status.textContent = gettext("Copying is not allowed here: select the text instead.");
     }
   } else if (target.matches("button.regenerate")) {
     const question = lastOf("article.msg.user")?.querySelector(".body")?.textContent;
@@ -294,7 +310,7 @@ async function openSource(messageId, n, from) {
   const url = form.dataset.sourceUrl.replace(/\/0\/sources\/0$/, `/${messageId}/sources/${n}`);
   opener = from;
   panel.hidden = false;
-  content.textContent = "Loading the source…";
+  content.textContent = gettext("Loading the source…");
   try {
     const response = await fetch(url, { credentials: "same-origin" });
     const text = await response.text();
@@ -304,7 +320,7 @@ async function openSource(messageId, n, from) {
     const parsed = new DOMParser().parseFromString(text, "text/html");
     content.replaceChildren(...parsed.body.childNodes);
   } catch (error) {
-    content.textContent = `The source could not be opened: ${error.message}`;
+    content.textContent = fill(gettext("The source could not be opened: %(reason)s"), { reason: error.message });
   }
   panel.querySelector("button.close").focus();
 }
@@ -324,7 +340,7 @@ function feedbackForm(url) {
   const node = el("form", "feedback");
   node.method = "post";
   node.action = url;
-  for (const [value, label, symbol] of [["1", "Helpful", "👍"], ["-1", "Not helpful", "👎"]]) {
+  for (const [value, label, symbol] of [["1", gettext("Helpful"), "👍"], ["-1", gettext("Not helpful"), "👎"]]) {
     const button = el("button", "link", symbol);
     button.type = "submit";
     button.name = "rating";
@@ -337,8 +353,8 @@ function feedbackForm(url) {
   comment.type = "text";
   comment.name = "comment";
   comment.maxLength = 2000;
-  comment.placeholder = "Comment (optional)";
-  comment.setAttribute("aria-label", "Comment on this answer");
+  comment.placeholder = gettext("Comment (optional)");
+  comment.setAttribute("aria-label", gettext("Comment on this answer"));
   const status = el("span", "muted small status");
   status.setAttribute("aria-live", "polite");
   node.append(comment, status);
@@ -368,9 +384,9 @@ thread?.addEventListener("submit", async (event) => {
       button.classList.toggle("chosen", button.value === String(body.rating));
     }
     target.dataset.rating = String(body.rating);
-    status.textContent = "Thanks for the feedback.";
+    status.textContent = gettext("Thanks for the feedback.");
   } catch (error) {
-    status.textContent = `Feedback not saved: ${error.message}`;
+    status.textContent = fill(gettext("Feedback not saved: %(reason)s"), { reason: error.message });
   }
 });
 
