@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "assistant.accounts",
     "assistant.chat",
     "assistant.portal",
+    "assistant.catalog",
     "ingest",
 ]
 
@@ -74,9 +75,14 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language from the language cookie or Accept-Language (after sessions,
+    # before common); a signed-in user's stored choice replaces it below.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user's language (accounts.Preference) wins over the browser's.
+    "assistant.accounts.language.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Re-checks single sign-on users with the identity provider every
     # OIDC_RECHECK_SECONDS (after messages: a refused user is told why).
@@ -130,7 +136,13 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+# The interface's languages. Anonymous pages follow the browser (Accept-Language);
+# a signed-in user's choice on the settings page follows them everywhere.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+# Catalogs live inside the project package (the top level is fixed); the compiled .mo
+# files are committed, so a machine without gettext serves them as they are.
+LOCALE_PATHS = [BASE_DIR / "assistant" / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -463,3 +475,43 @@ PII_REDACTION = env.str("PII_REDACTION", default="off").strip().lower()
 if PII_REDACTION not in ("off", "ingest", "answer"):
     raise ImproperlyConfigured(f"PII_REDACTION must be off, ingest or answer, not {PII_REDACTION!r}.")
 PII_REDACTION_NER = env.bool("PII_REDACTION_NER", default=False)
+
+# --- Operations: readiness, metrics, structured logs (docs/observability.md) ----------
+# /readyz asks the database, the broker, the LLM server, the embedding model's folder
+# and the index folder, each within this many seconds.
+READYZ_TIMEOUT_S = env.float("READYZ_TIMEOUT_S", default=2.0)
+# Prometheus metrics at /metrics: off (404) unless METRICS_ENABLED; then served to
+# clients in METRICS_ALLOWED_NETWORKS (loopback by default; the address as the audit log
+# sees it, DJANGO_PROXY_COUNT applied) or sending "Authorization: Bearer METRICS_TOKEN".
+# Those same callers see the reasons behind /readyz's states.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Workers: each worker process serves its own metrics from METRICS_PORT on (0: none).
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="127.0.0.1")
+# Several web processes: an empty folder shared by them all, set before they start
+# (prometheus-client reads the variable itself), makes /metrics sum every process.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+try:
+    import ipaddress as _ipaddress
+
+    for _network in METRICS_ALLOWED_NETWORKS:
+        _ipaddress.ip_network(_network, strict=False)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_exc}") from None
+# Logs: "text" (plain lines, for a terminal and `make run`) or "json" (one JSON object
+# per line, for a log collector). Either way each record carries the request id (also
+# sent to the LLM server as X-Request-ID and stored in the audit event) and the ingest
+# id of the document task it belongs to.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+_logging: Any = LOGGING
+_logging["filters"] = {"context": {"()": "assistant.ops.logs.ContextFilter"}}
+_logging["formatters"]["json"] = {"()": "assistant.ops.logs.JsonFormatter"}
+_logging["handlers"]["console"]["filters"] = ["context"]
+_logging["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+# First: it times and ids every request, also those the middleware after it answers.
+MIDDLEWARE.insert(0, "assistant.ops.middleware.RequestIdMiddleware")
+SECURE_REDIRECT_EXEMPT += [r"^readyz$", r"^metrics$"]

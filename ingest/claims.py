@@ -17,23 +17,50 @@ from typing import Any
 from django import db
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from ingest import queue
-from ingest.models import FINISHED, IN_PROGRESS, Document
+from ingest.models import FINISHED, IN_PROGRESS, Document, DocumentEvent
 
 logger = logging.getLogger(__name__)
 
 Status = Document.Status
 
 
-def document_status_set(document_id: int, status: str, **fields: Any) -> None:
-    Document.objects.filter(pk=document_id).update(status=status, updated_at=timezone.now(), **fields)
+def documents_status_set(documents: QuerySet[Document], status: str, *, message: str = "", **fields: Any) -> list[int]:
+    """Move the documents ``documents`` selects to ``status``; the one place a status changes.
+
+    Each change is written to the documents' history (``DocumentEvent``) in the same
+    transaction. The rows are locked while they are read and updated, so the
+    conditions in ``documents`` still hold for the rows updated. Returns their ids.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(documents.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if not ids:
+            return []
+        Document.objects.filter(pk__in=ids).update(status=status, updated_at=now, **fields)
+        document_events_record(document_ids=ids, status=status, message=message, at=now)
+    return ids
+
+
+def document_events_record(*, document_ids: Sequence[int], status: str, message: str = "", at: Any = None) -> None:
+    """Add a line to the documents' history (a new upload's first line; a status change)."""
+    at = at or timezone.now()
+    DocumentEvent.objects.bulk_create(
+        DocumentEvent(document_id=pk, status=status, message=message[:2000], at=at) for pk in document_ids
+    )
+
+
+def document_status_set(document_id: int, status: str, *, message: str = "", **fields: Any) -> None:
+    documents_status_set(Document.objects.filter(pk=document_id), status, message=message, **fields)
 
 
 def document_fail(*, document_id: int, reason: str) -> None:
-    document_status_set(document_id, Status.FAILED, error=reason[:2000], finished_at=timezone.now(), heartbeat_at=None)
+    document_status_set(
+        document_id, Status.FAILED, message=reason, error=reason[:2000], finished_at=timezone.now(), heartbeat_at=None
+    )
 
 
 def document_claim(document_id: int) -> Document | None:
@@ -68,7 +95,11 @@ def document_claim(document_id: int) -> Document | None:
         document.finished_at = None
         document.error = ""
         document.progress_done = document.progress_total = 0
-        document.save()
+        documents_status_set(
+            Document.objects.filter(pk=document_id), Status.PARSING, message=f"attempt {document.attempts}",
+            attempts=document.attempts, heartbeat_at=now, started_at=now, finished_at=None, error="",
+            progress_done=0, progress_total=0,
+        )  # fmt: skip
         return document
 
 
@@ -78,8 +109,12 @@ def document_release(document_id: int) -> None:
     The attempt is given back too: an outage of the database is not the file's fault
     and must not use up the attempts that protect against files that kill workers.
     """
-    Document.objects.filter(pk=document_id, status__in=IN_PROGRESS, attempts__gt=0).update(
-        status=Status.QUEUED, heartbeat_at=None, updated_at=timezone.now(), attempts=F("attempts") - 1
+    documents_status_set(
+        Document.objects.filter(pk=document_id, status__in=IN_PROGRESS, attempts__gt=0),
+        Status.QUEUED,
+        message="Handed back to the queue after a temporary error.",
+        heartbeat_at=None,
+        attempts=F("attempts") - 1,
     )
 
 
@@ -148,8 +183,10 @@ def documents_claim_companions(document: Document, preferred: Sequence[int] = ()
             total += size
         if not ids:
             return []
-        Document.objects.filter(pk__in=ids, status=Status.QUEUED).update(
-            status=Status.PARSING,
+        documents_status_set(
+            Document.objects.filter(pk__in=ids, status=Status.QUEUED),
+            Status.PARSING,
+            message=f"in a batch with document {document.pk}",
             attempts=F("attempts") + 1,
             heartbeat_at=now,
             started_at=now,
@@ -157,7 +194,6 @@ def documents_claim_companions(document: Document, preferred: Sequence[int] = ()
             error="",
             progress_done=0,
             progress_total=0,
-            updated_at=now,
         )
     return list(Document.objects.filter(pk__in=ids, status=Status.PARSING).order_by("pk"))
 
@@ -186,10 +222,13 @@ def documents_sweep() -> dict[str, int]:
             document_claim(document_id)  # fails it with the reason, under the lock
             failed += 1
             continue
-        if (
-            Document.objects.filter(pk=document_id, status__in=IN_PROGRESS)
-            .filter(db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None))
-            .update(status=Status.QUEUED, heartbeat_at=None, updated_at=now)
+        if documents_status_set(
+            Document.objects.filter(pk=document_id, status__in=IN_PROGRESS).filter(
+                db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None)
+            ),
+            Status.QUEUED,
+            message="The worker stopped answering; queued again.",
+            heartbeat_at=None,
         ):
             queue.document_enqueue(document_id)
             requeued += 1

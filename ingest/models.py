@@ -10,6 +10,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 
 class Collection(models.Model):
@@ -35,11 +37,11 @@ def document_upload_path(instance: Document, filename: str) -> str:
 
 class Document(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        PARSING = "parsing", "Parsing"
-        EMBEDDING = "embedding", "Embedding"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", gettext_lazy("Queued")
+        PARSING = "parsing", gettext_lazy("Parsing")
+        EMBEDDING = "embedding", gettext_lazy("Embedding")
+        READY = "ready", gettext_lazy("Ready")
+        FAILED = "failed", gettext_lazy("Failed")
 
     collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
     # An e-mail attachment or archive member points at the document it came from.
@@ -102,6 +104,16 @@ class Document(models.Model):
                 name="document_unique_content_per_collection",
             )
         ]
+        # The portal's documents table reads one page of a collection at a time, in
+        # each order it offers: every order is an index walk, never a sort of the
+        # whole collection (``ingest.selectors.documents_page``).
+        indexes = [
+            models.Index(fields=["collection", "created_at", "id"], name="document_collection_time_idx"),
+            models.Index(fields=["collection", "name", "id"], name="document_collection_name_idx"),
+            models.Index(fields=["collection", "size", "id"], name="document_collection_size_idx"),
+            models.Index(fields=["collection", "status", "created_at", "id"], name="document_collection_status_idx"),
+            models.Index(fields=["collection", "file_type", "created_at", "id"], name="document_collection_type_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -133,6 +145,22 @@ class RemovedDocument(models.Model):
 
     def __str__(self) -> str:
         return f"removed document {self.document_id}"
+
+
+class DocumentEvent(models.Model):
+    """One change of a document's status, for its history (``ingest.claims.documents_status_set``)."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=20, choices=Document.Status.choices)
+    message = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["document", "at"], name="document_event_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}: {self.status}"
 
 
 FINISHED = (Document.Status.READY, Document.Status.FAILED)

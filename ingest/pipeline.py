@@ -253,6 +253,7 @@ class _BatchRun:
             claims.document_status_set(
                 document.pk,
                 Status.EMBEDDING,
+                message=f"{len(drafts)} passages to embed",
                 file_type=file_type,
                 title=described.title,
                 title_candidates=described.candidates,
@@ -372,6 +373,7 @@ class _BatchRun:
                 claims.document_status_set(
                     p.document.pk,
                     Status.READY,
+                    message=f"{len(created)} passages",
                     chunk_count=len(created),
                     progress_done=len(created),
                     finished_at=now,

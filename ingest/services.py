@@ -23,13 +23,12 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from assistant.accounts.models import Role
 from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
-from ingest import indexes, queue
+from ingest import claims, indexes, queue
 from ingest.models import IN_PROGRESS, Collection, Document, RemovedDocument
 
 logger = logging.getLogger(__name__)
@@ -216,6 +215,10 @@ def _stored(
             groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
             if groups:
                 document.restricted_to_groups.set(groups)
+            claims.document_events_record(
+                document_ids=[document.pk], status=Status.QUEUED,
+                message=f"found in document {parent.pk}" if parent is not None else "uploaded",
+            )  # fmt: skip
             if enqueue:
                 transaction.on_commit(lambda: queue.document_enqueue(document.pk))
     except IntegrityError:
@@ -411,8 +414,11 @@ def _remember_removed(document: Document, *, replaced_by_id: int | None = None) 
     removed.restricted_to_groups.set(document.restricted_to_groups.all())
 
 
-def collection_update(*, collection: Collection, name: str | None = None, description: str | None = None) -> Collection:
-    """Rename a collection or change its description."""
+def collection_update(
+    *, collection: Collection, name: str | None = None, description: str | None = None, user: Any = None
+) -> Collection:
+    """Rename a collection or change its description (``user``: who did, for the audit log)."""
+    previous = {"name": collection.name, "description": collection.description}
     if name is not None:
         name = name.strip()
         if not name:
@@ -420,28 +426,42 @@ def collection_update(*, collection: Collection, name: str | None = None, descri
         collection.name = name
     if description is not None:
         collection.description = description
+    changed = {k: getattr(collection, k) for k, v in previous.items() if getattr(collection, k) != v}
     try:
         with transaction.atomic():
             collection.save()
+            if changed:
+                audit_record(
+                    action=AuditEvent.Action.COLLECTION_UPDATED, actor=user, collection=collection,
+                    target=collection, details={"previous": {k: previous[k] for k in changed}, **changed},
+                )  # fmt: skip
     except IntegrityError as exc:
         raise CollectionNameTaken(f"A collection named '{name}' already exists.") from exc
     return collection
 
 
-def document_reprocess(*, document: Document) -> Document:
-    """Parse, chunk and embed a document again from its stored original.
+def document_reprocess(*, document: Document, user: Any = None) -> Document:
+    """Parse, chunk and embed a document again from its stored original (a retry, a re-index).
 
     The document is queued again: until the worker has replaced its chunks (in one
     transaction, see ``pipeline._BatchRun._store``) it is not ready and is not searched. A
-    document being processed right now is left to that run.
+    document being processed right now is left to that run. ``user``: who asked, for
+    the audit log.
     """
     with transaction.atomic():
-        updated = (
-            Document.objects.filter(pk=document.pk)
-            .exclude(status__in=IN_PROGRESS)
-            .update(status=Status.QUEUED, attempts=0, error="", heartbeat_at=None, updated_at=timezone.now())
+        updated = claims.documents_status_set(
+            Document.objects.filter(pk=document.pk).exclude(status__in=IN_PROGRESS),
+            Status.QUEUED,
+            message="queued again to be re-indexed",
+            attempts=0,
+            error="",
+            heartbeat_at=None,
         )
         if updated:
+            audit_record(
+                action=AuditEvent.Action.DOCUMENT_REINDEXED, actor=user, collection=document.collection,
+                target=document, details={"name": document.name, "previous_status": document.status},
+            )  # fmt: skip
             transaction.on_commit(lambda: queue.document_enqueue(document.pk))
     document.refresh_from_db()
     return document

@@ -62,6 +62,15 @@ def test_staff_creates_a_collection_and_uploads_several_files(client, staff) -> 
     assert status["summary"]["queued"] == 2
 
 
+def test_every_pages_browser_title_is_plain_text(client) -> None:
+    # The collections page once ran its title block over a whole section of markup.
+    client.force_login(UserFactory.create(is_superuser=True, is_staff=True))
+    for url in (reverse("chat:home"), reverse("portal:home"), reverse("accounts:tokens")):
+        title = re.search(r"<title>(.*?)</title>", client.get(url).content.decode(), re.DOTALL)
+        assert title, url
+        assert "<" not in title.group(1) and "\n" not in title.group(1), (url, title.group(1))
+
+
 def test_duplicate_collection_name_is_a_form_error(client, staff) -> None:
     CollectionFactory.create(name="Policies")
     response = client.post(reverse("portal:home"), {"name": "Policies"})

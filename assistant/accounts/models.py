@@ -11,12 +11,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy
 
 
 class Role(models.TextChoices):
-    READ = "read", "Read"
-    WRITE = "write", "Write (upload and delete)"
-    MANAGE = "manage", "Manage (grant access)"
+    READ = "read", gettext_lazy("Read")
+    WRITE = "write", gettext_lazy("Write (upload and delete)")
+    MANAGE = "manage", gettext_lazy("Manage (grant access)")
 
 
 ROLE_ORDER = {Role.READ: 1, Role.WRITE: 2, Role.MANAGE: 3}
@@ -54,8 +55,8 @@ class ApiToken(models.Model):
     """
 
     class Scope(models.TextChoices):
-        READ = "read", "Read (search, ask, conversations, feedback)"
-        WRITE = "write", "Read and write (also collections, documents, members)"
+        READ = "read", gettext_lazy("Read (search, ask, conversations, feedback)")
+        WRITE = "write", gettext_lazy("Read and write (also collections, documents, members)")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
@@ -99,3 +100,20 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} at {self.issuer}"
+
+
+class Preference(models.Model):
+    """A user's own settings for the interface: the language it speaks to them in.
+
+    An empty ``language`` follows the browser (Accept-Language); a chosen one wins on
+    every browser the user signs in from (``assistant.accounts.language``).
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    # Checked against settings.LANGUAGES by the service, not by field choices, so that
+    # adding a language needs no migration.
+    language = models.CharField(max_length=16, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.language or 'browser'}"

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistant.accounts.models import ApiToken, CollectionGrant, Role
-from assistant.accounts.selectors import user_can
+from assistant.accounts.selectors import user_can, user_can_manage_people
 from ingest.models import Collection
 
 
@@ -52,15 +52,71 @@ class UserAdded:
     password_set: bool
 
 
-def user_add(*, username: str, groups: Sequence[str] = (), password: str = "", email: str = "") -> UserAdded:
+class UserExists(ValueError):
+    """A user of that name exists already (where finding them is not wanted)."""
+
+
+class GroupNameTaken(ValueError):
+    """A group of that name exists already."""
+
+
+class GroupInUse(ValueError):
+    """A group that restricts documents: deleting it would lift their restriction."""
+
+
+def _require_people_manager(actor: Any, target: Any = None) -> None:
+    """``actor`` may manage people (None: an operator at the shell); only a superuser changes a superuser."""
+    if actor is None:
+        return
+    if not user_can_manage_people(actor):
+        raise PermissionDenied("You may not manage users and groups.")
+    if target is not None and target.is_superuser and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser may change a superuser.")
+
+
+def _people_audit(action: str, *, actor: Any, target: Any, **details: Any) -> None:
+    from assistant.audit.services import audit_record
+
+    audit_record(action=action, actor=actor, target=target, details={"source": _source(actor), **details})
+
+
+def _source(actor: Any) -> str:
+    return "shell" if actor is None else "portal"
+
+
+def _membership_audit(*, group: Group, user: Any, added: bool, actor: Any) -> None:
+    # Group membership is access (it opens the group's collections and documents): it
+    # is recorded as a permission change, as the single sign-on's group sync does.
+    from assistant.audit.models import AuditEvent
+
+    _people_audit(
+        AuditEvent.Action.PERMISSION_GRANTED if added else AuditEvent.Action.PERMISSION_REVOKED,
+        actor=actor, target=group, group=group.name, user=user.get_username(), membership=True,
+    )  # fmt: skip
+
+
+def user_add(
+    *,
+    username: str,
+    groups: Sequence[str] = (),
+    password: str = "",
+    email: str = "",
+    actor: Any = None,
+    existing_ok: bool = True,
+) -> UserAdded:
     """Create a user, or find the existing one, and put them in ``groups``.
 
     Groups that do not exist yet are created. An existing user keeps their other
     groups; their password and e-mail change only when given. A new user without a
     password cannot sign in until one is set (``manage.py changepassword``), but can
     be asked for at the shell (``ask --as``). A password the validators refuse
-    raises ``ValidationError`` and changes nothing.
+    raises ``ValidationError`` and changes nothing. ``existing_ok=False`` (the
+    portal) refuses an existing name with ``UserExists`` instead. Every creation and
+    membership is audited; ``actor`` (None: the shell) must be allowed to manage people.
     """
+    from assistant.audit.models import AuditEvent
+
+    _require_people_manager(actor)
     username = username.strip()
     if not username:
         raise ValueError("A user needs a name.")
@@ -71,16 +127,24 @@ def user_add(*, username: str, groups: Sequence[str] = (), password: str = "", e
     with transaction.atomic():
         user = user_model.objects.filter(username=username).first()
         created = user is None
+        if user is not None and not existing_ok:
+            raise UserExists(f"A user named '{username}' already exists.")
         if user is None:
             user = user_model(username=username, email=email)
         elif email:
             user.email = email
+        _require_people_manager(actor, None if created else user)
         if password:
             validate_password(password, user=user)
             user.set_password(password)
         elif created:
             user.set_unusable_password()
         user.save()
+        if created:
+            _people_audit(
+                AuditEvent.Action.USER_CREATED, actor=actor, target=user,
+                user=user.get_username(), email=user.email, password_set=bool(password),
+            )  # fmt: skip
         groups_created: list[str] = []
         groups_added: list[str] = []
         current = set(user.groups.values_list("name", flat=True))
@@ -88,9 +152,11 @@ def user_add(*, username: str, groups: Sequence[str] = (), password: str = "", e
             group, new = Group.objects.get_or_create(name=name)
             if new:
                 groups_created.append(name)
+                _people_audit(AuditEvent.Action.GROUP_CREATED, actor=actor, target=group, group=name)
             if name not in current:
                 user.groups.add(group)
                 groups_added.append(name)
+                _membership_audit(group=group, user=user, added=True, actor=actor)
     return UserAdded(
         user=user,
         created=created,
@@ -98,6 +164,116 @@ def user_add(*, username: str, groups: Sequence[str] = (), password: str = "", e
         groups_created=groups_created,
         password_set=bool(password),
     )
+
+
+def user_set_active(*, user: Any, active: bool, actor: Any = None) -> bool:
+    """Deactivate or reactivate a user. Returns whether anything changed.
+
+    A deactivated user cannot sign in, their sessions and API tokens stop working on
+    the next request, and they read nothing; their conversations and grants stay, so
+    reactivating them gives everything back. Nobody deactivates themselves (an
+    administrator could lock the last one out). A deactivation made here stands
+    against the single sign-on: the provider letting them in does not undo it.
+    """
+    from assistant.accounts.models import ExternalIdentity
+    from assistant.audit.models import AuditEvent
+
+    _require_people_manager(actor, user)
+    if actor is not None and actor.pk == user.pk and not active:
+        raise ValueError("You cannot deactivate yourself.")
+    with transaction.atomic():
+        changed = bool(type(user).objects.filter(pk=user.pk, is_active=not active).update(is_active=active))
+        user.is_active = active
+        if not active:
+            ExternalIdentity.objects.filter(user=user).update(deactivated_at=None)
+        if changed:
+            action = AuditEvent.Action.USER_REACTIVATED if active else AuditEvent.Action.USER_DEACTIVATED
+            _people_audit(action, actor=actor, target=user, user=user.get_username())
+    return changed
+
+
+def group_create(*, name: str, actor: Any = None) -> Group:
+    """Create an empty group (``GroupNameTaken`` if the name is in use)."""
+    from assistant.audit.models import AuditEvent
+
+    _require_people_manager(actor)
+    name = name.strip()
+    if not name:
+        raise ValueError("A group needs a name.")
+    with transaction.atomic():
+        group, created = Group.objects.get_or_create(name=name)
+        if not created:
+            raise GroupNameTaken(f"A group named '{name}' already exists.")
+        _people_audit(AuditEvent.Action.GROUP_CREATED, actor=actor, target=group, group=name)
+    return group
+
+
+def group_rename(*, group: Group, name: str, actor: Any = None) -> Group:
+    """Rename a group. Its members, grants and restrictions follow it (they hold its id)."""
+    from assistant.audit.models import AuditEvent
+
+    _require_people_manager(actor)
+    name = name.strip()
+    if not name:
+        raise ValueError("A group needs a name.")
+    previous = group.name
+    if name == previous:
+        return group
+    with transaction.atomic():
+        if Group.objects.filter(name=name).exclude(pk=group.pk).exists():
+            raise GroupNameTaken(f"A group named '{name}' already exists.")
+        group.name = name
+        group.save(update_fields=["name"])
+        _people_audit(AuditEvent.Action.GROUP_RENAMED, actor=actor, target=group, group=name, previous=previous)
+    return group
+
+
+def group_delete(*, group: Group, actor: Any = None) -> None:
+    """Delete a group: its members leave it and its grants go (each audited).
+
+    Refused with ``GroupInUse`` while the group restricts a document, or the record of
+    a removed one: deleting it would silently make those readable by everyone who
+    reads the collection. Change the restrictions first.
+    """
+    from assistant.audit.models import AuditEvent
+    from assistant.audit.services import permission_change_record
+    from ingest.models import RemovedDocument
+
+    _require_people_manager(actor)
+    with transaction.atomic():
+        restricting = group.restricted_documents.count()
+        if restricting or RemovedDocument.restricted_to_groups.through.objects.filter(group_id=group.pk).exists():
+            raise GroupInUse(
+                f"The group '{group.name}' restricts {restricting} document(s) (or records of removed ones); "
+                "deleting it would make them readable by every reader of their collection."
+            )
+        for grant in CollectionGrant.objects.select_related("collection", "group").filter(group=group):
+            permission_change_record(grant=grant, granted=False, actor=actor)
+        members = sorted(group.user_set.values_list("username", flat=True))
+        _people_audit(AuditEvent.Action.GROUP_DELETED, actor=actor, target=group, group=group.name, members=members)
+        group.delete()
+
+
+def group_member_add(*, group: Group, user: Any, actor: Any = None) -> bool:
+    """Put ``user`` in ``group``; returns whether they were not in it already. Takes effect on the next question."""
+    _require_people_manager(actor, user)
+    with transaction.atomic():
+        if user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.add(group)
+        _membership_audit(group=group, user=user, added=True, actor=actor)
+    return True
+
+
+def group_member_remove(*, group: Group, user: Any, actor: Any = None) -> bool:
+    """Take ``user`` out of ``group``; returns whether they were in it."""
+    _require_people_manager(actor, user)
+    with transaction.atomic():
+        if not user.groups.filter(pk=group.pk).exists():
+            return False
+        user.groups.remove(group)
+        _membership_audit(group=group, user=user, added=False, actor=actor)
+    return True
 
 
 def _require_manager(actor: Any, collection: Collection) -> None:

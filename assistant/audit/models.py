@@ -47,6 +47,7 @@ class AuditEvent(models.Model):
         QUESTION_ANSWERED = "question.answered", "Question answered"
         DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
         DOCUMENT_DELETED = "document.deleted", "Document deleted"
+        DOCUMENT_REINDEXED = "document.reindexed", "Document re-indexed"
         DOCUMENT_RESTRICTED = "document.restricted", "Document access changed"
         COLLECTION_CREATED = "collection.created", "Collection created"
         COLLECTION_DELETED = "collection.deleted", "Collection deleted"
@@ -58,14 +59,22 @@ class AuditEvent(models.Model):
         USER_LOGIN = "user.login", "Signed in"
         USER_LOGIN_FAILED = "user.login_failed", "Sign-in failed"
         USER_DATA_DELETED = "user.data_deleted", "User and their data deleted"
-        USER_DEACTIVATED = "user.deactivated", "User deactivated (identity provider)"
-        USER_REACTIVATED = "user.reactivated", "User reactivated (identity provider)"
+        # By the identity provider (details: source "oidc") or an administrator (source "portal").
+        USER_DEACTIVATED = "user.deactivated", "User deactivated"
+        USER_REACTIVATED = "user.reactivated", "User reactivated"
+        USER_CREATED = "user.created", "User created"
+        GROUP_CREATED = "group.created", "Group created"
+        GROUP_RENAMED = "group.renamed", "Group renamed"
+        GROUP_DELETED = "group.deleted", "Group deleted"
+        COLLECTION_UPDATED = "collection.updated", "Collection renamed or described"
         SSO_BOUND = "sso.bound", "Single sign-on identity bound"
         SSO_REFUSED = "sso.refused", "Single sign-on refused"
         AUDIT_EXPORTED = "audit.exported", "Audit log exported"
         AUDIT_PURGED = "audit.purged", "Audit log purged (retention)"
         MCP_TOOL_CALLED = "mcp.tool_called", "MCP tool called"
         MCP_RESOURCE_READ = "mcp.resource_read", "MCP resource read"
+        RETRIEVAL_TESTED = "retrieval.tested", "Retrieval tested as a user"
+        MODEL_RECORDED = "model.recorded", "Model licence and provenance recorded"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     action = models.CharField(max_length=40)

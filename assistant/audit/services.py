@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from assistant.audit.gate import audit_gate
 from assistant.audit.models import AuditEvent
+from assistant.ops.context import current_request_id
 
 if TYPE_CHECKING:
     from assistant.accounts.models import CollectionGrant
@@ -93,6 +94,9 @@ def audit_record(
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     target_type, target_id = _target(target)
+    # The id of the request (or task) that acted: the same in the logs and the LLM server's.
+    if (request_id := current_request_id()) is not None and not (details and "request_id" in details):
+        details = {**(details or {}), "request_id": request_id}
     return AuditEvent.objects.create(
         action=action,
         actor=actor,

@@ -20,6 +20,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from assistant.audit import boundary, services
 from assistant.audit.auditors import user_is_auditor
@@ -43,16 +44,25 @@ def _require_auditor(request: HttpRequest) -> None:
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(choices=[("", "All actions"), *AuditEvent.Action.choices], required=False)
-    user = forms.CharField(required=False, max_length=150, label="User name")
-    collection = forms.CharField(required=False, max_length=200, help_text="A collection's name or id")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    action = forms.ChoiceField(
+        label=gettext_lazy("Action"),
+        choices=[("", gettext_lazy("All actions")), *AuditEvent.Action.choices],
+        required=False,
+    )
+    user = forms.CharField(required=False, max_length=150, label=gettext_lazy("User name"))
+    collection = forms.CharField(
+        required=False,
+        max_length=200,
+        label=gettext_lazy("Collection"),
+        help_text=gettext_lazy("A collection's name or id"),
+    )
+    since = forms.DateField(required=False, label=gettext_lazy("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError("The start date is after the end date.")
+            raise forms.ValidationError(gettext("The start date is after the end date."))
         return data
 
     def to_filter(self) -> AuditFilter:
@@ -128,17 +138,17 @@ def data_boundary(request: HttpRequest) -> HttpResponse:
 
 
 class UserDeleteForm(forms.Form):
-    username = forms.CharField(max_length=150, label="User name")
-    confirm = forms.CharField(max_length=150, label="Type the user name again to confirm")
+    username = forms.CharField(max_length=150, label=gettext_lazy("User name"))
+    confirm = forms.CharField(max_length=150, label=gettext_lazy("Type the user name again to confirm"))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("username") and data.get("confirm") != data.get("username"):
-            raise forms.ValidationError("The two user names differ.")
+            raise forms.ValidationError(gettext("The two user names differ."))
         if data.get("username"):
             user = get_user_model().objects.filter(username=data["username"]).first()
             if user is None:
-                raise forms.ValidationError("There is no user with this name.")
+                raise forms.ValidationError(gettext("There is no user with this name."))
             data["user"] = user
         return data
 
@@ -156,8 +166,11 @@ def user_delete(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"Deleted user {form.cleaned_data['username']}: {summary['conversations']} conversations, "
-                f"{summary['messages']} messages; audit entries: {summary['policy']}.",
+                gettext(
+                    "Deleted user %(user)s: %(conversations)s conversations, %(messages)s messages; "
+                    "audit entries: %(policy)s."
+                )
+                % {"user": form.cleaned_data["username"], **summary},
             )
             return redirect("audit:log")
     return render(request, "portal/user_delete.html", {"form": form, "policy": settings.USER_DELETION_POLICY})

@@ -12,18 +12,22 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from assistant.accounts import services as access_services
 from assistant.accounts.models import CollectionGrant, Role
 from assistant.accounts.selectors import (
     collection_grants,
+    collections_readable_by,
     collections_with_role,
     document_for,
     documents_visible_to,
@@ -31,13 +35,16 @@ from assistant.accounts.selectors import (
     user_can_create_collections,
 )
 from assistant.chat import feedback as chat_feedback
+from assistant.portal import documents
 from ingest import selectors, services
 from ingest.models import Collection
 
 
 class CollectionForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
+    description = forms.CharField(
+        label=gettext_lazy("Description"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -49,7 +56,10 @@ class UploadForm(forms.Form):
     # into ``base_fields``, so it does not shadow ``Form.files`` at run time.
     files = forms.FileField(widget=MultipleFileInput(attrs={"multiple": True}))  # type: ignore[assignment]
     restrict_to_groups = forms.ModelMultipleChoiceField(
-        queryset=Group.objects.none(), required=False, label="Only visible to", help_text="Empty: every reader."
+        queryset=Group.objects.none(),
+        required=False,
+        label=gettext_lazy("Only visible to"),
+        help_text=gettext_lazy("Empty: every reader."),
     )
 
     def __init__(self, *args: Any, groups: QuerySet[Group], **kwargs: Any) -> None:
@@ -58,8 +68,23 @@ class UploadForm(forms.Form):
 
 
 class GrantForm(forms.Form):
-    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"))
+    """A role for a group, or for one user named by their user name."""
+
+    group = forms.ModelChoiceField(queryset=Group.objects.order_by("name"), required=False)
+    username = forms.CharField(max_length=150, required=False)
     role = forms.ChoiceField(choices=Role.choices)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        username = (data.get("username") or "").strip()
+        if bool(data.get("group")) == bool(username):
+            raise forms.ValidationError(_("Choose a group or name a user."))
+        if username:
+            user = get_user_model().objects.filter(username=username).first()
+            if user is None:
+                raise forms.ValidationError(_("No user named “%(name)s”.") % {"name": username})
+            data["user"] = user
+        return data
 
 
 class RestrictForm(forms.Form):
@@ -95,22 +120,53 @@ def home(request: HttpRequest) -> HttpResponse:
                 form.add_error("name", "A collection with this name already exists.")
             else:
                 return redirect("portal:collection", collection_id=collection.pk)
-    collections = [
-        (c, selectors.collection_summary(collection=c, documents=documents_visible_to(user=request.user, collection=c)))
-        for c in collections_with_role(user=request.user, role=Role.WRITE)
-    ]
-    return render(request, "portal/home.html", {"collections": collections, "form": form, "can_create": can_create})
+    writable = collections_with_role(user=request.user, role=Role.WRITE)
+
+    def summaries(found: QuerySet[Collection]) -> list[tuple[Collection, dict[str, int]]]:
+        return [
+            (
+                c,
+                selectors.collection_summary(
+                    collection=c, documents=documents_visible_to(user=request.user, collection=c)
+                ),
+            )
+            for c in found
+        ]
+
+    # Collections they only read: what they may ask about, counted as they see them.
+    read_only = collections_readable_by(request.user).exclude(pk__in=writable.values("pk")).order_by("name")
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "collections": summaries(writable),
+            "readable": summaries(read_only),
+            "form": form,
+            "can_create": can_create,
+        },
+    )
 
 
-def _documents_payload(request: HttpRequest, collection: Collection) -> dict[str, Any]:
-    visible = documents_visible_to(user=request.user, collection=collection)
-    return {
-        "summary": selectors.collection_summary(collection=collection, documents=visible),
-        "documents": [
-            selectors.document_as_dict(d)
-            for d in selectors.collection_documents(collection=collection, documents=visible)
-        ],
-    }
+@login_required
+@require_POST
+def collection_edit(request: HttpRequest, collection_id: int) -> HttpResponse:
+    collection = _collection_for(request, collection_id, Role.MANAGE)
+    form = CollectionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("A collection needs a name."))
+        return redirect("portal:collection", collection_id=collection.pk)
+    try:
+        services.collection_update(
+            collection=collection,
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            user=request.user,
+        )
+    except services.CollectionNameTaken:
+        messages.error(request, _("A collection with this name already exists."))
+    else:
+        messages.success(request, _("Saved the name and description."))
+    return redirect("portal:collection", collection_id=collection.pk)
 
 
 @login_required
@@ -122,48 +178,17 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
         "portal/collection.html",
         {
             "collection": collection,
-            **_documents_payload(request, collection),
+            **documents.table_context(request, collection),
             "form": UploadForm(groups=_upload_groups(request, collection)),
             "manages": manages,
             "grants": collection_grants(collection=collection) if manages else [],
             "groups": Group.objects.order_by("name") if manages else [],
             "roles": Role.choices,
+            "edit_form": CollectionForm(initial={"name": collection.name, "description": collection.description})
+            if manages
+            else None,
         },
     )
-
-
-@login_required
-@require_POST
-def upload(request: HttpRequest, collection_id: int) -> HttpResponse:
-    collection = _collection_for(request, collection_id, Role.WRITE)
-    form = UploadForm(request.POST, request.FILES, groups=_upload_groups(request, collection))
-    files = request.FILES.getlist("files")
-    if not files:
-        messages.error(request, "Choose at least one file to upload.")
-    if not form.is_valid() and "restrict_to_groups" in form.errors:
-        messages.error(request, "Choose groups from the list to restrict the files to.")
-        return redirect("portal:collection", collection_id=collection.pk)
-    restrict = list(form.cleaned_data.get("restrict_to_groups") or [])
-    outcomes = services.documents_upload_many(
-        collection=collection,
-        files=[(f.name or "upload", f) for f in files],
-        user=request.user,
-        restrict_to_groups=restrict,
-    )
-    for outcome in outcomes:
-        if outcome.result is None:
-            messages.error(request, f"{outcome.name}: {outcome.error}")
-        elif outcome.result.duplicate:
-            # Only ever a document this user can see: bytes that are only in a hidden
-            # one are stored as a fresh upload of theirs (see ``document_upload``).
-            messages.info(request, f"{outcome.name}: already in this collection as “{outcome.result.document.name}”.")
-    return redirect("portal:collection", collection_id=collection.pk)
-
-
-@login_required
-def documents_status(request: HttpRequest, collection_id: int) -> JsonResponse:
-    collection = _collection_for(request, collection_id, Role.WRITE)
-    return JsonResponse(_documents_payload(request, collection))
 
 
 @login_required
@@ -174,7 +199,7 @@ def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     except PermissionDenied as exc:
         raise Http404 from exc  # the same for a hidden document as for a missing one
     services.document_delete(document=document, user=request.user)
-    messages.success(request, f"Deleted “{document.name}”.")
+    messages.success(request, _("Deleted “%(title)s”.") % {"title": document.name})
     return redirect("portal:collection", collection_id=document.collection_id)
 
 
@@ -184,11 +209,17 @@ def access_grant(request: HttpRequest, collection_id: int) -> HttpResponse:
     collection = _collection_for(request, collection_id, Role.MANAGE)
     form = GrantForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a group and a role.")
+        for error in form.non_field_errors() or [_("Choose a group or a user, and a role.")]:
+            messages.error(request, str(error))
     else:
-        group, role = form.cleaned_data["group"], form.cleaned_data["role"]
-        access_services.collection_grant(collection=collection, group=group, role=role, actor=request.user)
-        messages.success(request, f"Group “{group.name}” now has {role} access.")
+        group, user, role = form.cleaned_data["group"], form.cleaned_data.get("user"), form.cleaned_data["role"]
+        name = group.name if group is not None else form.cleaned_data["user"].get_username()
+        access_services.collection_grant(collection=collection, group=group, user=user, role=role, actor=request.user)
+        if group is not None:
+            text = _("Group “%(name)s” now has %(role)s access.") % {"name": name, "role": Role(role).label}
+        else:
+            text = _("User “%(name)s” now has %(role)s access.") % {"name": name, "role": Role(role).label}
+        messages.success(request, text)
     return redirect("portal:collection", collection_id=collection.pk)
 
 
@@ -200,7 +231,7 @@ def access_revoke(request: HttpRequest, collection_id: int, grant_id: int) -> Ht
         CollectionGrant.objects.select_related("group", "user"), pk=grant_id, collection=collection
     )
     access_services.collection_revoke(collection=collection, group=grant.group, user=grant.user, actor=request.user)
-    messages.success(request, f"Revoked the access of “{grant.group or grant.user}”.")
+    messages.success(request, _("Revoked the access of “%(name)s”.") % {"name": grant.group or grant.user})
     return redirect("portal:collection", collection_id=collection.pk)
 
 

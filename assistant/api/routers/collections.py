@@ -87,7 +87,9 @@ def collections_get(request: HttpRequest, collection_id: int) -> Any:
 def collections_update(request: HttpRequest, collection_id: int, body: CollectionPatch) -> Any:
     collection = collection_for(user=caller(request), collection_id=collection_id, role=Role.MANAGE)
     try:
-        services.collection_update(collection=collection, name=body.name, description=body.description)
+        services.collection_update(
+            collection=collection, name=body.name, description=body.description, user=caller(request)
+        )
     except services.CollectionNameTaken as exc:
         raise ApiError(409, "name_taken", str(exc)) from exc
     return _one(request, collection)

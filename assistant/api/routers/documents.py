@@ -148,4 +148,4 @@ def documents_delete(request: HttpRequest, document_id: int) -> Any:
 def documents_reindex(request: HttpRequest, document_id: int) -> Any:
     """Parse, chunk and embed the document again from its stored original."""
     document = document_for(user=caller(request), document_id=document_id, role=Role.WRITE)
-    return Status(202, document_out(services.document_reprocess(document=document)))
+    return Status(202, document_out(services.document_reprocess(document=document, user=caller(request))))
