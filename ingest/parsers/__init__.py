@@ -46,7 +46,20 @@ def parse_file(path: Path, *, name: str = "", depth: int = 0) -> tuple[str, Pars
     """Detect ``path``'s type from its content and parse it. Returns (type, result).
 
     ``depth``: how many files (archives, e-mails) this one was found inside.
+    A reason given in ``ParseError`` never names the file's place on the server's
+    disk (libraries quote the path they were handed): people see it in the portal.
     """
+    try:
+        return _parse(path, name=name, depth=depth)
+    except ParseError as exc:
+        message = str(exc)
+        shown = message.replace(f"{path}: ", "").replace(str(path), name or "the file")
+        if shown == message:
+            raise
+        raise ParseError(shown) from exc
+
+
+def _parse(path: Path, *, name: str, depth: int) -> tuple[str, ParsedDocument]:
     file_type = detect_file_type(path, name=name)
     parser = parser_for(file_type)
     if file_type in ZIP_PACKAGES:

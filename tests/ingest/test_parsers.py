@@ -46,6 +46,15 @@ def test_corrupt_pdf_fails_with_a_reason(tmp_path: Path) -> None:
         parse_file(write(tmp_path, "broken.pdf", broken))
 
 
+def test_a_reason_never_names_the_storage_path(tmp_path: Path) -> None:
+    """Libraries quote the path they read; the portal shows the reason to people."""
+    stored = write(tmp_path, "5f3a9c-upload.pdf", make_pdf(["Some text"])[:200])
+    with pytest.raises(ParseError, match="damaged") as caught:
+        parse_file(stored, name="Q3 report.pdf")
+    assert str(tmp_path) not in str(caught.value)
+    assert stored.name not in str(caught.value)
+
+
 def test_password_protected_pdf_fails_with_a_reason(formats_dir: Path) -> None:
     with pytest.raises(ParseError, match="password-protected"):
         parse_file(formats_dir / "password.pdf", name="password.pdf")
