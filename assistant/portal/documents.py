@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
@@ -24,7 +25,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from assistant.accounts.models import Role
-from assistant.accounts.selectors import document_for, documents_visible_to
+from assistant.accounts.selectors import document_for, documents_visible_to, user_can
 from assistant.chat.services import document_passages
 from assistant.portal import views as portal_views
 from ingest import bulk, selectors, services
@@ -244,6 +245,7 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
     except PermissionDenied as exc:
         raise Http404 from exc  # the same for a hidden document as for a missing one
     visible = documents_visible_to(user=request.user, collection=document.collection)
+    manages = user_can(user=request.user, collection=document.collection, role=Role.MANAGE)
     total = document.chunks.count()
     pages = max(1, -(-total // PASSAGES_PER_PAGE))
     number = min(max(1, _int(request.GET.get("page"), 1)), pages)
@@ -272,6 +274,9 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
             "events": document.events.all()[:200],
             "versions": selectors.document_versions(document=document, documents=visible),
             "passages": passages,
+            # Managers restrict any document here, wherever it sits in the paged table.
+            "restrict_groups": Group.objects.order_by("name") if manages else [],
+            "restricted_ids": set(document.restricted_to_groups.values_list("pk", flat=True)) if manages else set(),
             "passage_total": total,
             "passage_page": {"number": number, "pages": pages},
             "previous_url": f"?page={number - 1}" if number > 1 else "",

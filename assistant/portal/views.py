@@ -255,6 +255,8 @@ def document_restrict(request: HttpRequest, collection_id: int) -> HttpResponse:
         messages.success(request, f"“{document.name}” is now visible only to {', '.join(g.name for g in groups)}.")
     else:
         messages.success(request, f"“{document.name}” is now visible to every reader of the collection.")
+    if request.POST.get("back") == "document":
+        return redirect("portal:document", document_id=document.pk)
     return redirect("portal:collection", collection_id=collection.pk)
 
 

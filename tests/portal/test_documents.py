@@ -375,3 +375,34 @@ def test_documents_page_selector_takes_a_fixed_number_of_queries(place: Place, d
         found = selectors.documents_page(documents=visible, sort="name", page=2)
     assert found.documents[0].name == "file-000052.txt"
     assert DocumentEvent.objects.count() == 2  # bulk rows have no history; the two uploads do
+
+
+def test_a_manager_restricts_any_document_from_its_own_page(place: Place, client) -> None:
+    """The collection page's list holds one table page; the document's own page reaches every document."""
+    manager = UserFactory.create(username="keeper")
+    collection_grant(collection=place.collection, user=manager, role=Role.MANAGE)
+    _rows(place.collection, 120, status=Status.READY)
+    client.force_login(manager)
+    collection_page = client.get(reverse("portal:collection", args=[place.collection.pk])).content.decode()
+    restrict_list = collection_page[collection_page.index('id="restrict"') :]
+    listed = {d.pk for d in Document.objects.all() if f'<option value="{d.pk}">' in restrict_list}
+    last = Document.objects.filter(name__startswith="file-").exclude(pk__in=listed).order_by("name").last()
+    assert listed and last is not None  # a document the first table page does not hold
+
+    page = client.get(reverse("portal:document", args=[last.pk])).content.decode()
+    assert 'id="restriction"' in page and f'<option value="{place.board.pk}">board</option>' in page
+    response = client.post(
+        reverse("portal:document_restrict", args=[place.collection.pk]),
+        {"document": last.pk, "groups": [place.board.pk], "back": "document"},
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("portal:document", args=[last.pk])
+    assert list(last.restricted_to_groups.all()) == [place.board]
+    again = client.get(reverse("portal:document", args=[last.pk])).content.decode()
+    assert f'<option value="{place.board.pk}" selected>board</option>' in again
+
+    names = {row["name"] for row in place.table(client, place.outsider, q=last.name)["documents"]}
+    assert last.name not in names  # the outsider no longer sees it
+    assert last.name in {row["name"] for row in place.table(client, place.insider, q=last.name)["documents"]}
+
+    client.force_login(place.insider)  # a writer, not a manager: no form
+    assert 'id="restriction"' not in client.get(reverse("portal:document", args=[place.memo.pk])).content.decode()
