@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.utils.translation import gettext as _
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from assistant.accounts.sso import SignInRefused, identity_sign_in, username_from
@@ -67,7 +68,9 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):
         logger.warning("Single sign-on refused: %s", message)
         request = getattr(self, "request", None)
         if request is not None:
-            messages.error(request, f"Single sign-on did not sign you in: {message}", fail_silently=True)
+            messages.error(
+                request, _("Single sign-on did not sign you in: %(reason)s") % {"reason": message}, fail_silently=True
+            )
         return None
 
     def get_user(self, user_id: Any) -> Any:

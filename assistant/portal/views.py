@@ -241,7 +241,7 @@ def document_restrict(request: HttpRequest, collection_id: int) -> HttpResponse:
     collection = _collection_for(request, collection_id, Role.MANAGE)
     form = RestrictForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a document and the groups to restrict it to.")
+        messages.error(request, _("Choose a document and the groups to restrict it to."))
         return redirect("portal:collection", collection_id=collection.pk)
     try:
         document = document_for(user=request.user, document_id=form.cleaned_data["document"], role=Role.MANAGE)
@@ -252,9 +252,15 @@ def document_restrict(request: HttpRequest, collection_id: int) -> HttpResponse:
     groups = list(form.cleaned_data["groups"])
     services.document_restrict(document=document, groups=groups, actor=request.user)
     if groups:
-        messages.success(request, f"“{document.name}” is now visible only to {', '.join(g.name for g in groups)}.")
+        messages.success(
+            request,
+            _("“%(name)s” is now visible only to %(groups)s.")
+            % {"name": document.name, "groups": ", ".join(g.name for g in groups)},
+        )
     else:
-        messages.success(request, f"“{document.name}” is now visible to every reader of the collection.")
+        messages.success(
+            request, _("“%(name)s” is now visible to every reader of the collection.") % {"name": document.name}
+        )
     if request.POST.get("back") == "document":
         return redirect("portal:document", document_id=document.pk)
     return redirect("portal:collection", collection_id=collection.pk)
