@@ -255,6 +255,11 @@ class CollectionAccess:
     hidden: list[Document]  # documents restricted away from them (of those the viewer may see)
     hidden_more: int  # hidden documents past the ones listed
 
+    @property
+    def role_label(self) -> str:
+        """The role as people read it, in their language."""
+        return str(Role(self.role).label)
+
 
 @dataclass(frozen=True)
 class ReadOverview:
@@ -297,7 +302,7 @@ def user_read_overview(*, user: AbstractUser, viewer: AnyUser) -> ReadOverview:
     )
     for grant in grants.select_related("group").order_by("group__name"):
         holder = grant.group.name if grant.group else gettext("own grant")
-        via[grant.collection_id].append(f"{holder} ({grant.role})")
+        via[grant.collection_id].append(f"{holder} ({Role(grant.role).label})")
     hidden_from_viewer = documents_hidden_from(user=viewer, collection_ids=ids).values("pk")
     hidden_from_user = documents_hidden_from(user=user, collection_ids=ids).exclude(pk__in=hidden_from_viewer)
     overview = []

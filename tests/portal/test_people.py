@@ -191,7 +191,7 @@ def test_group_membership_changes_what_the_user_page_says_they_read(client: Clie
     erin, bob, board = library["erin"], library["bob"], library["board"]
     erin_reads = _hidden_on_user_page(client, erin)
     assert "Handbook" in erin_reads and "minutes.txt" in erin_reads  # restricted away from her
-    assert "staff (read)" in erin_reads
+    assert "staff (Read)" in erin_reads and "<td>Read</td>" in erin_reads  # the role as people read it
     bob_reads = _hidden_on_user_page(client, bob)
     assert "Handbook" in bob_reads and "minutes.txt" not in bob_reads  # the control reads it
     assert set(documents_visible_to(user=erin, collection=library["collection"])) == {library["public"]}
