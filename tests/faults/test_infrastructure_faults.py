@@ -104,6 +104,8 @@ def test_postgres_restarted_mid_ingest_finishes_the_document_once(
 
     docs = wait_for(session, collection_id, finished, stack=fault_stack)
     assert_recovered(fault_stack, docs)
+    # Handed back on a new connection, with its attempt given back: the outage was not the file's fault.
+    assert docs["restart.md"]["attempts"] == 1, docs
     top = retrieved(fault_stack, "Postgres restart ingest", "key code of storeroom number 7")[0]
     assert top["document"] == "restart.md" and "4107" in top["text"], top
 
