@@ -126,9 +126,15 @@ def documents_heartbeat(document_ids: list[int]) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(settings.INGEST_HEARTBEAT_S):
-                Document.objects.filter(pk__in=document_ids, status__in=IN_PROGRESS).update(heartbeat_at=timezone.now())
-        except Exception:  # a missed beat is not worth failing the documents for
-            logger.warning("Heartbeat for documents %s stopped", document_ids[:10], exc_info=True)
+                try:
+                    Document.objects.filter(pk__in=document_ids, status__in=IN_PROGRESS).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:  # a missed beat is not worth failing the documents for
+                    logger.warning("Heartbeat for documents %s missed", document_ids[:10], exc_info=True)
+                    # A database that restarted cut this connection: the next beat opens a new
+                    # one, so the sweep does not take the documents from a worker still on them.
+                    db.connection.close()
         finally:
             db.connection.close()  # this thread's own connection
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from ingest.index_files import LoadedFiles, collection_write_lock, write_atomically
+from ingest.index_files import LoadedFiles, collection_write_lock, read_checked, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,36 @@ def index_write(index: Any, path: Path) -> None:
     """Write ``index`` to ``path`` atomically (callers hold the collection's write lock)."""
     import faiss
 
-    write_atomically(path, lambda tmp: faiss.write_index(index, str(tmp)))
+    write_atomically(path, lambda tmp: faiss.write_index(index, str(tmp)), check=index_file_problem)
+
+
+# FAISS's own layout (faiss/impl/index_write.cpp): a four-byte type, then the common
+# header: d (int32), ntotal (int64), two int64 placeholders, is_trained (bool) and the
+# metric (int32). An ID-mapped flat index is that header twice (the map, then the flat
+# index), the vectors (an int64 count, then ntotal * d float32) and the ids (an int64
+# count, then ntotal int64). An IVF index holds at least its vectors and their ids.
+_HEADER = struct.Struct("<4siqqq?i")
+_FLAT_FIXED = 2 * _HEADER.size + 8 + 8
+
+
+def index_file_problem(path: Path) -> str:
+    """Why ``path`` cannot be a whole index file ("" if its header and length agree), without reading it."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER.size)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror})"
+    if len(head) < _HEADER.size:
+        return f"truncated ({size} bytes)"
+    kind, dims, total, *_ = _HEADER.unpack(head)
+    per_vector = 4 * dims + 8
+    if kind == b"IxM2":
+        expected = _FLAT_FIXED + total * per_vector
+        return "" if size == expected else f"truncated ({size} of {expected} bytes)"
+    if kind in (b"IwFl", b"IwF2"):
+        return "" if size >= total * per_vector else f"truncated ({size} bytes for {total} vectors)"
+    return f"not an index this product writes (type {kind!r})"
 
 
 _loaded: LoadedFiles[Any] = LoadedFiles(lambda path: index_read(path, mapped=bool(settings.INDEX_MMAP)))
@@ -215,7 +245,7 @@ def index_upsert(
     adding = len(ids) > 0 and vectors is not None
     with collection_write_lock(collection_id):
         if path.exists():
-            index = index_read(path)
+            index = read_checked(path, index_read)
         elif adding:
             index = _new_flat(vectors.shape[1])  # type: ignore[union-attr]
         else:

@@ -5,6 +5,11 @@ across every process on the host, and across containers sharing the volume), wri
 the new file under a temporary name and ``os.replace`` it, so a reader only ever
 opens a complete file. Readers never lock: they keep the last index they loaded and
 reload when the file's identity (inode, size, mtime) changes.
+
+A file that cannot be read back (truncated by a full disk or a bad copy, damaged on
+the volume) raises ``IndexFileUnreadable``: the indexes are caches, and the caller
+(``indexes``) rebuilds them from the database rather than serve nothing. A write that
+fails (no space left) removes its temporary file and leaves the previous file as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +24,30 @@ from typing import Generic, TypeVar
 
 from django.conf import settings
 
+from ingest import disk
+
 T = TypeVar("T")
+
+
+class IndexFileUnreadable(Exception):
+    """An index file exists but its contents cannot be read back (``path``, ``reason``)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path.name} cannot be read: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_checked(path: Path, read: Callable[[Path], T]) -> T:
+    """``read(path)``, any failure but a missing file raised as ``IndexFileUnreadable``."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # FAISS raises RuntimeError, numpy/zipfile several kinds
+        raise IndexFileUnreadable(path, f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 @contextlib.contextmanager
@@ -36,13 +64,26 @@ def collection_write_lock(collection_id: int, kind: str = "") -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+def write_atomically(path: Path, write: Callable[[Path], None], *, check: Callable[[Path], str] | None = None) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    ``check`` (the file's problem, "" if none) is asked before the rename: a writer
+    that does not report a failed write (FAISS ignores an error on closing its file)
+    must not put an incomplete file in place.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        problem = check(tmp) if check is not None else ""
+        if problem:
+            raise disk.incomplete_write(path, problem)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk leaves a partial file: never leave it to fill what space returns.
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class LoadedFiles(Generic[T]):
@@ -54,7 +95,10 @@ class LoadedFiles(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, path: Path) -> T | None:
-        """The index in ``path``, read again only if the file changed; None if there is none."""
+        """The index in ``path``, read again only if the file changed; None if there is none.
+
+        Raises ``IndexFileUnreadable`` when the file is there but cannot be read.
+        """
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -65,7 +109,10 @@ class LoadedFiles(Generic[T]):
             cached = self._loaded.get(key)
             if cached and cached[0] == identity:
                 return cached[1]
-            loaded = self._read(path)
+            try:
+                loaded = read_checked(path, self._read)
+            except FileNotFoundError:
+                return None
             self._loaded[key] = (identity, loaded)
             return loaded
 

@@ -4,19 +4,34 @@ The database is the source of truth and both indexes are caches derived from it,
 every write that changes which chunks are ready goes through here and keeps the two
 in step: ``indexes_upsert`` and ``indexes_remove`` for chunks that come and go,
 ``indexes_drop`` for a deleted collection, ``indexes_rebuild`` and
-``collection_reindex`` to derive them again, and ``indexes_ensure``, which a reader
-calls to heal a missing file without knowing how it is written.
+``collection_reindex`` to derive them again, and ``indexes_ensure`` and
+``indexes_searched``, which a reader calls to heal a missing or unreadable file
+without knowing how it is written.
+
+A file that exists but cannot be read back (truncated, damaged: ``IndexFileUnreadable``)
+is never answered with an empty result nor an error: the reader or writer that finds it
+rebuilds the collection's indexes from the database, logs it, and goes on.
+``indexes_damaged`` is the cheap look ``/readyz`` takes at every file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from ingest import index, lexical
+from ingest.index_files import IndexFileUnreadable
 from ingest.models import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def indexes_upsert(
@@ -28,14 +43,22 @@ def indexes_upsert(
     remove: Sequence[int] = (),
 ) -> None:
     """Add (or replace) chunks under their ids in both indexes, and drop ``remove`` ids."""
-    index.index_upsert(collection_id=collection_id, ids=ids, vectors=vectors, remove=remove)
-    lexical.lexical_upsert(collection_id=collection_id, ids=ids, texts=texts, remove=remove)
+
+    def write() -> None:
+        index.index_upsert(collection_id=collection_id, ids=ids, vectors=vectors, remove=remove)
+        lexical.lexical_upsert(collection_id=collection_id, ids=ids, texts=texts, remove=remove)
+
+    _healing(collection_id, write)
 
 
 def indexes_remove(*, collection_id: int, ids: Sequence[int]) -> None:
     """Take chunks out of both indexes."""
-    index.index_remove(collection_id=collection_id, ids=ids)
-    lexical.lexical_remove(collection_id=collection_id, ids=ids)
+
+    def write() -> None:
+        index.index_remove(collection_id=collection_id, ids=ids)
+        lexical.lexical_remove(collection_id=collection_id, ids=ids)
+
+    _healing(collection_id, write)
 
 
 def indexes_drop(*, collection_id: int) -> None:
@@ -88,6 +111,65 @@ def indexes_ensure(*, collection_id: int) -> None:
         return
     if Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY).exists():
         indexes_rebuild(collection_id=collection_id, lexical_only=not faiss_missing)
+
+
+def _healing(collection_id: int, action: Callable[[], T]) -> T:
+    """``action()``; if it finds an index file unreadable, rebuild the collection's indexes and run it again.
+
+    The rebuild reads the chunks of ready documents as this transaction sees them, so
+    a writer in the middle of storing new chunks gets the others back and then adds its own.
+    """
+    try:
+        return action()
+    except IndexFileUnreadable as exc:
+        broken = exc
+    if not _file_problem(broken.path):
+        # Another process may have rebuilt it meanwhile: rebuilding again could drop
+        # chunks that process is adding. (A file damaged inside fails again below.)
+        try:
+            return action()
+        except IndexFileUnreadable as exc:
+            broken = exc
+    logger.error(
+        "Index file %s is unreadable (%s): rebuilding collection %d's indexes from the database",
+        broken.path.name, broken.reason, collection_id,
+    )  # fmt: skip
+    size = indexes_rebuild(collection_id=collection_id)
+    logger.warning("Collection %d's indexes rebuilt from the database: %d passages", collection_id, size)
+    return action()
+
+
+def indexes_searched(*, collection_id: int, search: Callable[[], T]) -> T:
+    """``search()`` over a collection's indexes, after healing a missing or unreadable file.
+
+    A reader never gets an empty answer (nor an error) because a cache file was lost or
+    damaged: the indexes are derived again from the database first.
+    """
+    indexes_ensure(collection_id=collection_id)
+    return _healing(collection_id, search)
+
+
+def _file_problem(path: Path) -> str:
+    """What is wrong with an index file, from its header and length ("" if nothing, or not an index file)."""
+    if path.name.endswith(".faiss"):
+        return index.index_file_problem(path)
+    if path.name.endswith(".bm25.npz"):
+        return lexical.lexical_file_problem(path)
+    return ""
+
+
+def indexes_damaged() -> list[str]:
+    """Index files in ``INDEX_DIR`` that cannot be whole, each as "name: problem" (cheap checks only).
+
+    Only what a file's own header and length tell: it does not read the vectors.
+    """
+    directory = Path(settings.INDEX_DIR)
+    damaged = []
+    for path in sorted(directory.glob("collection-*")):
+        problem = _file_problem(path)
+        if problem:
+            damaged.append(f"{path.name}: {problem}")
+    return damaged
 
 
 def collection_reindex(*, collection_id: int) -> int:

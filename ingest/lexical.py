@@ -24,6 +24,7 @@ nothing read back is unpickled.
 from __future__ import annotations
 
 import threading
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from django.conf import settings
 
 from ingest.index import Hit
-from ingest.index_files import LoadedFiles, collection_write_lock, write_atomically
+from ingest.index_files import LoadedFiles, collection_write_lock, read_checked, write_atomically
 
 _stemmer_lock = threading.Lock()
 _stemmer: Any = None
@@ -216,7 +217,16 @@ def _write_atomically(lexical: LexicalIndex, path: Path) -> None:
                 vocab=np.asarray(lexical.vocab, dtype=str) if lexical.vocab else np.zeros(0, dtype="<U1"),
             )
 
-    write_atomically(path, write)
+    write_atomically(path, write, check=lexical_file_problem)
+
+
+def lexical_file_problem(path: Path) -> str:
+    """Why ``path`` cannot be a whole index file ("" if it ends as an archive must), reading only its end."""
+    try:
+        whole = zipfile.is_zipfile(path)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror})"
+    return "" if whole else f"truncated or damaged ({path.stat().st_size} bytes, no archive directory at its end)"
 
 
 def _read_scored(path: Path) -> LexicalIndex:
@@ -266,7 +276,7 @@ def lexical_upsert(*, collection_id: int, ids: Sequence[int], texts: Sequence[st
     path = lexical_path(collection_id)
     with collection_write_lock(collection_id, "bm25"):
         if path.exists():
-            base = _read(path)
+            base = read_checked(path, _read)
         elif ids:
             base = _empty()
         else:

@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from ingest import claims, context, indexes, queue, services
+from ingest import claims, context, disk, indexes, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
 from ingest.parsers.base import progress_reported_to
@@ -54,6 +54,13 @@ def _caused_by_time_limit(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """What a document that failed on an unexpected error is marked with."""
+    if disk.caused_by_full_disk(exc):
+        return disk.PROCESSING_FAILED
+    return f"Internal error while processing the file: {exc}"
 
 
 def _depth(document: Document) -> int:
@@ -185,6 +192,10 @@ class _BatchRun:
                 if prepared:
                     self._embed_and_store(prepared)
         except (db.OperationalError, db.InterfaceError):
+            if not db.connection.in_atomic_block:
+                # The error may have cut the connection (the database restarted): hand
+                # the documents back on a new one, or they wait for the sweep.
+                db.connection.close()
             self._release_others(keep=self.ids[0])
             claims.document_release(self.ids[0])
             raise
@@ -198,11 +209,10 @@ class _BatchRun:
                 self._release_others(keep=blamed)
                 return
             logger.exception("Ingestion of documents %s failed", self.ids)
+            reason = _failure_reason(exc)
             for document_id in self.ids:
                 if document_id not in self.settled:
-                    claims.document_fail(
-                        document_id=document_id, reason=f"Internal error while processing the file: {exc}"
-                    )
+                    claims.document_fail(document_id=document_id, reason=reason)
 
     def _release_others(self, *, keep: int) -> None:
         """Give companions back to the queue, with a message of their own."""
@@ -235,7 +245,7 @@ class _BatchRun:
                 if _caused_by_time_limit(exc):
                     raise
                 logger.exception("Parsing document %s failed", document.pk)
-                claims.document_fail(document_id=document.pk, reason=f"Internal error while processing the file: {exc}")
+                claims.document_fail(document_id=document.pk, reason=_failure_reason(exc))
                 self.settled.add(document.pk)
                 continue
             timings["parse"] = time.monotonic() - clock

@@ -2,16 +2,24 @@
 
 The one place that imports the Celery tasks, late: ``tasks`` imports the pipeline,
 so a module-level import here would close a circle.
+
+A broker that cannot be reached (Redis restarting) does not fail the upload that
+sends: the documents are committed as queued, the error is logged, and the sweep
+(``claims.documents_sweep``) sends them again once the broker is back.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from django.conf import settings
 
 from ingest.models import Document
+
+logger = logging.getLogger(__name__)
 
 
 def _tasks() -> ModuleType:
@@ -20,9 +28,20 @@ def _tasks() -> ModuleType:
     return tasks
 
 
+def _send(task: Any, argument: int | list[int]) -> None:
+    from kombu.exceptions import OperationalError
+
+    try:
+        task.delay(argument)
+    except OperationalError as exc:
+        logger.error(
+            "The broker could not be reached (%s): documents %s stay queued; the sweep sends them again", exc, argument
+        )
+
+
 def document_enqueue(document_id: int) -> None:
     """Send one document to the workers in a message of its own."""
-    _tasks().process_document.delay(document_id)
+    _send(_tasks().process_document, document_id)
 
 
 def documents_enqueue(document_ids: Sequence[int]) -> None:
@@ -46,11 +65,11 @@ def documents_enqueue(document_ids: Sequence[int]) -> None:
             continue
         group = groups.setdefault(collection_id, [])
         if len(group) >= per_batch or sizes.get(collection_id, 0) + size > max_bytes:
-            process_documents.delay(group)
+            _send(process_documents, group)
             group = groups[collection_id] = []
             sizes[collection_id] = 0
         group.append(pk)
         sizes[collection_id] = sizes.get(collection_id, 0) + size
     for group in groups.values():
         if group:
-            process_documents.delay(group)
+            _send(process_documents, group)

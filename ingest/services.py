@@ -28,7 +28,7 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
-from ingest import claims, indexes, queue
+from ingest import claims, disk, indexes, queue
 from ingest.models import IN_PROGRESS, Collection, Document, RemovedDocument
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _stored(
     )
     try:
         with transaction.atomic():
-            document.file.save(name, File(spooled), save=False)
+            _store_original(document, name, spooled)
             document.save()
             groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
             if groups:
@@ -225,6 +225,24 @@ def _stored(
         document.file.delete(save=False)
         return None
     return document
+
+
+def _store_original(document: Document, name: str, spooled: IO[bytes]) -> None:
+    """Write the uploaded bytes under the document's (opaque) file name.
+
+    A full data disk refuses the upload with a reason, and the part already written is removed.
+    """
+    storage = document.file.storage
+    target = document.file.field.generate_filename(document, name)
+    try:
+        document.file = storage.save(target, File(spooled), max_length=document.file.field.max_length)
+    except OSError as exc:
+        if storage.exists(target):
+            storage.delete(target)
+        if disk.caused_by_full_disk(exc):
+            logger.error("Upload of %r refused: no space left on the data disk (%s)", name, exc)
+            raise UploadRejected(disk.UPLOAD_REFUSED, name=name) from exc
+        raise
 
 
 @dataclass(frozen=True)

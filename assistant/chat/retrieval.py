@@ -16,10 +16,11 @@ its stored embedding, so one threshold means the same whichever kind found it.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -28,6 +29,8 @@ from assistant.accounts.scope import Scope
 from assistant.ops.metrics import stage_timer
 from ingest import index, indexes, lexical
 from ingest.models import Chunk
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,9 @@ class Retriever(Protocol):
     def retrieve(self, query: str, *, k: int) -> list[Passage]: ...
 
 
-def _ensure_index(collection_id: int) -> None:
-    """The indexes are caches: a missing file is rebuilt by the index module itself."""
-    indexes.indexes_ensure(collection_id=collection_id)
+def _searched(collection_id: int, search: Callable[[], T]) -> T:
+    """The indexes are caches: a missing or unreadable file is rebuilt by the index module itself."""
+    return indexes.indexes_searched(collection_id=collection_id, search=search)
 
 
 def _query_vector(query: str) -> np.ndarray:
@@ -115,8 +118,7 @@ def _hits_per_collection(
     hidden = scope.hidden_chunk_ids() if hidden is None else hidden
     hits: list[index.Hit] = []
     for collection_id in scope.collection_ids:
-        _ensure_index(collection_id)
-        hits.extend(search(collection_id, hidden.get(collection_id, ())))
+        hits.extend(_searched(collection_id, functools.partial(search, collection_id, hidden.get(collection_id, ()))))
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits
 
@@ -138,9 +140,15 @@ def _document_lexical_hits(
     hidden = scope.hidden_chunk_ids() if hidden is None else hidden
     hits: list[index.Hit] = []
     for collection_id, chunk_ids in scope.document_chunk_ids().items():
-        _ensure_index(collection_id)
-        scores = lexical.lexical_scores(
-            collection_id=collection_id, query=query, chunk_ids=chunk_ids, exclude=hidden.get(collection_id, ())
+        scores = _searched(
+            collection_id,
+            functools.partial(
+                lexical.lexical_scores,
+                collection_id=collection_id,
+                query=query,
+                chunk_ids=chunk_ids,
+                exclude=hidden.get(collection_id, ()),
+            ),
         )
         hits.extend(index.Hit(chunk_id=c, score=s) for c, s in scores.items() if s > 0)
     hits.sort(key=lambda h: (-h.score, h.chunk_id))

@@ -3,8 +3,10 @@
 ``/healthz`` only says the process is alive; ``/readyz`` asks every part the product
 depends on, each within ``READYZ_TIMEOUT_S``: the database, the Celery broker, the
 language model server, the embedding model's folder when one is configured, and the
-index folder (it must exist and be writable: every upload writes there). The checks
-run side by side, so the whole answer takes about the slowest one.
+index folder (it must exist and be writable: every upload writes there; a full disk
+fails here, named). Index files whose header and length disagree (truncated) are
+named in the index check's detail without failing it: the next search rebuilds them.
+The checks run side by side, so the whole answer takes about the slowest one.
 """
 
 from __future__ import annotations
@@ -95,6 +97,14 @@ def _writable(directory: Path) -> None:
 def _indexes(timeout: float) -> str:
     directory = Path(settings.INDEX_DIR)
     _writable(directory)
+    from ingest.indexes import indexes_damaged
+
+    # A damaged file is named but does not fail the check: the indexes are caches, the
+    # next search of that collection rebuilds them from the database, and a 503 would
+    # take every instance sharing the volume out of service for something they heal.
+    damaged = indexes_damaged()
+    if damaged:
+        return f"{directory}; damaged, rebuilt from the database by the next search: {'; '.join(damaged)}"
     return str(directory)
 
 

@@ -14,9 +14,14 @@ REPO = HOOK_DIR.parents[2]
 BLOCK_PARSING = "[test marker: block while parsing]"
 # A document with a passage containing this never finishes embedding.
 BLOCK_EMBEDDING = "[test marker: block while embedding]"
+# A document with a passage containing this waits, while embedding, until the file
+# named by ``RESUME_FILE_ENV`` exists: a test restarts a server under it, then lets it go on.
+PAUSE_EMBEDDING = "[test marker: pause while embedding]"
+RESUME_FILE_ENV = "ASSISTANT_TEST_RESUME_FILE"
 
 
-def blocking_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment for a process that loads the blocking wrappers."""
+def blocking_env(env: Mapping[str, str], *, resume_file: Path | None = None) -> dict[str, str]:
+    """The environment for a process that loads the blocking wrappers (``resume_file``: see ``PAUSE_EMBEDDING``)."""
     path = [str(HOOK_DIR), str(REPO), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    return {"PYTHONPATH": os.pathsep.join(path)}
+    extra = {RESUME_FILE_ENV: str(resume_file)} if resume_file is not None else {}
+    return {"PYTHONPATH": os.pathsep.join(path), **extra}

@@ -9,20 +9,23 @@ unchanged, except that
 * embedding a text that contains ``BLOCK_EMBEDDING``
 
 never finish: they wait until something from outside ends them (the time limit's
-signal, a kill). Python imports ``sitecustomize`` at start-up; the product's
-modules are wrapped when they are first imported, so nothing is loaded early.
+signal, a kill). Embedding a text that contains ``PAUSE_EMBEDDING`` waits until the
+file named by ``RESUME_FILE_ENV`` exists, then goes on. Python imports
+``sitecustomize`` at start-up; the product's modules are wrapped when they are first
+imported, so nothing is loaded early.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import time
 from types import ModuleType
 from typing import Any
 
-from tests.support.blocking import BLOCK_EMBEDDING, BLOCK_PARSING
+from tests.support.blocking import BLOCK_EMBEDDING, BLOCK_PARSING, PAUSE_EMBEDDING, RESUME_FILE_ENV
 
 
 def _block() -> None:
@@ -50,6 +53,10 @@ def _wrap_embedding(module: ModuleType) -> None:
     def blocking_embed_texts(texts: Any, *args: Any, **kwargs: Any) -> Any:
         if any(BLOCK_EMBEDDING in text for text in texts):
             _block()
+        if any(PAUSE_EMBEDDING in text for text in texts):
+            resume = os.environ.get(RESUME_FILE_ENV, "")
+            while not (resume and os.path.exists(resume)):
+                time.sleep(0.05)
         return embed_texts(texts, *args, **kwargs)
 
     module.embed_texts = blocking_embed_texts  # type: ignore[attr-defined]
