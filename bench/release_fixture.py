@@ -136,7 +136,7 @@ def _populate_here(out: Path) -> None:
 
 def _run_release(checkout: Path, env: dict[str, str], facts: Path) -> None:
     command = [sys.executable, str(Path(__file__).resolve()), "--populate-into", str(facts)]
-    subprocess.run(command, cwd=checkout, env=env, check=True)  # noqa: S603
+    subprocess.run(command, cwd=checkout, env=env, check=True)
 
 
 def _base_env(data_dir: Path) -> dict[str, str]:
@@ -164,15 +164,15 @@ def build(*, checkout: Path, out: Path, postgres: str) -> None:
 
         data = Path(tmp, "postgresql")
         server, _, name = postgres.rpartition("/")
-        subprocess.run(["psql", server + "/postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)  # noqa: S607
-        subprocess.run(["psql", server + "/postgres", "-qc", f'CREATE DATABASE "{name}"'], check=True)  # noqa: S607
+        subprocess.run(["psql", server + "/postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)
+        subprocess.run(["psql", server + "/postgres", "-qc", f'CREATE DATABASE "{name}"'], check=True)
         try:
             _run_release(checkout, {**_base_env(data), "DATABASE_URL": postgres}, Path(tmp, "pg-facts.json"))
             with open(out / "postgresql.sql", "wb") as dump:
                 command = ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", postgres]
-                subprocess.run(command, stdout=dump, check=True)  # noqa: S603
+                subprocess.run(command, stdout=dump, check=True)
         finally:
-            subprocess.run(["psql", server + "/postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)  # noqa: S607
+            subprocess.run(["psql", server + "/postgres", "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)
         pg_facts = json.loads(Path(tmp, "pg-facts.json").read_text())
         facts = json.loads((out / "expected.json").read_text())
         facts["postgresql_token"] = pg_facts["token"]

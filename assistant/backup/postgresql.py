@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,9 @@ from django.db import connections
 from assistant.backup.archive import BackupError
 
 # Stops a restore that would wait on a running product's locks, instead of hanging.
-_RESTORE_PREFIX = b"BEGIN;\nSET LOCAL lock_timeout = '30s';\nDROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
+_RESTORE_PREFIX = (
+    b"BEGIN;\nSET LOCAL lock_timeout = '30s';\nDROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n"
+)
 
 
 def _settings() -> dict[str, Any]:
@@ -101,16 +104,23 @@ def snapshot() -> Iterator[tuple[str, Any]]:
         conn.read_only = True
         with conn.cursor() as cursor:
             cursor.execute("SELECT pg_export_snapshot()")
-            row = cursor.fetchone()
-            assert row is not None
-            yield str(row[0]), cursor
+            (snapshot_id,) = cursor.fetchone() or ("",)
+            yield str(snapshot_id), cursor
         conn.rollback()
 
 
 def dump(*, output: Path, snapshot_id: str) -> str:
-    """Write the database, as of ``snapshot_id``, to ``output`` in pg_dump's custom format. Returns the tool's version."""
+    """Write the database as of ``snapshot_id`` to ``output`` (pg_dump's custom format). Returns the tool's version."""
     path, version = client("pg_dump", at_least=server_major())
-    command = [path, "--format=custom", "--no-owner", "--no-privileges", f"--snapshot={snapshot_id}", "--file", str(output)]
+    command = [
+        path,
+        "--format=custom",
+        "--no-owner",
+        "--no-privileges",
+        f"--snapshot={snapshot_id}",
+        "--file",
+        str(output),
+    ]
     result = subprocess.run(command, env=environment(), capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
         raise BackupError(f"pg_dump failed: {result.stderr.strip()}")
@@ -131,31 +141,37 @@ def restore(*, dump_file: Path, written_by: str) -> None:
     pg_restore = check_dump(dump_file=dump_file, written_by=written_by)
     psql, _ = client("psql", at_least=server_major())
     connections.close_all()
-    env = environment()
-    script = subprocess.Popen(  # noqa: S603
-        [pg_restore, "--no-owner", "--no-privileges", "--file", "-", str(dump_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    loader = subprocess.Popen(  # noqa: S603
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--file", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    assert script.stdout is not None and loader.stdin is not None
-    try:
-        loader.stdin.write(_RESTORE_PREFIX)
-        shutil.copyfileobj(script.stdout, loader.stdin)
-        if script.wait() == 0:
-            loader.stdin.write(b"COMMIT;\n")
-        loader.stdin.close()
-    except BrokenPipeError:
-        pass  # psql stopped on an error: its message follows
-    script_error = script.communicate()[1].decode(errors="replace").strip()
-    loader_error = loader.communicate()[1].decode(errors="replace").strip()
-    if script.returncode != 0:
-        raise BackupError(f"pg_restore failed, the database is unchanged: {script_error}")
+    with tempfile.TemporaryFile() as script_errors, tempfile.TemporaryFile() as loader_errors:
+        script = subprocess.Popen(  # noqa: S603
+            [pg_restore, "--no-owner", "--no-privileges", "--file", "-", str(dump_file)],
+            stdout=subprocess.PIPE,
+            stderr=script_errors,
+        )
+        loader = subprocess.Popen(  # noqa: S603
+            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--file", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=loader_errors,
+            env=environment(),
+        )
+        if script.stdout is None or loader.stdin is None:  # for the type checker: both are pipes
+            raise BackupError("could not start pg_restore and psql")
+        try:
+            loader.stdin.write(_RESTORE_PREFIX)
+            shutil.copyfileobj(script.stdout, loader.stdin)
+            if script.wait() == 0:
+                loader.stdin.write(b"COMMIT;\n")  # only now: a script cut short is rolled back
+            loader.stdin.close()
+        except BrokenPipeError:
+            script.kill()  # psql stopped on an error: its message follows
+        script.stdout.close()
+        script.wait()
+        loader.wait()
+        script_errors.seek(0)
+        loader_errors.seek(0)
+        script_error = script_errors.read().decode(errors="replace").strip()
+        loader_error = loader_errors.read().decode(errors="replace").strip()
     if loader.returncode != 0:
         raise BackupError(f"loading the dump failed, the database is unchanged: {loader_error}")
+    if script.returncode != 0:
+        raise BackupError(f"pg_restore failed, the database is unchanged: {script_error}")

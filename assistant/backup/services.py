@@ -39,7 +39,15 @@ from assistant.backup.archive import (
     archive_unpack,
 )
 
-__all__ = ["BackupError", "BackupResult", "RestoreResult", "backup_create", "backup_restore", "database_counts", "target_contents"]
+__all__ = [
+    "BackupError",
+    "BackupResult",
+    "RestoreResult",
+    "backup_create",
+    "backup_restore",
+    "database_counts",
+    "target_contents",
+]
 
 # What the manifest counts (and a restore compares): name -> table.
 COUNTED = {

@@ -33,7 +33,7 @@ def assert_append_only() -> None:
     assert AuditEvent.objects.get(pk=event.pk).action == event.action
 
 
-def audit_rows() -> list[dict[str, Any]]:
+def audit_rows() -> list[Any]:
     return list(AuditEvent.objects.order_by("pk").values())
 
 

@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from assistant.accounts import services as accounts
 from assistant.accounts.models import ApiToken
-from assistant.backup import postgresql, services, sqlite
 from assistant.audit.models import AuditEvent
+from assistant.backup import postgresql, services, sqlite
 from assistant.chat.models import Message
 from ingest.models import Collection, Document
 from tests.backup.support import assert_append_only, search, wipe_database
@@ -43,7 +43,7 @@ def _load_previous_release(settings) -> None:
         connections.close_all()
         command = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
         command += ["-c", "DROP SCHEMA public CASCADE; CREATE SCHEMA public", "-f", str(FIXTURE / "postgresql.sql")]
-        subprocess.run(command, env=postgresql.environment(), check=True, capture_output=True)  # noqa: S603
+        subprocess.run(command, env=postgresql.environment(), check=True, capture_output=True)
     else:
         sqlite.restore(copy=FIXTURE / "db.sqlite3")
     shutil.copytree(FIXTURE / f"{connection.vendor}-files", settings.MEDIA_ROOT)
