@@ -25,7 +25,7 @@ class Command(BaseCommand):
         except services.BackupError as exc:
             raise CommandError(f"Backup failed: {exc}") from exc
         manifest = result.manifest
-        counts = ", ".join(f"{n} {name}" for name, n in manifest.counts.items() if n is not None)
+        counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in manifest.counts.items() if n is not None)
         self.stdout.write(f"Wrote {result.path} ({result.size:,} bytes): {manifest.vendor} database, {counts}.")
         if manifest.missing_originals:
             self.stderr.write(

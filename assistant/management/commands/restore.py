@@ -27,7 +27,7 @@ class Command(BaseCommand):
         except services.BackupError as exc:
             raise CommandError(f"Restore failed: {exc}") from exc
         manifest = result.manifest
-        counts = ", ".join(f"{n} {name}" for name, n in result.counts.items() if n is not None)
+        counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in result.counts.items() if n is not None)
         self.stdout.write(f"Restored the backup of {manifest.created_at} (version {manifest.version}): {counts}.")
         if result.migrated:
             self.stdout.write(f"Migrated to this version: {', '.join(result.migrated)}.")
