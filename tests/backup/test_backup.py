@@ -207,3 +207,32 @@ def test_backup_errors_are_readable(instance, tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="pg_nonexistent was not found: install the PostgreSQL 15 client"):
         postgresql.client("pg_nonexistent", at_least=15)
     assert not list(tmp_path.glob(".*partial")) and not list(tmp_path.glob(".backup-*"))
+
+
+def test_a_postgresql_load_cut_short_leaves_the_database_as_it_was(instance, monkeypatch, tmp_path: Path) -> None:
+    # The schema is dropped and the dump loaded in one transaction, committed only once
+    # pg_restore has written all of it: here it dies half-way through its script.
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the SQLite copy replaces the database in one step of the backup API")
+    archive = tmp_path / "backup.tar"
+    services.backup_create(output=archive)
+    marker = Collection.objects.create(name="Still here")
+    real, _ = postgresql.client("pg_restore", at_least=postgresql.server_major())
+    dying = tmp_path / "pg_restore"
+    # Up to the end of the first table's data: whole statements, so a COMMIT after them would take.
+    cut = r"sed '/^\\\.$/q'"
+    dying.write_text(f'#!/bin/sh\n[ "$1" = --list ] && exec {real} "$@"\n{real} "$@" | {cut}\nexit 1\n')
+    dying.chmod(0o755)
+    client = postgresql.client
+    monkeypatch.setattr(
+        postgresql,
+        "client",
+        lambda name, at_least: (str(dying), "pg_restore") if name == "pg_restore" else client(name, at_least=at_least),
+    )
+    with pytest.raises(BackupError, match="pg_restore failed, the database is unchanged"):
+        services.backup_restore(archive=archive, force=True)
+    assert Collection.objects.filter(pk=marker.pk).exists()
+    assert Document.objects.count() == 2
+    assert_append_only()
