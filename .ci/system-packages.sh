@@ -3,9 +3,11 @@
 # poppler's pdftoppm (renders PDF pages for OCR) and pandoc (EPUB, RTF, ODT).
 # gettext (xgettext, msgfmt) extracts and compiles the translations (make messages);
 # the compiled catalogs are committed, so only that and its test need it.
+# postgresql-client (pg_dump, pg_restore, psql): manage.py backup/restore on PostgreSQL
+# and their tests (the server's packages bring it too).
 # Install whichever are missing when we may; otherwise say what will not work.
 set -euo pipefail
-declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext)
+declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client)
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")
@@ -17,7 +19,7 @@ if command -v tesseract >/dev/null 2>&1; then
 fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing Debian packages for the parsers: ${missing[*]}"
+  echo "installing Debian packages for the parsers and backups: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else

@@ -91,3 +91,18 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
     statements = {"postgresql": POSTGRESQL_UNINSTALL, "sqlite": SQLITE_UNINSTALL}.get(vendor, [])
     for sql in statements:
         schema_editor.execute(sql, params=None)  # the SQL holds a literal %
+
+
+def installed(connection: Any) -> bool:
+    """Whether the database behind ``connection`` carries every append-only trigger (a restore checks this)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = 'audit_event_append_only'",
+                [TABLE],
+            )
+            return bool(cursor.fetchone()[0])
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [TABLE])
+            return int(cursor.fetchone()[0]) == 2
+    return True
