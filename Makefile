@@ -126,6 +126,8 @@ lint: venv
 
 # The suite runs twice: against PostgreSQL, Redis and (also) real vLLM, then on the
 # embedded defaults (SQLite, file-system broker), each in a data dir of its own.
+# Modules marked `once` start servers of their own whatever the pass's settings
+# (the fault tests' private PostgreSQL and Redis): the second pass would repeat them.
 test-services: venv services browser vllm-env
 	@echo "==> tests on PostgreSQL + Redis + llama.cpp + vLLM"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -136,7 +138,7 @@ test-services: venv services browser vllm-env
 test-embedded: venv browser
 	@echo "==> tests on the embedded defaults (SQLite + file-system broker + llama.cpp)"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm and not once" $(PYTEST_ARGS)
 
 test: lint test-services test-embedded
 

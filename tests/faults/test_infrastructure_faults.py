@@ -26,7 +26,8 @@ from tests.support.blocking import PAUSE_EMBEDDING, blocking_env
 from tests.support.private_servers import PrivatePostgres, PrivateRedis
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.live
+# Private PostgreSQL and Redis in either pass: `make test` runs this module once.
+pytestmark = [pytest.mark.live, pytest.mark.once]
 
 
 @pytest.fixture(scope="module")
