@@ -122,4 +122,3 @@ def test_the_embedded_worker_consumes_every_queue(settings) -> None:
     per_queue = processes.worker_command(queues=[settings.QUEUE_INDEX], node="index@%h", beat=False)
     assert per_queue[per_queue.index("--queues") + 1] == settings.QUEUE_INDEX
     assert "--beat" not in per_queue
-
