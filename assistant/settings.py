@@ -266,8 +266,43 @@ CELERY_BEAT_SCHEDULE = {
 }
 # The sweep needs no memory of past runs: an in-memory schedule (it runs once at
 # start, then every INGEST_SWEEP_EVERY_S) has no state file that a killed worker
-# could leave behind locked or half-written.
-CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+# could leave behind locked or half-written. It is celery.beat:Scheduler, writing a
+# heartbeat for the health check on every tick (assistant/ops/health.py).
+CELERY_BEAT_SCHEDULER = "assistant.ops.health:HeartbeatScheduler"
+
+# Queues: each kind of work has its own, so that a production site runs (and scales)
+# one pool of workers per kind (docs/deploy.md). A worker started without -Q, as
+# ``manage.py serve`` and the tests start it, consumes them all.
+# QUEUE_INGEST: parsing, chunking, embedding (and the index write that commits with
+#   a document's chunks, in the same transaction).
+# QUEUE_INDEX: whole-index work, rebuilding a collection's indexes from the database.
+# QUEUE_CONNECTORS: syncing external sources (every task with "connectors" in its name).
+# QUEUE_DEFAULT: anything else: the periodic sweep, the audit purge. "celery" is
+#   Celery's own default, so messages sent before queues were split are still taken.
+QUEUE_INGEST = env.str("QUEUE_INGEST", default="ingest")
+QUEUE_INDEX = env.str("QUEUE_INDEX", default="index")
+QUEUE_CONNECTORS = env.str("QUEUE_CONNECTORS", default="connectors")
+QUEUE_DEFAULT = env.str("QUEUE_DEFAULT", default="celery")
+TASK_QUEUES = {"ingest": QUEUE_INGEST, "index": QUEUE_INDEX, "connectors": QUEUE_CONNECTORS, "default": QUEUE_DEFAULT}
+if len(set(TASK_QUEUES.values())) != len(TASK_QUEUES) or not all(TASK_QUEUES.values()):
+    raise ImproperlyConfigured(
+        f"QUEUE_INGEST, QUEUE_INDEX, QUEUE_CONNECTORS and QUEUE_DEFAULT must be four names: {TASK_QUEUES}"
+    )
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_DEFAULT
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in TASK_QUEUES.values()}
+CELERY_TASK_ROUTES = {
+    "ingest.tasks.process_document": {"queue": QUEUE_INGEST},
+    "ingest.tasks.process_documents": {"queue": QUEUE_INGEST},
+    "ingest.tasks.rebuild_indexes": {"queue": QUEUE_INDEX},
+    "*connectors*": {"queue": QUEUE_CONNECTORS},
+}
+
+# Liveness of workers and beat: each writes a heartbeat file into HEALTH_DIR every
+# HEALTH_HEARTBEAT_S from its own loop; ``manage.py healthcheck`` calls one older than
+# HEALTH_STALE_AFTER_S (or of a process that is gone) dead.
+HEALTH_DIR = Path(env.str("ASSISTANT_HEALTH_DIR", default=str(DATA_DIR / "health"))).resolve()
+HEALTH_HEARTBEAT_S = env.float("HEALTH_HEARTBEAT_S", default=10.0)
+HEALTH_STALE_AFTER_S = env.float("HEALTH_STALE_AFTER_S", default=60.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Models --------------------------------------------------------------------------

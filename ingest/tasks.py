@@ -13,7 +13,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from ingest import claims, pipeline
+from ingest import claims, indexes, pipeline
 
 _PROCESSING: dict[str, Any] = {
     "acks_late": True,
@@ -45,3 +45,9 @@ def process_documents(document_ids: list[int]) -> None:
 @shared_task(ignore_result=True)
 def sweep_documents() -> dict[str, int]:
     return claims.documents_sweep()
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def rebuild_indexes(collection_id: int) -> int:
+    """Rebuild a collection's indexes from the database (on the index queue, beside uploads)."""
+    return indexes.indexes_rebuild(collection_id=collection_id)

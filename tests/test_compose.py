@@ -1,9 +1,10 @@
-"""Checks of compose.yaml, the production stack, without Docker.
+"""Checks of compose.yaml, the production stack, and .env.example, without Docker.
 
-The file is read with PyYAML (which resolves the anchors and merge keys) and its
-``${VAR...}`` references are expanded the way Docker Compose does, with an
-environment given by each test, so that URLs, ports and model names are checked as
-the containers will see them.
+This machine's Docker has no compose plugin (``docker compose version`` fails), so
+``docker compose config`` cannot run here: the file is read with PyYAML (which
+resolves the anchors and merge keys) and its ``${VAR...}`` references are expanded
+the way Docker Compose does, with an environment given by each test, so that URLs,
+ports, queue and model names are checked as the containers will see them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
-SERVICES = {"web", "worker", "postgres", "redis", "vllm"}
-APP_SERVICES = ("web", "worker")
+WORKERS = ("worker-ingest", "worker-index", "worker-connectors", "worker-default")
+APP_SERVICES = ("web", *WORKERS, "beat")
+SERVICES = {*APP_SERVICES, "postgres", "redis", "vllm"}
 # Variables that hold a secret: none may come with a default value.
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY", "ASSISTANT_ADMIN_PASSWORD")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY")
@@ -132,7 +134,7 @@ def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
-def test_defines_the_five_services(services: dict[str, Any]) -> None:
+def test_defines_the_services(services: dict[str, Any]) -> None:
     assert set(services) == SERVICES
 
 
@@ -140,19 +142,21 @@ def test_every_service_restarts_unless_stopped(services: dict[str, Any]) -> None
     assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(SERVICES, "unless-stopped")
 
 
-def test_every_service_but_the_worker_has_a_healthcheck(services: dict[str, Any]) -> None:
-    # The worker deliberately has none: celery is its main process, so a dead worker
-    # stops the container and the restart policy brings it back.
-    for name in SERVICES - {"worker"}:
-        test = services[name].get("healthcheck", {}).get("test")
+def test_every_service_has_a_healthcheck(services: dict[str, Any]) -> None:
+    for name in SERVICES:
+        healthcheck = services[name].get("healthcheck", {})
+        test = healthcheck.get("test")
         assert isinstance(test, list), f"{name} has no healthcheck"
         assert test[0] in ("CMD", "CMD-SHELL"), f"{name}: {test}"
-    assert "healthcheck" not in services["worker"]
+        assert not healthcheck.get("disable"), name
+        for key in ("interval", "timeout", "start_period"):
+            assert duration_seconds(healthcheck[key]) > 0, f"{name}: {key}"
 
 
-def test_web_healthcheck_probes_healthz_on_the_served_port(services: dict[str, Any]) -> None:
-    probe = " ".join(services["web"]["healthcheck"]["test"])
-    assert "http://127.0.0.1:8000/healthz" in probe
+def test_web_healthcheck_probes_readyz_on_the_served_port(services: dict[str, Any]) -> None:
+    probe = services["web"]["healthcheck"]["test"]
+    assert probe[1:5] == ["python", "manage.py", "healthcheck", "web"]
+    assert probe[probe.index("--url") + 1] == "http://127.0.0.1:8000/readyz"
     assert "--port 8000" in " ".join(command_words(services["web"]))
 
 
@@ -174,10 +178,10 @@ def test_vllm_healthcheck_probes_health_with_a_generous_start_period(services: d
     assert duration_seconds(healthcheck["start_period"]) >= 10 * 60
 
 
-def test_web_and_worker_share_one_build_and_image(raw: dict[str, Any]) -> None:
-    web, worker = raw["services"]["web"], raw["services"]["worker"]
-    assert web["build"] is worker["build"], "build should be one YAML anchor"
-    assert web["image"] == worker["image"] == "assistant:latest"
+def test_app_services_share_one_build_and_image(raw: dict[str, Any]) -> None:
+    builds = {id(raw["services"][name]["build"]) for name in APP_SERVICES}
+    assert len(builds) == 1, "build should be one YAML anchor"
+    assert {raw["services"][name]["image"] for name in APP_SERVICES} == {"assistant:latest"}
 
 
 def test_image_is_built_inline_because_the_repository_has_no_dockerfile(services: dict[str, Any]) -> None:
@@ -380,7 +384,7 @@ def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str,
     assert declared <= used, f"declared but unused: {declared - used}"
 
 
-def test_data_dir_is_a_volume_shared_by_web_and_worker(compose: dict[str, Any], services: dict[str, Any]) -> None:
+def test_data_dir_is_a_volume_shared_by_web_and_workers(compose: dict[str, Any], services: dict[str, Any]) -> None:
     sources = set()
     for name in APP_SERVICES:
         data_dir = services[name]["environment"]["ASSISTANT_DATA_DIR"]
@@ -422,12 +426,227 @@ def test_web_migrates_and_collects_static_before_serving(services: dict[str, Any
         "python manage.py migrate --noinput",
         "python manage.py bootstrap_admin",
         "python manage.py collectstatic --noinput",
-        "exec python -m uvicorn assistant.asgi:application --host 0.0.0.0 --port 8000 --no-proxy-headers",
+        "rm -rf /tmp/prometheus",
+        "mkdir /tmp/prometheus",
+        "exec python -m uvicorn assistant.asgi:application --host 0.0.0.0 --port 8000 --no-proxy-headers --workers 4",
     ]
+    assert services["web"]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
 
 
-def test_worker_runs_celery_for_the_assistant_app(services: dict[str, Any]) -> None:
-    command = command_words(services["worker"])
-    assert command[:6] == ["python", "-m", "celery", "-A", "assistant", "worker"]
-    assert command[command.index("--concurrency") + 1] == "2"
-    assert {"--without-gossip", "--without-mingle"} <= set(command)
+def test_web_workers_come_from_a_variable(raw: dict[str, Any]) -> None:
+    web = interpolate(raw, {**OPERATOR_ENV, "WEB_WORKERS": "9"})["services"]["web"]
+    assert command_words(web)[2].endswith("--workers 9")
+
+
+# ---- Queues, commands and variables, checked against what the code reads ------------
+
+WORKER_KINDS = {"worker-ingest": "ingest", "worker-index": "index", "worker-connectors": "connectors"}
+WORKER_KINDS["worker-default"] = "default"
+# Variables read outside assistant/settings.py, and where (checked below).
+COMMAND_VARIABLES = {
+    "ASSISTANT_ADMIN_USER": "assistant/accounts/management/commands/bootstrap_admin.py",
+    "ASSISTANT_ADMIN_PASSWORD": "assistant/accounts/management/commands/bootstrap_admin.py",
+    "ASSISTANT_HOST": "assistant/management/commands/serve.py",
+    "ASSISTANT_PORT": "assistant/management/commands/serve.py",
+}
+ENTRY = re.compile(r"^(?:# )?([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def settings_variables() -> set[str]:
+    """Every environment variable assistant/settings.py reads through ``env``."""
+    import ast
+
+    tree = ast.parse((ROOT / "assistant" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        target = func.value if isinstance(func, ast.Attribute) else func
+        first = node.args[0]
+        if isinstance(target, ast.Name) and target.id == "env" and isinstance(first, ast.Constant):
+            names.add(str(first.value))
+    return names
+
+
+def compose_variables(raw: dict[str, Any]) -> set[str]:
+    return {m["braced"] or m["bare"] for s in strings_in(raw) for m in REFERENCE.finditer(s) if not m["escaped"]}
+
+
+def env_example() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = ENTRY.match(line)
+        if match:
+            assert match[1] not in entries, f".env.example lists {match[1]} twice"
+            entries[match[1]] = match[2]
+    return entries
+
+
+def option(words: list[str], name: str) -> str:
+    assert name in words, f"{name} missing from {words}"
+    return words[words.index(name) + 1]
+
+
+def test_settings_reader_finds_the_variables() -> None:
+    # The reader itself: it must see plain, typed and database reads.
+    found = settings_variables()
+    assert {"DATABASE_URL", "CELERY_BROKER_URL", "LLM_MODEL", "QUEUE_INGEST", "OIDC_RP_CLIENT_SECRET"} <= found
+    assert len(found) > 100
+
+
+def test_env_example_lists_every_variable_settings_read() -> None:
+    missing = settings_variables() - set(env_example())
+    assert not missing, f"read by assistant/settings.py but not in .env.example: {sorted(missing)}"
+
+
+def test_env_example_lists_every_variable_compose_reads(raw: dict[str, Any]) -> None:
+    missing = compose_variables(raw) - set(env_example())
+    assert not missing, f"used by compose.yaml but not in .env.example: {sorted(missing)}"
+
+
+def test_env_example_lists_nothing_nobody_reads(raw: dict[str, Any]) -> None:
+    for name, path in COMMAND_VARIABLES.items():
+        assert f'"{name}"' in (ROOT / path).read_text(), f"{path} no longer reads {name}"
+    unknown = set(env_example()) - settings_variables() - compose_variables(raw) - set(COMMAND_VARIABLES)
+    assert not unknown, f".env.example lists variables nothing reads: {sorted(unknown)}"
+
+
+def test_env_example_explains_each_variable_and_leaves_secrets_empty() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for number, line in enumerate(lines):
+        match = ENTRY.match(line)
+        if not match:
+            continue
+        above = lines[number - 1]
+        assert above.startswith("# ") and not ENTRY.match(above), f"{match[1]} has no explanation above it"
+        if re.search(r"(PASSWORD|SECRET|SECRET_KEY|TOKEN|API_KEY)$", match[1]):
+            assert match[2] == "", f"{match[1]} has a value in .env.example"
+    required = [m[1] for m in map(ENTRY.match, lines) if m and not m[0].startswith("#")]
+    assert sorted(required) == sorted(REQUIRED_SECRETS)
+
+
+def test_env_example_defaults_match_the_settings_defaults(settings: Any) -> None:
+    # Spot checks of values the settings hold when the variable is unset.
+    entries = env_example()
+    assert entries["QUEUE_INGEST"] == "ingest" and entries["QUEUE_DEFAULT"] == "celery"
+    assert int(entries["INGEST_TIME_LIMIT_S"]) == 2 * 3600
+    assert int(entries["ASSISTANT_MAX_UPLOAD_BYTES"]) == 200 * 1024 * 1024
+    assert float(entries["HEALTH_STALE_AFTER_S"]) == 60.0
+    assert entries["LLM_MODEL"] == "smollm2-135m-instruct"
+
+
+def test_every_variable_compose_sets_in_app_containers_is_read(services: dict[str, Any]) -> None:
+    known = settings_variables() | set(COMMAND_VARIABLES)
+    for name in APP_SERVICES:
+        unknown = set(services[name]["environment"]) - known
+        assert not unknown, f"{name} sets variables nothing reads: {sorted(unknown)}"
+
+
+def test_app_services_read_the_operators_env_file(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_one_worker_per_queue_consuming_the_settings_queues(services: dict[str, Any], settings: Any) -> None:
+    consumed = {}
+    for name, kind in WORKER_KINDS.items():
+        words = command_words(services[name])
+        assert words[:6] == ["python", "-m", "celery", "-A", "assistant", "worker"], name
+        assert {"--without-gossip", "--without-mingle"} <= set(words)
+        assert int(option(words, "--concurrency")) >= 1
+        consumed[kind] = option(words, "--queues")
+        assert option(words, "--hostname") == f"{kind}@%h"
+    assert consumed == settings.TASK_QUEUES
+
+
+def test_worker_healthchecks_check_their_own_node_and_queue(services: dict[str, Any], settings: Any) -> None:
+    for name, kind in WORKER_KINDS.items():
+        probe = services[name]["healthcheck"]["test"]
+        assert probe[1:5] == ["python", "manage.py", "healthcheck", "worker"]
+        assert option(probe, "--node") == option(command_words(services[name]), "--hostname")
+        # A kind, which the command resolves to the configured name.
+        assert option(probe, "--queue") == kind
+        assert settings.TASK_QUEUES[kind] == option(command_words(services[name]), "--queues")
+
+
+def test_queue_names_follow_the_variables_everywhere(raw: dict[str, Any]) -> None:
+    renamed = {"QUEUE_INGEST": "parse", "QUEUE_INDEX": "idx", "QUEUE_CONNECTORS": "sync", "QUEUE_DEFAULT": "misc"}
+    services = interpolate(raw, {**OPERATOR_ENV, **renamed})["services"]
+    for name, kind in WORKER_KINDS.items():
+        variable = "QUEUE_" + kind.upper()
+        assert option(command_words(services[name]), "--queues") == renamed[variable]
+    for name in APP_SERVICES:  # senders and consumers agree on the names
+        assert {k: services[name]["environment"][k] for k in renamed} == renamed
+
+
+def test_beat_is_its_own_single_service(services: dict[str, Any]) -> None:
+    assert command_words(services["beat"]) == [
+        "python",
+        "-m",
+        "celery",
+        "-A",
+        "assistant",
+        "beat",
+        "--loglevel",
+        "INFO",
+    ]
+    assert services["beat"]["healthcheck"]["test"][1:] == ["python", "manage.py", "healthcheck", "beat"]
+    assert not any(
+        "--beat" in command_words(services[name]) or "-B" in command_words(services[name]) for name in WORKERS
+    )
+    assert "deploy" not in services["beat"], "beat must never be replicated"
+
+
+def test_every_manage_py_command_of_the_stack_exists_and_parses_its_arguments(services: dict[str, Any]) -> None:
+    from django.core.management import get_commands, load_command_class
+
+    invocations = []
+    for name in APP_SERVICES:
+        words = command_words(services[name])
+        steps = [shlex.split(step) for step in words[2].split("&&")] if words[:2] == ["sh", "-c"] else [words]
+        invocations += [step for step in steps if step[:2] == ["python", "manage.py"]]
+        invocations.append(services[name]["healthcheck"]["test"][1:])
+    assert len(invocations) >= len(APP_SERVICES) + 3
+    commands = get_commands()
+    for words in invocations:
+        assert words[:2] == ["python", "manage.py"], words
+        assert words[2] in commands, f"no manage.py command {words[2]}"
+        command = load_command_class(commands[words[2]], words[2])
+        command.create_parser("manage.py", words[2]).parse_args(words[3:])  # exits on unknown arguments
+
+
+def test_celery_subcommands_and_options_exist() -> None:
+    from celery.bin.celery import celery
+
+    assert {"worker", "beat"} <= set(celery.commands)
+    worker_options = {opt for param in celery.commands["worker"].params for opt in param.opts}
+    assert {
+        "--queues",
+        "--hostname",
+        "--concurrency",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+    } <= worker_options
+
+
+def test_postgres_is_the_official_pgvector_image(services: dict[str, Any]) -> None:
+    repository, _, tag = services["postgres"]["image"].partition(":")
+    assert repository == "pgvector/pgvector"
+    assert re.fullmatch(r"pg\d+", tag), tag
+
+
+def test_vllm_sizes_come_from_variables(raw: dict[str, Any]) -> None:
+    env = {
+        **OPERATOR_ENV,
+        "VLLM_MAX_MODEL_LEN": "32768",
+        "VLLM_GPU_MEMORY_UTILIZATION": "0.8",
+        "VLLM_TENSOR_PARALLEL_SIZE": "4",
+    }
+    command = command_words(interpolate(raw, env)["services"]["vllm"])
+    assert option(command, "--max-model-len") == "32768"
+    assert option(command, "--gpu-memory-utilization") == "0.8"
+    assert option(command, "--tensor-parallel-size") == "4"
+    defaults = command_words(interpolate(raw, OPERATOR_ENV)["services"]["vllm"])
+    assert option(defaults, "--tensor-parallel-size") == "1"
