@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "ingest", "assistant.accounts", "assistant.chat", "assistant.api", "assistant.audit", "assistant.portal",
-    "assistant.mcp", "assistant.catalog",
+    "assistant.mcp", "assistant.catalog", "assistant.connectors",
 ]  # fmt: skip
 SURFACES = ("management", "admin", "views", "urls", "routers")
 

@@ -14,6 +14,10 @@ REPO = HOOK_DIR.parents[2]
 BLOCK_PARSING = "[test marker: block while parsing]"
 # A document with a passage containing this never finishes embedding.
 BLOCK_EMBEDDING = "[test marker: block while embedding]"
+# A folder connector never finishes reading a file with this in its path while the
+# file named by the environment variable BLOCK_CONNECTOR_GATE exists.
+BLOCK_CONNECTOR_ITEM = "block-while-reading"
+BLOCK_CONNECTOR_GATE_ENV = "BLOCK_CONNECTOR_GATE"
 
 
 def blocking_env(env: Mapping[str, str]) -> dict[str, str]:
