@@ -37,7 +37,8 @@ def test_a_worker_killed_mid_sync_resumes_without_duplicates_or_losses(stack: St
     stack.start_worker(**FAST, **blocking_env(stack.env), **{BLOCK_CONNECTOR_GATE_ENV: str(gate)})
     session = stack.client()
     assert session.login("admin", ADMIN_PASSWORD).status_code == 302
-    assert session.post("/portal/", {"name": "Killed sync"}).status_code == 302
+    created = session.post("/portal/", {"name": "Killed sync"})
+    collection_id = int(created.headers["location"].rstrip("/").rsplit("/", 1)[-1])
     add = stack.manage("connector", "add", "--collection", "Killed sync", "--type", "folder", "--name", "killed",
                        "--path", str(share), "--map", "**=*")  # fmt: skip
     assert add.returncode == 0, add.stderr
@@ -64,14 +65,8 @@ def test_a_worker_killed_mid_sync_resumes_without_duplicates_or_losses(stack: St
 
     # Every file once, every one ingested.
     def ready() -> list[dict] | None:
-        rows = session.http.get(f"/portal/collections/{collection_id(stack)}/documents.json").json()["documents"]
+        rows = session.http.get(f"/portal/collections/{collection_id}/documents.json").json()["documents"]
         return rows if len(rows) == 5 and all(r["status"] == "ready" for r in rows) else None
 
     rows = wait_until(ready, 240, lambda: f"{stack.logs()}", interval=0.5)
     assert sorted(r["name"] for r in rows) == names
-
-
-def collection_id(stack: Stack) -> int:
-    result = stack.manage("shell", "-c", "from ingest.models import Collection; "
-                          "print(Collection.objects.get(name='Killed sync').pk)")  # fmt: skip
-    return int(result.stdout.strip())
