@@ -212,7 +212,9 @@ class _Run:
         self.on_item = on_item
         self.report = SyncReport(connector=connector.name, dry_run=dry_run)
         self.pending: list[int] = []
-        self.groups: dict[str, Group] = {}
+        self.groups: dict[str, Group] = {}  # looked up once per run
+        self.managers_only: dict[str, Group] = {}
+        self.looked_up: set[str] = set()
         self.last_beat = 0.0
 
     def run(self) -> None:
@@ -352,16 +354,18 @@ class _Run:
         """The groups to restrict to, and their names as recorded (``["*"]``: no restriction)."""
         if EVERYONE in access:
             return [], [EVERYONE]
-        missing = [n for n in access if n not in self.groups]
+        missing = [n for n in access if n not in self.looked_up]
         if missing:
+            self.looked_up.update(missing)
             self.groups.update({g.name: g for g in Group.objects.filter(name__in=missing)})
         groups = [self.groups[n] for n in access if n in self.groups]
         if not groups:
             # Least permissive until known: no group mapped (or none of them exists yet).
             if self.dry_run:
                 return [], [MANAGERS_ONLY_GROUP]
-            group, _ = Group.objects.get_or_create(name=MANAGERS_ONLY_GROUP)
-            groups = [group]
+            if MANAGERS_ONLY_GROUP not in self.managers_only:
+                self.managers_only[MANAGERS_ONLY_GROUP] = Group.objects.get_or_create(name=MANAGERS_ONLY_GROUP)[0]
+            groups = [self.managers_only[MANAGERS_ONLY_GROUP]]
         return groups, sorted(g.name for g in groups)
 
     def _delete(self, row: ConnectorItem) -> str:
