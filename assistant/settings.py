@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "assistant.chat",
     "assistant.portal",
     "assistant.catalog",
+    "assistant.connectors",
     "ingest",
 ]
 
@@ -263,6 +264,24 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": INGEST_TIME_LIMIT_S + 600}
 CELERY_BEAT_SCHEDULE = {
     "sweep-documents": {"task": "ingest.tasks.sweep_documents", "schedule": INGEST_SWEEP_EVERY_S},
+}
+# --- Connectors (docs/connectors.md) -------------------------------------------------
+# A Fernet key (``manage.py connector key``) that seals connector credentials in the
+# database; the web server and the workers need the same one. Empty: connectors that
+# need no credentials (a mounted folder) work, others refuse to be stored.
+CONNECTOR_SECRET_KEY = env.str("CONNECTOR_SECRET_KEY", default="")
+# How often the beat resumes stalled syncs and queues due ones.
+CONNECTOR_TICK_S = env.float("CONNECTOR_TICK_S", default=60.0)
+# A running sync writes its progress and heartbeat at most this often; one whose
+# heartbeat is older than CONNECTOR_STALL_AFTER_S is taken up again (it resumes);
+# after CONNECTOR_MAX_ATTEMPTS interrupted runs in a row it stops with the reason.
+CONNECTOR_HEARTBEAT_S = env.float("CONNECTOR_HEARTBEAT_S", default=5.0)
+CONNECTOR_STALL_AFTER_S = env.float("CONNECTOR_STALL_AFTER_S", default=600.0)
+CONNECTOR_MAX_ATTEMPTS = env.int("CONNECTOR_MAX_ATTEMPTS", default=5)
+CONNECTOR_SYNC_TIME_LIMIT_S = env.int("CONNECTOR_SYNC_TIME_LIMIT_S", default=6 * 3600)
+CELERY_BEAT_SCHEDULE["connectors-tick"] = {
+    "task": "assistant.connectors.tasks.connectors_tick",
+    "schedule": CONNECTOR_TICK_S,
 }
 # The sweep needs no memory of past runs: an in-memory schedule (it runs once at
 # start, then every INGEST_SWEEP_EVERY_S) has no state file that a killed worker

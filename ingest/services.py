@@ -117,6 +117,8 @@ def document_upload(
     enqueue: bool = True,
     parent: Document | None = None,
     restrict_to_groups: Sequence[Group] = (),
+    from_source: bool = False,
+    supersedes: Document | None = None,
 ) -> UploadResult:
     """Store an uploaded file and queue it for ingestion.
 
@@ -136,12 +138,26 @@ def document_upload(
     the row, so the document is never visible unrestricted. A file found inside
     another (``parent``) always takes its parent's restriction; a new version takes
     its predecessor's unless a restriction is given.
+
+    ``from_source``: the file comes from a connector, which keeps its own record of
+    which source item is which document. It always gets a document of its own
+    (another with the same bytes or name is left alone: it may be another file of
+    the share, restricted differently), is a new version only of ``supersedes``, and
+    is restricted exactly to ``restrict_to_groups``.
     """
     name = Path(name).name or "upload"
     spooled, content_hash, size = _spool(fileobj)
     with spooled:
         for _attempt in range(3):
-            existing, hidden = _same_bytes(collection=collection, content_hash=content_hash, user=user, parent=parent)
+            if from_source:
+                existing = None
+                hidden = Document.objects.filter(
+                    collection=collection, content_hash=content_hash, separate_copy=False
+                ).exists()
+            else:
+                existing, hidden = _same_bytes(
+                    collection=collection, content_hash=content_hash, user=user, parent=parent
+                )
             if existing is not None:
                 return _uploaded(
                     UploadResult(document=existing, duplicate=True), name=name, user=user, collection=collection
@@ -149,6 +165,7 @@ def document_upload(
             document = _stored(
                 collection=collection, name=name, spooled=spooled, content_hash=content_hash, size=size, user=user,
                 parent=parent, restrict_to_groups=restrict_to_groups, separate_copy=hidden, enqueue=enqueue,
+                from_source=from_source, supersedes=supersedes,
             )  # fmt: skip
             if document is not None:
                 return _uploaded(
@@ -185,10 +202,12 @@ def _stored(
     restrict_to_groups: Sequence[Group],
     separate_copy: bool,
     enqueue: bool,
+    from_source: bool = False,
+    supersedes: Document | None = None,
 ) -> Document | None:
     """The new document row and its file, or None if the same bytes were stored meanwhile."""
-    previous = None
-    if parent is None:
+    previous = supersedes
+    if parent is None and not from_source:
         # Only a document the uploader can see is replaced: a writer who cannot
         # see a restricted document must neither learn of it nor overwrite it.
         previous = (
@@ -212,12 +231,20 @@ def _stored(
         with transaction.atomic():
             _store_original(document, name, spooled)
             document.save()
-            groups = _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
+            groups = (
+                list(restrict_to_groups)
+                if from_source
+                else _inherited_restriction(parent=parent, previous=previous, given=restrict_to_groups)
+            )
             if groups:
                 document.restricted_to_groups.set(groups)
             claims.document_events_record(
                 document_ids=[document.pk], status=Status.QUEUED,
-                message=f"found in document {parent.pk}" if parent is not None else "uploaded",
+                message=(
+                    f"found in document {parent.pk}"
+                    if parent is not None
+                    else ("from a connector" if from_source else "uploaded")
+                ),
             )  # fmt: skip
             if enqueue:
                 transaction.on_commit(lambda: queue.document_enqueue(document.pk))

@@ -157,6 +157,7 @@ class CitationOut(Schema):
     score: float
     text: str
     cited: bool | None = Field(default=None, description="Whether the answer cites it (known once it is complete).")
+    source_link: str = Field(default="", description="Where a connector found the document (a path, a URL).")
 
 
 class AskIn(Schema):

@@ -75,6 +75,11 @@ class AuditEvent(models.Model):
         MCP_RESOURCE_READ = "mcp.resource_read", "MCP resource read"
         RETRIEVAL_TESTED = "retrieval.tested", "Retrieval tested as a user"
         MODEL_RECORDED = "model.recorded", "Model licence and provenance recorded"
+        # Details carry the settings, never the credentials (assistant.connectors.services).
+        CONNECTOR_ADDED = "connector.added", "Connector added"
+        CONNECTOR_CHANGED = "connector.changed", "Connector changed, paused or resumed"
+        CONNECTOR_REMOVED = "connector.removed", "Connector removed"
+        CONNECTOR_SYNC_REQUESTED = "connector.sync_requested", "Connector sync requested"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     action = models.CharField(max_length=40)

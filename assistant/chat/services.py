@@ -47,6 +47,7 @@ from assistant.chat.retrieval import (
     relevant_passages,
 )
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
+from assistant.connectors.selectors import source_links
 from assistant.ops.metrics import observe_answer
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
@@ -317,6 +318,11 @@ def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: i
         retrieval_ms=retrieval_ms,
     )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
+    # Where a connector found each document (a path, a URL): "open in source".
+    links = source_links(document_ids={p.document_id for p in passages})
+    for citation in turn.citations:
+        if link := links.get(citation["document_id"]):
+            citation["source_link"] = link
     return turn
 
 

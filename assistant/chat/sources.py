@@ -20,6 +20,7 @@ from assistant.chat.feedback import answer_for
 from assistant.chat.rendering import cited_sentences, highlighted_html
 from assistant.chat.retrieval import Passage
 from assistant.chat.services import document_passages, passage_get
+from assistant.connectors.selectors import source_link
 from ingest.models import Chunk, Document
 
 NO_SUCH_SOURCE = gettext_noop("This source does not exist or you may not read it.")
@@ -41,6 +42,7 @@ class SourceView:
     before: Passage | None
     after: Passage | None
     original_url: str  # opens the original at the passage's page
+    source_link: str = ""  # where a connector found it (a path to copy, a URL); empty for an upload
 
 
 def page_unit(document: Document) -> str:
@@ -93,6 +95,7 @@ def source_view(*, user: Any, message_id: int, n: int) -> SourceView:
         before=before,
         after=after,
         original_url=original_url(document, passage.page_start),
+        source_link=source_link(document_id=document.pk),
     )
 
 

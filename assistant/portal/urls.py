@@ -1,6 +1,6 @@
 from django.urls import path
 
-from assistant.portal import dashboard, documents, model_page, people, retrieval_test, views
+from assistant.portal import connectors, dashboard, documents, model_page, people, retrieval_test, views
 
 app_name = "portal"
 
@@ -17,6 +17,12 @@ urlpatterns = [
     path("collections/<int:collection_id>/restrict", views.document_restrict, name="document_restrict"),
     path("feedback.jsonl", views.feedback_export, name="feedback_export"),
     path("collections/<int:collection_id>/edit", views.collection_edit, name="collection_edit"),
+    path("collections/<int:collection_id>/connectors/add", connectors.connector_add, name="connector_add"),
+    path(
+        "collections/<int:collection_id>/connectors/<int:connector_id>/action",
+        connectors.connector_action,
+        name="connector_action",
+    ),
     path("people/", people.users, name="people"),
     path("people/new", people.user_create, name="people_user_create"),
     path("people/users/<int:user_id>/", people.user_detail, name="people_user"),

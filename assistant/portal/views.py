@@ -35,7 +35,7 @@ from assistant.accounts.selectors import (
     user_can_create_collections,
 )
 from assistant.chat import feedback as chat_feedback
-from assistant.portal import documents
+from assistant.portal import connectors, documents
 from ingest import selectors, services
 from ingest.models import Collection
 
@@ -187,6 +187,7 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
             "edit_form": CollectionForm(initial={"name": collection.name, "description": collection.description})
             if manages
             else None,
+            **(connectors.connectors_context(collection) if manages else {}),
         },
     )
 

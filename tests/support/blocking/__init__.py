@@ -18,6 +18,10 @@ BLOCK_EMBEDDING = "[test marker: block while embedding]"
 # named by ``RESUME_FILE_ENV`` exists: a test restarts a server under it, then lets it go on.
 PAUSE_EMBEDDING = "[test marker: pause while embedding]"
 RESUME_FILE_ENV = "ASSISTANT_TEST_RESUME_FILE"
+# A folder connector never finishes reading a file with this in its path while the
+# file named by the environment variable BLOCK_CONNECTOR_GATE exists.
+BLOCK_CONNECTOR_ITEM = "block-while-reading"
+BLOCK_CONNECTOR_GATE_ENV = "BLOCK_CONNECTOR_GATE"
 
 
 def blocking_env(env: Mapping[str, str], *, resume_file: Path | None = None) -> dict[str, str]:

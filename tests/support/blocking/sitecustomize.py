@@ -5,8 +5,10 @@ must not bet on the machine being slow. A worker started with this folder first
 on its PYTHONPATH (``tests.support.blocking.blocking_env``) runs the product
 unchanged, except that
 
-* parsing a plain-text file that contains ``BLOCK_PARSING`` and
-* embedding a text that contains ``BLOCK_EMBEDDING``
+* parsing a plain-text file that contains ``BLOCK_PARSING``,
+* embedding a text that contains ``BLOCK_EMBEDDING`` and
+* a folder connector reading a file whose path contains ``BLOCK_CONNECTOR_ITEM``
+  while the file named by ``$BLOCK_CONNECTOR_GATE`` exists
 
 never finish: they wait until something from outside ends them (the time limit's
 signal, a kill). Embedding a text that contains ``PAUSE_EMBEDDING`` waits until the
@@ -25,7 +27,14 @@ import time
 from types import ModuleType
 from typing import Any
 
-from tests.support.blocking import BLOCK_EMBEDDING, BLOCK_PARSING, PAUSE_EMBEDDING, RESUME_FILE_ENV
+from tests.support.blocking import (
+    BLOCK_CONNECTOR_GATE_ENV,
+    BLOCK_CONNECTOR_ITEM,
+    BLOCK_EMBEDDING,
+    BLOCK_PARSING,
+    PAUSE_EMBEDDING,
+    RESUME_FILE_ENV,
+)
 
 
 def _block() -> None:
@@ -62,7 +71,26 @@ def _wrap_embedding(module: ModuleType) -> None:
     module.embed_texts = blocking_embed_texts  # type: ignore[attr-defined]
 
 
-_WRAPPERS = {"ingest.parsers.text": _wrap_text_parser, "ingest.embedding": _wrap_embedding}
+def _wrap_folder_source(module: ModuleType) -> None:
+    source = module.FolderSource
+    open_item = source.open_item
+
+    def blocking_open_item(self: Any, item: Any) -> Any:
+        # Blocks only while the test's gate file exists: the run that resumes after
+        # the kill (the gate removed) reads the same file normally.
+        gate = os.environ.get(BLOCK_CONNECTOR_GATE_ENV, "")
+        if BLOCK_CONNECTOR_ITEM in item.source_id and gate and os.path.exists(gate):
+            _block()
+        return open_item(self, item)
+
+    source.open_item = blocking_open_item
+
+
+_WRAPPERS = {
+    "ingest.parsers.text": _wrap_text_parser,
+    "ingest.embedding": _wrap_embedding,
+    "assistant.connectors.sources.folder": _wrap_folder_source,
+}
 
 
 class _WrapOnImport(importlib.abc.MetaPathFinder):

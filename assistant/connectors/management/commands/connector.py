@@ -1,0 +1,216 @@
+"""``manage.py connector add|list|sync|edit|pause|resume|remove|key``: connectors from the shell.
+
+connector add --collection NAME --type folder --name CONNECTOR [--every MINUTES]
+              [--path P] [--include GLOB]... [--exclude GLOB]... [--map GLOB=GROUP[,GROUP]]...
+              [--secret-env VAR | --secret-prompt]
+connector list [--json]
+connector sync CONNECTOR [--wait [--inline]] [--dry-run] [--json]
+connector edit CONNECTOR [--every MINUTES] [--include ...] [--exclude ...] [--map ...]
+connector pause|resume CONNECTOR
+connector remove CONNECTOR [--delete-documents]
+connector key            (prints a new CONNECTOR_SECRET_KEY)
+
+Secrets never come from the command line (it is visible to every user of the
+machine and kept in shell histories): from an environment variable or a prompt.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
+
+from assistant.connectors import selectors, services, sync
+from assistant.connectors.models import Connector
+from assistant.connectors.secrets import CredentialsUnavailable, new_key
+from assistant.connectors.sources import PLANNED_TYPES, SOURCE_TYPES
+from assistant.connectors.sources.folder import mapping_parse
+from ingest import pipeline
+from ingest.models import FINISHED, Collection, Document
+
+
+def _connector(name: str) -> Connector:
+    found = selectors.connector_named(name)
+    if found is None:
+        raise CommandError(f"No connector named '{name}' (see `manage.py connector list`).")
+    return found
+
+
+def _mapping(entries: list[str]) -> list[dict[str, Any]]:
+    try:
+        return mapping_parse(entries)
+    except ValueError as exc:
+        raise CommandError(f"--map: {exc}") from None
+
+
+def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if options.get("path") is not None or not partial:
+        found["path"] = options.get("path") or ""
+    for key in ("include", "exclude"):
+        if options.get(key) or not partial:
+            found[key] = options.get(key) or []
+    if options.get("map") or not partial:
+        found["groups"] = _mapping(options.get("map") or [])
+    return found
+
+
+class Command(BaseCommand):
+    help = "Add, list, sync, pause, resume and remove connectors (sources that feed a collection)."
+
+    def add_arguments(self, parser: Any) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        add = actions.add_parser("add", help="Add a connector to a collection.")
+        add.add_argument("--collection", required=True)
+        add.add_argument("--type", required=True, choices=[*SOURCE_TYPES, *PLANNED_TYPES], dest="kind")
+        add.add_argument("--name", required=True)
+        edit = actions.add_parser("edit", help="Change a connector's schedule, globs or group mapping.")
+        edit.add_argument("connector")
+        for sub in (add, edit):
+            sub.add_argument("--every", type=int, metavar="MINUTES", help="Sync every MINUTES (0: only when asked).")
+            sub.add_argument("--path", help="folder: the mounted folder to read.")
+            sub.add_argument("--include", action="append", metavar="GLOB", help="Only paths matching (repeatable).")
+            sub.add_argument("--exclude", action="append", metavar="GLOB", help="Skip paths matching (repeatable).")
+            sub.add_argument(
+                "--map", action="append", metavar="GLOB=GROUPS",
+                help="Who reads files matching GLOB: GROUP[,GROUP] or * for every reader (first match wins; "
+                "unmatched files: the collection's managers only).",
+            )  # fmt: skip
+            sub.add_argument("--secret-env", metavar="VAR", help="Read the password or token from this variable.")
+            sub.add_argument("--secret-prompt", action="store_true", help="Ask for the password or token.")
+        listing = actions.add_parser("list", help="The connectors and their state.")
+        listing.add_argument("--json", action="store_true")
+        run = actions.add_parser("sync", help="Sync a connector now.")
+        run.add_argument("connector")
+        run.add_argument("--wait", action="store_true", help="Sync here and wait until its documents are done.")
+        run.add_argument("--inline", action="store_true", help="With --wait: ingest here too (no worker).")
+        run.add_argument("--dry-run", action="store_true", help="List what would change; change nothing.")
+        run.add_argument("--json", action="store_true", help="One JSON object per item, then a summary.")
+        for verb in ("pause", "resume"):
+            actions.add_parser(verb, help=f"{verb.capitalize()} scheduled syncs.").add_argument("connector")
+        remove = actions.add_parser("remove", help="Remove a connector (its documents stay unless asked).")
+        remove.add_argument("connector")
+        remove.add_argument("--delete-documents", action="store_true")
+        actions.add_parser("key", help="Print a new key for CONNECTOR_SECRET_KEY.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            getattr(self, f"_{options['action']}")(options)
+        except (services.ConnectorInvalid, sync.SyncRefused, sync.SyncBusy, CredentialsUnavailable) as exc:
+            raise CommandError(str(exc)) from None
+
+    def _secret(self, options: dict[str, Any]) -> dict[str, str] | None:
+        if options.get("secret_env"):
+            value = os.environ.get(options["secret_env"], "")
+            if not value:
+                raise CommandError(f"The environment variable {options['secret_env']} is empty or not set.")
+            return {"secret": value}
+        if options.get("secret_prompt"):
+            return {"secret": getpass.getpass("Password or token: ")}
+        return None
+
+    def _add(self, options: dict[str, Any]) -> None:
+        collection = Collection.objects.filter(name=options["collection"]).first()
+        if collection is None:
+            raise CommandError(f"No collection named '{options['collection']}'.")
+        connector = services.connector_add(
+            collection=collection, kind=options["kind"], name=options["name"],
+            settings=_type_settings(options, partial=False), credentials=self._secret(options),
+            every_minutes=options["every"] or 0,
+        )  # fmt: skip
+        when = f"every {connector.every_minutes} minutes" if connector.every_minutes else "when asked"
+        self.stdout.write(
+            f"Added connector '{connector.name}' ({connector.kind}) to '{collection.name}'; syncs {when}."
+        )
+
+    def _edit(self, options: dict[str, Any]) -> None:
+        connector = _connector(options["connector"])
+        services.connector_change(
+            connector=connector, settings=_type_settings(options, partial=True) or None,
+            credentials=self._secret(options), every_minutes=options["every"],
+        )  # fmt: skip
+        self.stdout.write(f"Changed connector '{connector.name}'; the next sync applies it.")
+
+    def _list(self, options: dict[str, Any]) -> None:
+        described = [selectors.connector_described(c) for c in Connector.objects.select_related("collection")]
+        if options["json"]:
+            for row in described:
+                self.stdout.write(json.dumps(row))
+            return
+        if not described:
+            self.stdout.write("No connectors (add one with `manage.py connector add`).")
+        for row in described:
+            flags = " paused" if row["paused"] else ""
+            every = f"every {row['every_minutes']} min" if row["every_minutes"] else "on demand"
+            self.stdout.write(
+                f"{row['name']}  [{row['type']}] -> {row['collection']}  {every}{flags}  {row['state']}  "
+                f"last: {row['finished_at'] or 'never'}  seen {row['seen']} fetched {row['fetched']} "
+                f"failed {row['failed']}{'  error: ' + row['last_error'] if row['last_error'] else ''}"
+            )
+
+    def _sync(self, options: dict[str, Any]) -> None:
+        connector = _connector(options["connector"])
+        as_json = options["json"]
+        if not options["wait"] and not options["dry_run"]:
+            queued = services.connector_sync_request(connector=connector)
+            self.stdout.write(
+                f"Queued a sync of '{connector.name}'."
+                if queued
+                else f"A sync of '{connector.name}' is already queued or running."
+            )
+            return
+
+        def show(item: sync.ItemResult) -> None:
+            if as_json:
+                self.stdout.write(json.dumps(item.as_dict()))
+            elif item.action != "unchanged":
+                self.stdout.write(f"{item.action:<11} {item.source_id}{'  ' + item.error if item.error else ''}")
+
+        report = sync.connector_sync(
+            connector=connector, dry_run=options["dry_run"], enqueue=not options["inline"], on_item=show
+        )
+        if report.queued and options["wait"]:
+            if options["inline"]:
+                pipeline.documents_process_here(document_ids=report.queued, together=True)
+            else:
+                self._wait_for(report.queued)
+        summary = report.summary()
+        if report.queued:
+            done = Document.objects.filter(Q(pk__in=report.queued) | Q(parent_id__in=report.queued))
+            summary["documents_failed"] = done.filter(status=Document.Status.FAILED).count()
+        if as_json:
+            self.stdout.write(json.dumps({"summary": summary}))
+        else:
+            counts = ", ".join(f"{summary[a]} {a}" for a in sync.ACTIONS if summary[a])
+            self.stdout.write(
+                f"{'Dry run: ' if report.dry_run else ''}{report.seen} items seen: {counts or 'nothing'}."
+            )
+        if report.error:
+            raise CommandError(report.error)
+
+    def _wait_for(self, ids: list[int]) -> None:
+        while Document.objects.filter(pk__in=ids).exclude(status__in=FINISHED).exists():
+            time.sleep(1)
+
+    def _pause(self, options: dict[str, Any]) -> None:
+        connector = services.connector_change(connector=_connector(options["connector"]), paused=True)
+        self.stdout.write(f"Paused '{connector.name}'.")
+
+    def _resume(self, options: dict[str, Any]) -> None:
+        connector = services.connector_change(connector=_connector(options["connector"]), paused=False)
+        self.stdout.write(f"Resumed '{connector.name}'.")
+
+    def _remove(self, options: dict[str, Any]) -> None:
+        connector = _connector(options["connector"])
+        name = connector.name
+        deleted = services.connector_remove(connector=connector, delete_documents=options["delete_documents"])
+        kept = "" if options["delete_documents"] else " (its documents stay in the collection)"
+        self.stdout.write(f"Removed '{name}'{kept}; {deleted} document(s) deleted.")
+
+    def _key(self, options: dict[str, Any]) -> None:
+        self.stdout.write(new_key())

@@ -1,0 +1,90 @@
+"""What a connector reads from: one module per source type behind one small interface.
+
+A source lists its items (cheaply: ids, names and versions, no content), opens one
+item's bytes, and says who may read an item. The sync (``connectors.sync``) does
+the rest the same way for every type: comparing with what the collection holds,
+fetching only what changed, versions, renames, deletions, restrictions. A new type
+(SMB, IMAP, WebDAV, ...) is one module here and one line in ``SOURCE_TYPES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+# Module and class of each source type.
+SOURCE_TYPES: dict[str, str] = {
+    "folder": "assistant.connectors.sources.folder:FolderSource",
+}
+# Listed in the command's choices; not implemented yet (docs/connectors.md).
+PLANNED_TYPES = ("smb", "imap", "web", "webdav", "confluence", "sharepoint")
+
+# Access meaning "every reader of the collection" (no restriction).
+EVERYONE = "*"
+
+
+class SourceError(Exception):
+    """The source as a whole cannot be read (a missing folder, a refused login): nothing is changed."""
+
+
+class ItemError(Exception):
+    """One item cannot be read; the sync records it for that item and goes on."""
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    source_id: str  # stable within the source (a relative path, a message id, a URL)
+    name: str  # the file name the document gets
+    link: str  # what a person opens: the absolute path, the URL
+    version: str  # changes whenever the content may have changed (mtime and size, an ETag)
+    size: int = 0
+    # The source's own words for who may read it (ACL groups, a mailbox owner); the
+    # source maps them to product group names in ``access``.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+class Source(Protocol):
+    """One source type, configured from a connector's settings and credentials."""
+
+    def list_items(self) -> Iterator[SourceItem]:
+        """Every item now in the source; raises ``SourceError`` if the listing is incomplete."""
+        ...
+
+    def open_item(self, item: SourceItem) -> AbstractContextManager[IO[bytes]]:
+        """The item's bytes as a stream; raises ``ItemError`` for this item alone."""
+        ...
+
+    def access(self, item: SourceItem) -> list[str]:
+        """Product group names that may read the item; ``[EVERYONE]``: no restriction.
+
+        Empty means "not known": the sync then restricts the document to the
+        collection's managers (least permissive until known).
+        """
+        ...
+
+
+class SourceType(Protocol):
+    """The class behind a type name: checks settings, then builds a ``Source``."""
+
+    @staticmethod
+    def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings as stored, or ``ValueError`` naming what is wrong."""
+        ...
+
+    def __call__(self, settings: dict[str, Any], credentials: dict[str, str]) -> Source: ...
+
+
+def source_type(kind: str) -> SourceType:
+    """The class for ``kind``; ``ValueError`` for a type not (yet) available."""
+    if kind not in SOURCE_TYPES:
+        if kind in PLANNED_TYPES:
+            raise ValueError(
+                f"Connectors of type '{kind}' are not available yet; available: {', '.join(SOURCE_TYPES)}."
+            )
+        raise ValueError(f"Unknown connector type '{kind}'; available: {', '.join(SOURCE_TYPES)}.")
+    module, _, name = SOURCE_TYPES[kind].partition(":")
+    found: SourceType = getattr(importlib.import_module(module), name)
+    return found
