@@ -25,6 +25,10 @@ class LLMError(Exception):
     """The language model could not answer. The message is safe to show to users (in their language)."""
 
 
+def _broken_off() -> LLMError:
+    return LLMError(gettext("The language model server broke off its answer before it was complete."))
+
+
 @dataclass(frozen=True)
 class Delta:
     text: str  # answer text only
@@ -99,21 +103,35 @@ class LLMClient:
                         gettext("The language model server refused the request (%(status)s): %(reason)s")
                         % {"status": response.status_code, "reason": reason}
                     )
+                content_type = response.headers.get("content-type", "")
+                if not content_type.lower().startswith("text/event-stream"):
+                    # A page of HTML from a proxy, or a whole JSON answer: not a stream of tokens.
+                    raise LLMError(
+                        gettext("The language model server did not stream its answer (it sent %(type)s).")
+                        % {"type": content_type or "no content type"}
+                    )
                 inline = ThinkFilter()
                 model = self.model
+                finished = False  # "[DONE]" or a finish reason: the server ended the answer itself
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
-                        continue
+                        continue  # comments (keep-alive pings), event names, blank lines
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
-                    delta = _parse_chunk(data, default_model=self.model)
+                    delta, ended = _parse_chunk(data, default_model=self.model)
+                    finished = finished or ended
                     if delta is None:
                         continue
                     model = delta.model
                     split = inline.feed(delta.text)
                     if split.answer or split.reasoning or delta.reasoning:
                         yield Delta(text=split.answer, model=model, reasoning=delta.reasoning + split.reasoning)
+                if not finished:
+                    # The connection closed without the end of the answer: what came is kept,
+                    # never passed off as a whole answer.
+                    raise _broken_off()
                 rest = inline.close()
                 if rest.answer or rest.reasoning:
                     yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning)
@@ -129,6 +147,8 @@ class LLMClient:
             raise LLMError(
                 gettext("The language model server at %(url)s did not answer in time.") % {"url": self.base_url}
             ) from exc
+        except httpx.RemoteProtocolError as exc:  # e.g. a chunked body cut off mid-answer
+            raise _broken_off() from exc
         except httpx.HTTPError as exc:
             raise LLMError(
                 gettext("The connection to the language model server failed: %(reason)s") % {"reason": exc}
@@ -203,22 +223,36 @@ def _server_message(body: str) -> str:
     return str(error)[:300]
 
 
-def _parse_chunk(data: str, *, default_model: str) -> Delta | None:
+def _malformed() -> LLMError:
+    return LLMError(gettext("The language model server sent a malformed piece of its answer."))
+
+
+def _parse_chunk(data: str, *, default_model: str) -> tuple[Delta | None, bool]:
+    """One ``data:`` line: (its text, if any; whether it ends the answer). ``LLMError`` if malformed."""
     try:
-        chunk: dict[str, Any] = json.loads(data)
+        chunk: Any = json.loads(data)
     except ValueError:
-        return None
+        raise _malformed() from None
+    if not isinstance(chunk, dict):
+        raise _malformed()
     if "error" in chunk:
         raise LLMError(
             gettext("The language model failed while answering: %(reason)s") % {"reason": _server_message(data)}
         )
     choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise _malformed()
     if not choices:
-        return None
-    delta = choices[0].get("delta") or {}
+        return None, False
+    choice = choices[0]
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or not isinstance(delta or {}, dict):
+        raise _malformed()
+    ended = bool(choice.get("finish_reason"))
+    delta = delta or {}
     text = delta.get("content") or ""
     # vLLM's reasoning parsers: ``reasoning_content``, renamed ``reasoning`` in later versions.
     reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
     if not text and not reasoning:
-        return None
-    return Delta(text=str(text), model=str(chunk.get("model") or default_model), reasoning=str(reasoning))
+        return None, ended
+    return Delta(text=str(text), model=str(chunk.get("model") or default_model), reasoning=str(reasoning)), ended

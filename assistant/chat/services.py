@@ -420,6 +420,9 @@ async def answer_stream(
     if replace_last:
         await sync_to_async(conversation_drop_last_turn)(user=user, conversation_id=conversation_id)
     history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
+    if any(t.role == Message.Role.USER for t in history) and settings.QUERY_REWRITE_TIMEOUT_S > 0:
+        # A follow-up is rewritten by the model first: no database connection waits on it.
+        await sync_to_async(_release_connection)()
     rewriting = time.monotonic()
     rewrite: Rewrite = await query_rewrite(
         history=history, question=question, llm=client, timeout_s=settings.QUERY_REWRITE_TIMEOUT_S

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
 
 import pytest
 
 from assistant.chat.llm import LLMClient, LLMError
 from tests.support.processes import free_port
-from tests.support.scripted_llm import Quiet, Stalling
+from tests.support.scripted_llm import ANSWER, Quiet, ScriptedLLM, Stalling
 
 MESSAGES = [{"role": "user", "content": "Count from one to five."}]
 
@@ -58,3 +60,54 @@ def test_a_server_that_stalls_times_out(http_server) -> None:
 def test_a_refusal_carries_the_server_message(http_server) -> None:
     with pytest.raises(LLMError, match=r'refused the request \(404\): model "m" not found'):
         collect(LLMClient(base_url=http_server, model="m"))
+
+
+class _CloseDelimited(Quiet):
+    """HTTP/1.0: the body ends when the connection closes, here before ``[DONE]``."""
+
+    def do_POST(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunk = {"model": "m", "choices": [{"delta": {"content": "Half an"}}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+
+@pytest.mark.parametrize("http_server", [_CloseDelimited], indirect=True)
+def test_a_stream_that_ends_without_its_end_is_broken_off_not_whole(http_server) -> None:
+    with pytest.raises(LLMError, match="broke off its answer"):
+        collect(LLMClient(base_url=http_server, model="m"))
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedLLM]:
+    server = ScriptedLLM().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("script", "message", "pieces"),
+    [
+        ("answer", None, ANSWER),
+        ("bad_json", "malformed piece of its answer", ANSWER[:1]),
+        ("cut", "broke off its answer", ANSWER[:1]),
+        ("html", r"did not stream its answer \(it sent text/html\)", []),
+        ("error500", r"refused the request \(500\): CUDA out of memory", []),
+    ],
+)
+def test_malformed_streams_are_readable_errors_after_what_came(scripted, script, message, pieces) -> None:
+    scripted.script = script
+    seen: list[str] = []
+
+    async def run() -> None:
+        client = LLMClient(base_url=scripted.base_url, model="m")
+        async for delta in client.stream_chat(MESSAGES, max_tokens=8, temperature=0):
+            seen.append(delta.text)
+
+    if message is None:
+        asyncio.run(run())
+    else:
+        with pytest.raises(LLMError, match=message):
+            asyncio.run(run())
+    assert seen == pieces
