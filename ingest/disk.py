@@ -5,7 +5,7 @@ data directory. When it is full, an upload is refused and a document being proce
 fails, each with a reason that says so, and nothing half-written stays behind: the
 partial original is removed, an index write leaves the previous file as it was, and
 the chunks' transaction rolls back. Once space is back, the upload is sent again or
-the document reprocessed (docs/reliability-infrastructure.md).
+the document reprocessed (docs/reliability.md, "Infrastructure faults").
 """
 
 from __future__ import annotations
