@@ -8,7 +8,9 @@ shown to the person who asked.
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,16 @@ class Delta:
     text: str  # answer text only
     model: str
     reasoning: str = ""  # a reasoning model's thinking, never part of ``text``
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings every request to the model shares (httpx's defaults).
+
+    Made once per process: building them loads the whole CA bundle, which cost more
+    CPU than anything else in an answer when each request made its own.
+    """
+    return httpx.create_ssl_context(trust_env=False)
 
 
 class LLMClient:
@@ -73,7 +85,7 @@ class LLMClient:
     def _client(self) -> httpx.AsyncClient:
         # trust_env=False: proxy variables in the environment must never reroute
         # prompts that carry company documents.
-        return httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+        return httpx.AsyncClient(timeout=self.timeout, trust_env=False, verify=_tls())
 
     async def stream_chat(
         self, messages: Sequence[dict[str, str]], *, max_tokens: int, temperature: float
@@ -185,7 +197,7 @@ def reported_models(*, base_url: str, api_key: str = "", timeout: float = 5.0) -
     url = f"{base_url.rstrip('/')}/models"
     try:
         # trust_env=False: as for answers, proxy variables never reroute a request.
-        with httpx.Client(timeout=timeout, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, trust_env=False, verify=_tls()) as client:
             response = client.get(url, headers=headers)
             response.raise_for_status()
             data = response.json().get("data") or []

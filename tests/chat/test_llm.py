@@ -111,3 +111,25 @@ def test_malformed_streams_are_readable_errors_after_what_came(scripted, script,
         with pytest.raises(LLMError, match=message):
             asyncio.run(run())
     assert seen == pieces
+
+
+def test_the_tls_settings_are_built_once_per_process(scripted, monkeypatch) -> None:
+    """Loading the CA bundle for every answer cost more CPU than anything else in it."""
+    import ssl
+
+    from assistant.chat import llm as llm_module
+
+    built: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    llm_module._tls.cache_clear()
+    scripted.script = "answer"
+    client = LLMClient(base_url=scripted.base_url, model="m")
+    for _ in range(3):
+        assert "".join(d.text for d in collect(client)) == "".join(ANSWER)
+    assert len(built) == 1
