@@ -34,88 +34,16 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-QUESTIONS = [
-    "What is the daily meal allowance for international travel?",
-    "Where must employees book flights when travelling abroad?",
-    "When must travel receipts be submitted?",
-    "What are the office hours?",
-    "When does the cafeteria serve lunch?",
-    "Where are lost badges reported?",
-    "Who escorts visitors?",
-    "How must badges be worn?",
-    "How many days of annual leave do employees get?",
-    "Who approves remote work?",
-    "How long is the notice period?",
-    "What does the expense policy say about taxis?",
-]
-EXTRA_PAGES = [
-    "Leave Policy\nEmployees receive 28 days of annual leave. Leave is requested in the HR portal "
-    "and approved by the line manager. Unused leave of up to five days carries over to the next year.",
-    "Remote Work\nRemote work of up to three days a week is approved by the line manager. "
-    "The notice period for employees is three months after probation and two weeks during it.",
-    "Expenses\nTaxis are reimbursed when no public transport runs or when travelling with equipment. "
-    "Expense claims are filed monthly with the original receipts attached.",
-]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
-def setup(data_dir: str) -> None:
-    os.environ["ASSISTANT_DATA_DIR"] = data_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
-    import django
-
-    import assistant.privacy  # noqa: F401
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def start_llm(*, threads: int, log: Path) -> tuple[Any, str]:
-    """llama.cpp's server on a free port; the settings point at it."""
-    import subprocess
-
-    import httpx
-    from django.conf import settings
-
-    from assistant import local_llm
-    from tests.support.processes import free_port
-
-    port = free_port()
-    handle = open(log, "wb")  # noqa: SIM115 (lives as long as the server)
-    command = local_llm.server_command(port=port, threads=threads, context=4096)
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"llama.cpp server exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2, trust_env=False).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        raise SystemExit("llama.cpp server did not start in 180 s")
-    settings.LLM_BASE_URL = base_url
-    return process, base_url
+from harness import POLICY_PAGES as EXTRA_PAGES  # noqa: E402
+from harness import POLICY_QUESTIONS as QUESTIONS  # noqa: E402
+from harness import cpu, start_packaged_llm  # noqa: E402
+from harness import django_setup as setup  # noqa: E402
 
 
 def ingest() -> Any:
@@ -204,6 +132,10 @@ def page_weight(collection: Any) -> str:
     prefix = "/" + settings.STATIC_URL.lstrip("/")
     for css, js in assets:
         url = (css or js).decode()
+        if not url.startswith(prefix):  # served by a view (the translation catalog): its own response
+            with override_settings(STORAGES=plain):
+                rows.append((url.strip("/").rsplit("/", 1)[-1], client.get(url).content))
+            continue
         found = finders.find(url.removeprefix(prefix))
         if isinstance(found, str):
             rows.append((url.rsplit("/", 1)[-1], Path(found).read_bytes()))
@@ -224,7 +156,7 @@ def main() -> None:
         setup(data_dir)
         from django.conf import settings
 
-        process, _url = start_llm(threads=args.threads, log=Path(data_dir) / "llama.log")
+        process, _url = start_packaged_llm(threads=args.threads, log=Path(data_dir) / "llama.log")
         try:
             load_before = os.getloadavg()
             collection = ingest()
@@ -235,7 +167,7 @@ def main() -> None:
             process.terminate()
             process.wait(30)
         weight = page_weight(collection)
-        print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores), llama.cpp threads: {args.threads}")
+        print(f"CPU: {cpu()}, llama.cpp threads: {args.threads}")
         print(f"Model: {settings.LLM_MODEL} (packaged GGUF), retrieval: {settings.RETRIEVAL_MODE}")
         print(f"Load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}\n")
         print(latency_table(messages))

@@ -34,27 +34,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def setup(data_dir: str) -> None:
-    os.environ["ASSISTANT_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from harness import cpu, django_setup  # noqa: E402
 
 
 def generate(root: Path, files: int) -> list[Path]:
@@ -98,7 +78,7 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as share_dir:
-        setup(data_dir)
+        django_setup(data_dir, sqlite=True)
         from assistant.connectors import services
         from ingest.services import collection_create
 
@@ -112,7 +92,7 @@ def main() -> None:
         changed = change(share, paths, args.changed)
         second_s, second = timed_sync(connector)
         third_s, third = timed_sync(connector)
-        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), load {os.getloadavg()[0]:.2f}; SQLite")
+        print(f"CPU: {cpu()}, load {os.getloadavg()[0]:.2f}; SQLite")
         print(f"{args.files} files, {changed} changed between runs ({args.changed:.1%})")
         for label, seconds, report in (("first", first_s, first), ("second", second_s, second),
                                        ("unchanged", third_s, third)):  # fmt: skip

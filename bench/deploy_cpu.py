@@ -24,62 +24,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import cpu, start_packaged_llm  # noqa: E402
+from harness import django_setup as setup  # noqa: E402
 
 PROMPT = (
     "Answer from the passages only.\n\n[1] Annual leave is 30 days a year; requests are approved by the line "
     "manager.\n[2] Remote work of up to three days a week is approved by the line manager.\n\n"
     "Question: who approves remote work, and how many days of leave are there?"
 )
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def setup(data_dir: str) -> None:
-    os.environ["ASSISTANT_DATA_DIR"] = data_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def start_llm(*, threads: int, log: Path) -> tuple[Any, str]:
-    """llama.cpp's server with the packaged model on a free port, as ``manage.py serve`` starts it."""
-    import socket
-    import subprocess
-
-    import httpx
-
-    from assistant import local_llm
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    handle = open(log, "wb")  # noqa: SIM115 (lives as long as the server)
-    command = local_llm.server_command(port=port, threads=threads, context=4096)
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"llama.cpp server exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2, trust_env=False).status_code == 200:
-                return process, base_url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit("llama.cpp server did not start in 180 s")
 
 
 def measure_llm(base_url: str, model: str, answers: int) -> list[tuple[float, float, int]]:
@@ -154,8 +110,8 @@ def main() -> None:
     setup(str(work))
     from django.conf import settings
 
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.1f} at start")
-    process, base_url = start_llm(threads=args.threads, log=work / "llama.log")
+    print(f"CPU: {cpu()}; load average {os.getloadavg()[0]:.1f} at start")
+    process, base_url = start_packaged_llm(threads=args.threads, log=work / "llama.log")
     try:
         runs = measure_llm(base_url, settings.LLM_MODEL, args.answers)
     finally:

@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -44,19 +43,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import cpu  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "financebench-dev"
 WORDS_PER_CHUNK = 200
 RRF_K = 60
 DEPTH = 100
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text(errors="replace")
-            extra = [f for f in ("avx2", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-            return f"{line.split(':', 1)[1].strip()} ({', '.join(extra)}), {os.cpu_count()} cores"
-    return platform.processor() or "unknown CPU"
 
 
 def _pdftotext_pages(path: Path) -> list[str]:
@@ -190,7 +182,7 @@ def main() -> None:
     import assistant.privacy  # noqa: F401  (offline switches before any model loads)
 
     django.setup()
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {cpu()}")
     print(f"data: {args.data} ({len(list((args.data / 'docs').glob('*.pdf')))} PDFs)")
     report: dict[str, Any] = {}
     if not args.product_only:

@@ -53,43 +53,9 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-QUESTIONS = [
-    "What is the daily meal allowance for international travel?",
-    "Where must employees book flights when travelling abroad?",
-    "When must travel receipts be submitted?",
-    "What are the office hours?",
-    "When does the cafeteria serve lunch?",
-    "Where are lost badges reported?",
-    "Who escorts visitors?",
-    "How must badges be worn?",
-]
-POLICY_PAGES = [  # the same pages as bench/chat_latency.py's
-    "Leave Policy\nEmployees receive 28 days of annual leave. Leave is requested in the HR portal "
-    "and approved by the line manager. Unused leave of up to five days carries over to the next year.",
-    "Remote Work\nRemote work of up to three days a week is approved by the line manager. "
-    "The notice period for employees is three months after probation and two weeks during it.",
-    "Expenses\nTaxis are reimbursed when no public transport runs or when travelling with equipment. "
-    "Expense claims are filed monthly with the original receipts attached.",
-]
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+from harness import POLICY_PAGES, POLICY_QUESTIONS, cpu  # noqa: E402
 
-
-def cpu() -> str:
-    """The CPU as lscpu names it, its logical cores and the vector flags that matter here."""
-    model, flags = "unknown", set[str]()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    present = [f for f in CPU_FLAGS if f in flags]
-    return f"{model}, {os.cpu_count()} logical cores, flags: {' '.join(present) or 'none of ' + '/'.join(CPU_FLAGS)}"
+QUESTIONS = POLICY_QUESTIONS[:8]
 
 
 def percentile(values: list[float], q: float) -> float:

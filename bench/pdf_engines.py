@@ -41,12 +41,12 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-    from filings import cpu_name
+    from harness import cpu
 
     from ingest.parsers import ParseError, parse_file
 
     files = sorted(p for folder in args.folders for p in folder.rglob("*.pdf"))
-    print(f"CPU: {cpu_name()}; {len(files)} PDFs")
+    print(f"CPU: {cpu()}; {len(files)} PDFs")
     results = {}
     for engine in engines:
         settings.INGEST_PDF_ENGINE = engine
