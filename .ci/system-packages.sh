@@ -5,9 +5,11 @@
 # the compiled catalogs are committed, so only that and its test need it.
 # postgresql-client (pg_dump, pg_restore, psql): manage.py backup/restore on PostgreSQL
 # and their tests (the server's packages bring it too).
+# slapd and ldap-utils (ldapmodify): the directory tests run a private OpenLDAP
+# (tests/support/slapd.py); the product itself needs neither.
 # Install whichever are missing when we may; otherwise say what will not work.
 set -euo pipefail
-declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client)
+declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client [slapd]=slapd [ldapmodify]=ldap-utils)
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")

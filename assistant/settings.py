@@ -506,6 +506,50 @@ if OIDC_ENABLED:
     INSTALLED_APPS += ["mozilla_django_oidc"]
     AUTHENTICATION_BACKENDS += ["assistant.accounts.oidc.GroupMappingOIDCBackend"]
 
+# --- The company directory: LDAP / Active Directory sign-in, SCIM provisioning ---------
+# docs/directory.md. LDAP is off unless LDAP_SERVER_URI is set (nothing of ldap3 is
+# imported otherwise); SCIM answers at /scim/v2/ to bearer tokens from
+# ``manage.py directory scim-token`` and to nothing else.
+INSTALLED_APPS += ["assistant.directory"]
+LDAP_SERVER_URI = env.str("LDAP_SERVER_URI", default="")
+LDAP_ENABLED = bool(LDAP_SERVER_URI)
+LDAP_START_TLS = env.bool("LDAP_START_TLS", default=False)
+LDAP_TLS_VERIFY = env.bool("LDAP_TLS_VERIFY", default=True)
+LDAP_CA_FILE = env.str("LDAP_CA_FILE", default="")
+LDAP_TIMEOUT = env.int("LDAP_TIMEOUT", default=10)
+LDAP_BIND_DN = env.str("LDAP_BIND_DN", default="")
+LDAP_BIND_PASSWORD = env.str("LDAP_BIND_PASSWORD", default="")
+LDAP_USER_DN_TEMPLATE = env.str("LDAP_USER_DN_TEMPLATE", default="")
+LDAP_ACTIVE_DIRECTORY = env.bool("LDAP_ACTIVE_DIRECTORY", default=False)
+LDAP_USER_SEARCH_BASE = env.str("LDAP_USER_SEARCH_BASE", default="")
+LDAP_USER_FILTER = env.str(
+    "LDAP_USER_FILTER",
+    default="(&(objectClass=user)(sAMAccountName={username})(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"
+    if LDAP_ACTIVE_DIRECTORY
+    else "(&(objectClass=inetOrgPerson)(uid={username}))",
+)
+LDAP_ATTR_USERNAME = env.str("LDAP_ATTR_USERNAME", default="sAMAccountName" if LDAP_ACTIVE_DIRECTORY else "uid")
+LDAP_ATTR_ID = env.str("LDAP_ATTR_ID", default="objectGUID" if LDAP_ACTIVE_DIRECTORY else "entryUUID")
+LDAP_ATTR_EMAIL = env.str("LDAP_ATTR_EMAIL", default="mail")
+LDAP_ATTR_FIRST_NAME = env.str("LDAP_ATTR_FIRST_NAME", default="givenName")
+LDAP_ATTR_LAST_NAME = env.str("LDAP_ATTR_LAST_NAME", default="sn")
+LDAP_GROUP_SEARCH_BASE = env.str("LDAP_GROUP_SEARCH_BASE", default="")
+LDAP_GROUP_FILTER = env.str(
+    "LDAP_GROUP_FILTER", default="(objectClass=group)" if LDAP_ACTIVE_DIRECTORY else "(objectClass=groupOfNames)"
+)
+LDAP_GROUP_MEMBER_ATTR = env.str("LDAP_GROUP_MEMBER_ATTR", default="member")
+LDAP_GROUP_MAP: dict[str, str] = env.json("LDAP_GROUP_MAP", default={})
+LDAP_GROUP_PREFIX = env.str("LDAP_GROUP_PREFIX", default="ldap:")
+LDAP_SYNC_SECONDS = env.float("LDAP_SYNC_SECONDS", default=900.0)
+if LDAP_ENABLED:
+    if not LDAP_USER_DN_TEMPLATE and not LDAP_USER_SEARCH_BASE:
+        raise ImproperlyConfigured("LDAP_SERVER_URI needs LDAP_USER_DN_TEMPLATE or LDAP_USER_SEARCH_BASE.")
+    AUTHENTICATION_BACKENDS += ["assistant.directory.backends.DirectoryBackend"]
+    CELERY_BEAT_SCHEDULE["directory-sync"] = {
+        "task": "assistant.directory.tasks.directory_sync",
+        "schedule": LDAP_SYNC_SECONDS,
+    }
+
 # --- REST API and API tokens -----------------------------------------------------------
 # django-ninja serves its docs page from its own bundled Swagger UI files only when it
 # is an installed app; otherwise it would load them from a CDN.

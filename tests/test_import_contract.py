@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "ingest", "assistant.accounts", "assistant.chat", "assistant.api", "assistant.audit", "assistant.portal",
     "assistant.backup",
-    "assistant.mcp", "assistant.catalog", "assistant.connectors",
+    "assistant.mcp", "assistant.catalog", "assistant.connectors", "assistant.directory",
 ]  # fmt: skip
 SURFACES = ("management", "admin", "views", "urls", "routers")
 

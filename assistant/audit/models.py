@@ -80,6 +80,13 @@ class AuditEvent(models.Model):
         CONNECTOR_CHANGED = "connector.changed", "Connector changed, paused or resumed"
         CONNECTOR_REMOVED = "connector.removed", "Connector removed"
         CONNECTOR_SYNC_REQUESTED = "connector.sync_requested", "Connector sync requested"
+        # The company directory (LDAP) and SCIM provisioning (assistant.directory); their
+        # membership changes are permission.granted / permission.revoked with that source.
+        DIRECTORY_REFUSED = "directory.refused", "Directory sign-in refused"
+        DIRECTORY_SYNCED = "directory.synced", "Directory synchronised"
+        SCIM_TOKEN_CREATED = "scim.token_created", "SCIM token created"
+        SCIM_TOKEN_REVOKED = "scim.token_revoked", "SCIM token revoked"
+        SCIM_USER_CHANGED = "scim.user_changed", "User changed by SCIM"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     action = models.CharField(max_length=40)

@@ -29,6 +29,7 @@ from django.views.decorators.http import require_POST
 
 from assistant.accounts import services
 from assistant.accounts.selectors import user_can_manage_people, user_read_overview, users_search
+from assistant.directory.selectors import group_origins, user_origins
 
 PAGE_SIZE = 50
 
@@ -90,8 +91,15 @@ def users(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "portal/people/users.html",
-        {"page": page, "search": search, "form": UserCreateForm(), "group_count": Group.objects.count()},
+        {"page": page, "search": search, "form": UserCreateForm(), "group_count": Group.objects.count()}
+        | _with_origins(page),
     )
+
+
+def _with_origins(page: Any) -> dict[str, Any]:
+    people = list(page.object_list)
+    origins = user_origins(people)
+    return {"people": [(person, origins[person.pk]) for person in people]}
 
 
 @people_required
@@ -117,7 +125,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Created user “%(name)s”.") % {"name": done.user.username})
             return redirect("portal:people_user", user_id=done.user.pk)
     page = Paginator(users_search(), PAGE_SIZE).get_page(1)
-    context = {"page": page, "search": "", "form": form, "group_count": Group.objects.count()}
+    context = {"page": page, "search": "", "form": form, "group_count": Group.objects.count()} | _with_origins(page)
     return render(request, "portal/people/users.html", context, status=400)
 
 
@@ -134,6 +142,7 @@ def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
             "other_groups": Group.objects.exclude(pk__in=member_of.values("pk")).order_by("name"),
             "overview": user_read_overview(user=person, viewer=request.user),
             "is_self": person.pk == request.user.pk,
+            "origin": user_origins([person])[person.pk],
         },
     )
 
@@ -200,7 +209,10 @@ def groups(request: HttpRequest) -> HttpResponse:
         grants=Count("collection_grants", distinct=True),
         restricting=Count("restricted_documents", distinct=True),
     ).order_by("name")
-    return render(request, "portal/people/groups.html", {"groups": listed, "form": form})
+    listed_groups = list(listed)
+    origins = group_origins(listed_groups)
+    rows = [(group, origins[group.pk]) for group in listed_groups]
+    return render(request, "portal/people/groups.html", {"groups": rows, "form": form})
 
 
 @people_required
@@ -224,6 +236,7 @@ def _group_context(group: Group) -> dict[str, Any]:
         "members": group.user_set.order_by("username"),
         "grants": group.collection_grants.select_related("collection").order_by("collection__name"),
         "restricting": group.restricted_documents.count(),
+        "origin": group_origins([group])[group.pk],
     }
 
 
