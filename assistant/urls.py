@@ -35,4 +35,6 @@ urlpatterns += [
     path("v1/models", openai_compat.models, name="openai-models"),
     path("v1/chat/completions", openai_compat.chat_completions, name="openai-chat-completions"),
     path("account/", include("assistant.accounts.urls")),
+    # SCIM 2.0 provisioning (Entra ID, Okta); only SCIM tokens open it (docs/directory.md).
+    path("scim/v2/", include("assistant.directory.scim.urls")),
 ]

@@ -37,6 +37,9 @@ class DirectoryAccount(models.Model):
     # SCIM: the client deleted the resource. The account stays (deactivated) for its
     # conversations and audit trail, but the client no longer sees it.
     removed_at = models.DateTimeField(null=True, blank=True)
+    # SCIM: what the client sent that the user model does not hold (displayName, the
+    # whole name, every e-mail), given back as sent. Never read for access decisions.
+    attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
