@@ -67,7 +67,10 @@ def account_deprovision(*, user: Any, source: str, reason: str) -> bool:
     with transaction.atomic():
         was_active = bool(type(user).objects.filter(pk=user.pk, is_active=True).update(is_active=False))
         user.is_active = False
-        DirectoryAccount.objects.filter(user=user, deprovisioned_at=None).update(deprovisioned_at=timezone.now())
+        if was_active:
+            # Only what the source took away may the source give back: an account an
+            # administrator deactivated stays deactivated whatever the directory says.
+            DirectoryAccount.objects.filter(user=user, deprovisioned_at=None).update(deprovisioned_at=timezone.now())
         tokens = 0
         for token in ApiToken.objects.filter(user=user, revoked_at=None):
             tokens += token_revoke(token=token)
@@ -259,7 +262,7 @@ def directory_sync() -> SyncReport:
         user, person = account.user, found[account.pk]
         with transaction.atomic():
             if person is None or person.external_id != account.external_id:
-                if account.deprovisioned_at is None or user.is_active:
+                if user.is_active:
                     account_deprovision(user=user, source=Source.LDAP, reason="no longer in the directory")
                     report.deprovisioned.append(user.get_username())
                 _, removed = memberships_apply(user=user, groups=[], source=Source.LDAP)

@@ -28,6 +28,7 @@ from tests.support.slapd import READER_DN, READER_PASSWORD, SUFFIX, Slapd
 
 pytestmark = [
     pytest.mark.django_db,
+    pytest.mark.once,  # its own slapd, no pass-specific settings
     pytest.mark.skipif(bool(slapd_support.available()), reason=slapd_support.available() or "slapd"),
 ]
 

@@ -10,7 +10,8 @@ from django.db import close_old_connections
 
 from assistant.directory.scim.tokens import scim_token_create
 
-pytestmark = pytest.mark.django_db
+# About 40 s of an independent client's requests: once per `make test`, in the services pass.
+pytestmark = [pytest.mark.django_db, pytest.mark.once]
 
 
 @pytest.fixture
