@@ -256,3 +256,16 @@ def test_an_unreachable_directory_changes_nothing(settings, directory) -> None:
         call_command("directory", "sync")
     alice.refresh_from_db()
     assert alice.is_active and alice.groups.count() == 3
+
+
+def test_an_administrators_deactivation_stands_against_the_directory(directory) -> None:
+    from assistant.accounts.services import user_set_active
+
+    _, dave = sign_in("dave")
+    user_set_active(user=dave, active=False)
+    refused = Client().post("/accounts/login/", {"username": "dave", "password": "dave-directory-pass"})
+    assert refused.status_code == 200
+    call_command("directory", "sync")
+    dave.refresh_from_db()
+    assert not dave.is_active
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.DIRECTORY_REFUSED, details__user="dave").exists()
