@@ -29,18 +29,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 @pytest.fixture
-def browser_page(live_server) -> Iterator:
+def browser_page(live_server, monkeypatch) -> Iterator:
     chromium = shutil.which("chromium")
     _require(chromium is not None, "Debian's chromium is not installed (make test installs it)")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
+    # are still plain blocking calls, made between the browser's steps.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=live_server.url)
         page = context.new_page()
-        page.requested = []  # type: ignore[attr-defined]
-        page.on("request", lambda request: page.requested.append(request.url))  # type: ignore[attr-defined]
-        yield page
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        yield page, requested
         browser.close()
 
 
@@ -50,7 +53,7 @@ def test_the_counts_follow_a_running_sync_without_a_reload(browser_page, live_se
     connector = folder_connector(collection, source)
     Connector.objects.filter(pk=connector.pk).update(state=Connector.State.RUNNING, seen=1, fetched=0, failed=0)
 
-    page = browser_page
+    page, requested = browser_page
     signed_in = Client()
     signed_in.force_login(manager)
     session = signed_in.cookies[settings.SESSION_COOKIE_NAME].value
@@ -68,4 +71,4 @@ def test_the_counts_follow_a_running_sync_without_a_reload(browser_page, live_se
     assert row.locator('[data-field="fetched"]').text_content() == "5"
     assert row.locator('[data-field="failed"]').text_content() == "2"
     assert row.locator('[data-field="cursor"]').text_content() == "reports/q3.pdf"
-    assert all(url.startswith(live_server.url) for url in page.requested)
+    assert requested and all(url.startswith(live_server.url) for url in requested)

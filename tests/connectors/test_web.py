@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from assistant.accounts.models import Role
 from assistant.accounts.services import collection_grant
 from assistant.chat import services as chat_services
-from assistant.connectors import selectors, services
+from assistant.connectors import selectors, services, sync
 from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import new_key
 from assistant.connectors.sources.html_main import page_read
@@ -43,6 +43,11 @@ def web_connector(collection, server: Server, name: str = "intranet", **settings
     settings.setdefault("start_urls", [server.url + "/"])
     settings.setdefault("groups", [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}])
     return services.connector_add(collection=collection, kind="web", name=name, settings=settings)
+
+
+def sync_only(connector: Connector):
+    """A sync without ingesting what it brings (for tests about what is listed and requested)."""
+    return sync.connector_sync(connector=connector, enqueue=False)
 
 
 def page_paths(requests: list[tuple[str, str, int]]) -> set[str]:
@@ -123,7 +128,7 @@ def test_a_sitemap_with_depth_0_reads_its_pages_and_their_documents(collection, 
         f"<url><loc>{url}/handbook/holidays.html</loc></url><url><loc>{url}/news/roadmap.html</loc></url>"
         f"<url><loc>{url}/private/salaries.html</loc></url></urlset>").encode(), "application/xml")  # fmt: skip
     connector = web_connector(collection, site, start_urls=[], sitemap=f"{url}/sitemap.xml", depth=0)
-    report = run(connector)
+    report = sync_only(connector)
     assert sorted(actions(report)) == [f"{url}/files/memo.pdf", f"{url}/handbook/holidays.html",
                                        f"{url}/news/roadmap.html"]  # fmt: skip
     assert "/private/salaries.html" not in page_paths(site.site.requests)
@@ -131,7 +136,7 @@ def test_a_sitemap_with_depth_0_reads_its_pages_and_their_documents(collection, 
 
 def test_excluded_paths_and_max_pages_bound_the_crawl(collection, site) -> None:
     connector = web_connector(collection, site, exclude=["people/**", "*.pdf"], max_pages=4)
-    report = run(connector)
+    report = sync_only(connector)
     assert len(report.items) == 4
     assert not [sid for sid in actions(report) if "/people/" in sid or sid.endswith(".pdf")]
     assert not [p for p in page_paths(site.site.requests) if p.startswith("/people/") or p.endswith(".pdf")]
@@ -141,24 +146,24 @@ def test_a_site_behind_a_login_needs_the_credentials(collection, site, settings)
     settings.CONNECTOR_SECRET_KEY = new_key()
     site.site.login = ("crawler", "s3cret-pass")
     refused = web_connector(collection, site, name="no-login")
-    report = run(refused)
+    report = sync_only(refused)
     assert "refused the login (401)" in report.error and report.items == []
     connector = services.connector_add(
         collection=collection, kind="web", name="with-login", credentials={"secret": "s3cret-pass"},
         settings={"start_urls": [site.url + "/"], "username": "crawler", "depth": 0},
     )  # fmt: skip
-    report = run(connector)
+    report = sync_only(connector)
     assert actions(report) == {f"{site.url}/": "added"}
 
 
 def test_a_removed_start_page_goes_and_a_start_page_that_never_answered_stops_the_sync(collection, site) -> None:
     connector = web_connector(collection, site, depth=0, start_urls=[site.url + "/", site.url + "/imprint.html"])
-    run(connector)
+    sync_only(connector)
     site.site.remove("/")
-    report = run(connector)
+    report = sync_only(connector)
     assert actions(report) == {f"{site.url}/": "deleted", f"{site.url}/imprint.html": "unchanged"}
     other = web_connector(collection, site, name="missing", start_urls=[site.url + "/nothing-here.html"])
-    report = run(other)
+    report = sync_only(other)
     assert "cannot be read" in report.error and report.items == []
 
 
