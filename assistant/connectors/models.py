@@ -77,6 +77,8 @@ class ConnectorItem(models.Model):
     )
     # The groups the document is restricted to, as the mapping decided ("*": everyone).
     access = models.JSONField(default=list, blank=True)
+    # What the source keeps about the item between runs (a web page's validators and links).
+    memo = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     synced_at = models.DateTimeField(auto_now=True)
 

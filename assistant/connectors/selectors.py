@@ -44,6 +44,20 @@ def connector_described(connector: Connector) -> dict[str, Any]:
     }
 
 
+def connectors_progress(*, collection: Collection) -> list[dict[str, Any]]:
+    """Each connector's state and counts, as a running sync updates them (the caller checked the manager)."""
+    rows = []
+    for connector in connectors_of(collection=collection):
+        rows.append({
+            "id": connector.pk, "name": connector.name, "state": connector.state,
+            "state_display": str(connector.get_state_display()), "seen": connector.seen,
+            "fetched": connector.fetched, "failed": connector.failed, "bytes_read": connector.bytes_read,
+            "cursor": connector.cursor if connector.state == Connector.State.RUNNING else "",
+            "last_error": connector.last_error,
+        })  # fmt: skip
+    return rows
+
+
 def failed_items(*, connector: Connector, limit: int = 20) -> list[ConnectorItem]:
     return list(connector.items.exclude(error="").order_by("source_id")[:limit])
 

@@ -219,12 +219,15 @@ class _Run:
 
     def run(self) -> None:
         source = source_for(self.connector)
+        rows = {r.source_id: r for r in ConnectorItem.objects.filter(connector=self.connector)}
+        recall = getattr(source, "recall", None)  # sources.Remembers
+        if recall is not None:
+            recall({sid: row.memo for sid, row in rows.items() if row.memo})
         try:
-            listing = list(source.list_items())
+            listing = self._list(source)
         except SourceError as exc:
             self.report.error = str(exc)
             return
-        rows = {r.source_id: r for r in ConnectorItem.objects.filter(connector=self.connector)}
         if not listing and any(r.document_id for r in rows.values()):
             # An unmounted share looks like an empty folder: never read that as "delete everything".
             self.report.error = (
@@ -241,10 +244,27 @@ class _Run:
                 self.by_hash[row.content_hash].append(row)
         for item in listing:
             self._settle(item, partial(self._item, source, item, rows.get(item.source_id)), item.name)
+            self._remember(item, rows.get(item.source_id))
             self._beat(item.source_id)
         for source_id, row in sorted(self.vanished.items()):
             self._settle(row, partial(self._delete, row), _name_of(row))
             self._beat(source_id)
+
+    def _list(self, source: Source) -> list[SourceItem]:
+        """The whole listing; the count seen so far shows as progress (a site is listed by reading it)."""
+        listing = []
+        for item in source.list_items():
+            listing.append(item)
+            self.report.seen = len(listing)
+            self._beat(item.source_id)
+        return listing
+
+    def _remember(self, item: SourceItem, row: ConnectorItem | None) -> None:
+        """Keep what the source wants back next run; not for a failed item, which is read afresh."""
+        if self.dry_run or not item.memo or self.report.items[-1].action == "failed":
+            return
+        if row is None or row.memo != item.memo:
+            ConnectorItem.objects.filter(connector=self.connector, source_id=item.source_id).update(memo=item.memo)
 
     def _settle(self, thing: Any, work: Callable[[], str], name: str) -> None:
         source_id = thing.source_id

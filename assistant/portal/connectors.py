@@ -1,4 +1,4 @@
-"""The collection page's connectors: add a folder connector, see each one's state, sync, dry run, pause, remove.
+"""The collection page's connectors: add one (folder, web site, WebDAV), follow its state, sync, dry run, remove.
 
 Only the collection's managers see or touch them; every action goes through
 ``assistant.connectors.services`` (the same path as ``manage.py connector``).
@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -47,6 +47,40 @@ class FolderConnectorForm(forms.Form):
     every = forms.IntegerField(label=gettext_lazy("Sync every (minutes; 0: only when asked)"), min_value=0, initial=60)
 
 
+class HttpConnectorForm(forms.Form):
+    """A web site or a WebDAV folder; the password or token is sealed and never shown back."""
+
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Type"),
+        choices=[("web", gettext_lazy("Web site (intranet)")), ("webdav", gettext_lazy("WebDAV folder"))],
+    )
+    urls = forms.CharField(
+        label=gettext_lazy("URL (web: start pages, one per line; WebDAV: the folder)"), required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )  # fmt: skip
+    sitemap = forms.URLField(label=gettext_lazy("Sitemap (web, optional)"), required=False, max_length=2000)
+    depth = forms.IntegerField(label=gettext_lazy("Link hops followed (web)"), min_value=0, max_value=20, initial=2)
+    max_pages = forms.IntegerField(label=gettext_lazy("Pages at most (web)"), min_value=1, initial=1000)
+    username = forms.CharField(label=gettext_lazy("User name (optional)"), max_length=200, required=False)
+    secret = forms.CharField(
+        label=gettext_lazy("Password or token (optional; stored encrypted)"), required=False,
+        widget=forms.PasswordInput(render_value=False),
+    )  # fmt: skip
+    include = forms.CharField(
+        label=gettext_lazy("Include (one glob per line on the path; empty: everything)"), required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )  # fmt: skip
+    exclude = forms.CharField(
+        label=gettext_lazy("Exclude (one glob per line)"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    groups = forms.CharField(
+        label=gettext_lazy("Who reads what (GLOB=GROUP,GROUP or GLOB=* per line; others: managers only)"),
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+    )  # fmt: skip
+    every = forms.IntegerField(label=gettext_lazy("Sync every (minutes; 0: only when asked)"), min_value=0, initial=60)
+
+
 def _managed(request: HttpRequest, collection_id: int) -> Collection:
     collection = collections_with_role(user=request.user, role=Role.MANAGE).filter(pk=collection_id).first()
     if collection is None:
@@ -61,6 +95,7 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
             {"connector": c, "failed_items": selectors.failed_items(connector=c, limit=5)} for c in connectors
         ],
         "connector_form": FolderConnectorForm(),
+        "http_connector_form": HttpConnectorForm(),
     }
 
 
@@ -87,6 +122,42 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
     else:
         messages.success(request, _("Added the connector “%(name)s”.") % {"name": connector.name})
     return redirect("portal:collection", collection_id=collection.pk)
+
+
+@login_required
+@require_POST
+def connector_add_http(request: HttpRequest, collection_id: int) -> HttpResponse:
+    """Add a web or WebDAV connector (the same service as ``manage.py connector add --type web|webdav``)."""
+    collection = _managed(request, collection_id)
+    form = HttpConnectorForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("The connector needs a name, a type, a URL and a schedule."))
+        return redirect("portal:collection", collection_id=collection.pk)
+    data = form.cleaned_data
+    urls = _lines(data["urls"])
+    try:
+        settings = {
+            "start_urls": urls, "url": urls[0] if urls else "", "sitemap": data["sitemap"], "depth": data["depth"],
+            "max_pages": data["max_pages"], "username": data["username"], "include": _lines(data["include"]),
+            "exclude": _lines(data["exclude"]), "groups": mapping_parse(_lines(data["groups"])),
+        }  # fmt: skip
+        connector = services.connector_add(
+            collection=collection, kind=data["kind"], name=data["name"], settings=settings,
+            credentials={"secret": data["secret"]} if data["secret"] else None, every_minutes=data["every"],
+            actor=request.user,
+        )  # fmt: skip
+    except (ValueError, CredentialsUnavailable) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Added the connector “%(name)s”.") % {"name": connector.name})
+    return redirect("portal:collection", collection_id=collection.pk)
+
+
+@login_required
+def connectors_progress(request: HttpRequest, collection_id: int) -> JsonResponse:
+    """Each connector's state and counts, for the page to follow a running sync (managers only)."""
+    collection = _managed(request, collection_id)
+    return JsonResponse({"connectors": selectors.connectors_progress(collection=collection)})
 
 
 @login_required

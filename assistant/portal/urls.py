@@ -19,6 +19,14 @@ urlpatterns = [
     path("collections/<int:collection_id>/edit", views.collection_edit, name="collection_edit"),
     path("collections/<int:collection_id>/connectors/add", connectors.connector_add, name="connector_add"),
     path(
+        "collections/<int:collection_id>/connectors/add-http", connectors.connector_add_http, name="connector_add_http"
+    ),
+    path(
+        "collections/<int:collection_id>/connectors/progress.json",
+        connectors.connectors_progress,
+        name="connectors_progress",
+    ),
+    path(
         "collections/<int:collection_id>/connectors/<int:connector_id>/action",
         connectors.connector_action,
         name="connector_action",

@@ -18,9 +18,11 @@ from typing import IO, Any, Protocol
 # Module and class of each source type.
 SOURCE_TYPES: dict[str, str] = {
     "folder": "assistant.connectors.sources.folder:FolderSource",
+    "web": "assistant.connectors.sources.web:WebSource",
+    "webdav": "assistant.connectors.sources.webdav:WebDavSource",
 }
 # Listed in the command's choices; not implemented yet (docs/connectors.md).
-PLANNED_TYPES = ("smb", "imap", "web", "webdav", "confluence", "sharepoint")
+PLANNED_TYPES = ("smb", "imap", "confluence", "sharepoint")
 
 # Access meaning "every reader of the collection" (no restriction).
 EVERYONE = "*"
@@ -44,6 +46,8 @@ class SourceItem:
     # The source's own words for who may read it (ACL groups, a mailbox owner); the
     # source maps them to product group names in ``access``.
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # What the source wants back on its next run (``Remembers``): validators, a page's links.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Source(Protocol):
@@ -64,6 +68,18 @@ class Source(Protocol):
         collection's managers (least permissive until known).
         """
         ...
+
+
+class Remembers(Protocol):
+    """A source that keeps something per item between runs (optional, beside ``Source``).
+
+    The sync hands it the ``memo`` of every item it synced before listing, and stores
+    each listed item's ``memo`` after settling it. A web site uses it for conditional
+    requests: an unchanged page answers 304 without a body, so the links it held
+    must come from the last run.
+    """
+
+    def recall(self, memos: dict[str, dict[str, Any]]) -> None: ...
 
 
 class SourceType(Protocol):

@@ -3,6 +3,9 @@
 connector add --collection NAME --type folder --name CONNECTOR [--every MINUTES]
               [--path P] [--include GLOB]... [--exclude GLOB]... [--map GLOB=GROUP[,GROUP]]...
               [--secret-env VAR | --secret-prompt]
+connector add ... --type web --url URL... | --sitemap URL [--depth N] [--max-pages N] [--timeout S]
+              [--username USER]  (the password or bearer token: --secret-env / --secret-prompt)
+connector add ... --type webdav --url FOLDER_URL --username USER --secret-env VAR [--timeout S]
 connector list [--json]
 connector sync CONNECTOR [--wait [--inline]] [--dry-run] [--json]
 connector edit CONNECTOR [--every MINUTES] [--include ...] [--exclude ...] [--map ...]
@@ -57,7 +60,29 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
             found[key] = options.get(key) or []
     if options.get("map") or not partial:
         found["groups"] = _mapping(options.get("map") or [])
+    found.update(_http_settings(options))
     return found
+
+
+def _http_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """web and webdav: what was given (``--url`` is a site's start pages, or the WebDAV folder)."""
+    found: dict[str, Any] = {}
+    if options.get("url"):
+        found["start_urls"] = options["url"]
+        found["url"] = options["url"][0]
+    for option, key in (
+        ("sitemap", "sitemap"), ("depth", "depth"), ("max_pages", "max_pages"), ("timeout", "timeout_s"),
+        ("username", "username"),
+    ):  # fmt: skip
+        if options.get(option) is not None:
+            found[key] = options[option]
+    return found
+
+
+def _option(parser: Any, *names: str, **kwargs: Any) -> None:
+    """Add an option unless another source type already added it (several share --url, --username)."""
+    if not any(name in parser._option_string_actions for name in names):
+        parser.add_argument(*names, **kwargs)
 
 
 class Command(BaseCommand):
@@ -81,6 +106,13 @@ class Command(BaseCommand):
                 help="Who reads files matching GLOB: GROUP[,GROUP] or * for every reader (first match wins; "
                 "unmatched files: the collection's managers only).",
             )  # fmt: skip
+            _option(sub, "--url", action="append", metavar="URL",
+                    help="web: a start page (repeatable); webdav: the folder's URL.")  # fmt: skip
+            _option(sub, "--sitemap", metavar="URL", help="web: a sitemap whose pages are start pages.")
+            _option(sub, "--depth", type=int, metavar="N", help="web: link hops followed from a start page (2).")
+            _option(sub, "--max-pages", type=int, metavar="N", help="web: items listed at most (1000).")
+            _option(sub, "--timeout", type=float, metavar="SECONDS", help="web, webdav: per request (20).")
+            _option(sub, "--username", help="web, webdav: the login (the password is the secret).")
             sub.add_argument("--secret-env", metavar="VAR", help="Read the password or token from this variable.")
             sub.add_argument("--secret-prompt", action="store_true", help="Ask for the password or token.")
         listing = actions.add_parser("list", help="The connectors and their state.")

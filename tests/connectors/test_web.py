@@ -1,0 +1,198 @@
+"""A web connector against a real intranet on loopback: what it reads, what it never asks for, what it keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from assistant.accounts.models import Role
+from assistant.accounts.services import collection_grant
+from assistant.chat import services as chat_services
+from assistant.connectors import selectors, services, sync
+from assistant.connectors.models import Connector, ConnectorItem
+from assistant.connectors.secrets import new_key
+from assistant.connectors.sources.html_main import page_read
+from assistant.connectors.sources.http import USER_AGENT
+from ingest.models import Chunk, Document
+from tests.connectors.conftest import actions, run
+from tests.connectors.intranet import BOILERPLATE, COOKIE_TEXT, Server, Site, intranet, page
+from tests.factories import GroupFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def offsite() -> Iterator[Server]:
+    server = Server(Site())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def site(offsite: Server) -> Iterator[Server]:
+    server = Server(Site())
+    intranet(server.site, offsite.url)
+    yield server
+    server.close()
+
+
+def web_connector(collection, server: Server, name: str = "intranet", **settings) -> Connector:
+    settings.setdefault("start_urls", [server.url + "/"])
+    settings.setdefault("groups", [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}])
+    return services.connector_add(collection=collection, kind="web", name=name, settings=settings)
+
+
+def sync_only(connector: Connector):
+    """A sync without ingesting what it brings (for tests about what is listed and requested)."""
+    return sync.connector_sync(connector=connector, enqueue=False)
+
+
+def page_paths(requests: list[tuple[str, str, int]]) -> set[str]:
+    return {path for _, path, _ in requests}
+
+
+def test_a_site_is_crawled_politely_and_only_what_changed_is_fetched_again(collection, site, offsite) -> None:
+    connector = web_connector(collection, site)
+    first = run(connector)
+    url = site.url
+    assert actions(first) == {
+        f"{url}/": "added", f"{url}/handbook/holidays.html": "added", f"{url}/handbook/travel.html": "added",
+        f"{url}/news/roadmap.html": "added", f"{url}/hr/bonus.html": "added", f"{url}/imprint.html": "added",
+        f"{url}/people/": "added", f"{url}/people/?page=2": "added", f"{url}/files/memo.pdf": "added",
+    }  # fmt: skip
+    requested = site.site.take_requests()
+    # robots.txt forbids /private/: never asked for. The partner site is never asked for anything.
+    assert not [p for p in page_paths(requested) if p.startswith("/private/")]
+    assert offsite.site.requests == []
+    assert site.site.agents == {USER_AGENT}
+    assert set(Document.objects.filter(collection=collection).values_list("status", flat=True)) == {"ready"}
+
+    # The frame (header, navigation, cookie banner, footer) is in no stored passage; the page's text is.
+    texts = " ".join(Chunk.objects.filter(document__collection=collection).values_list("text", flat=True))
+    assert "thirty days of paid holiday" in texts and "Rotterdam" in texts
+    for words in BOILERPLATE:
+        assert words not in texts, words
+    holidays = Document.objects.get(collection=collection, name="holidays.html")
+    assert selectors.source_link(document_id=holidays.pk) == f"{url}/handbook/holidays.html"
+
+    # Nothing changed: every item is asked for conditionally and answers 304; no page body travels.
+    second = run(connector)
+    assert set(actions(second).values()) == {"unchanged"} and len(actions(second)) == 9
+    assert second.fetched == 0 and second.bytes_read == 0
+    requested = site.site.take_requests()
+    assert {status for _, path, status in requested if path != "/robots.txt"} == {304}
+
+    # An edited page is a new version; a removed one goes; the rest is not fetched.
+    site.site.put("/handbook/holidays.html", page("Holiday policy", (
+        "<p>Every employee now has thirty-two days of paid holiday, including the quokka day.</p>"
+        '<p>The signed <a href="/files/memo.pdf">memo</a> explains the carry-over rules.</p>')))  # fmt: skip
+    site.site.remove("/handbook/travel.html")
+    third = run(connector)
+    changed = {sid: a for sid, a in actions(third).items() if a != "unchanged"}
+    assert changed == {f"{url}/handbook/holidays.html": "updated", f"{url}/handbook/travel.html": "deleted"}
+    fetched_again = [(p, s) for _, p, s in site.site.take_requests() if s == 200]
+    assert fetched_again == [("/robots.txt", 200), ("/handbook/holidays.html", 200)]
+    assert not Document.objects.filter(collection=collection, name="travel.html").exists()
+
+    # A question right after the sync finds the new text, cited from the page's URL.
+    passages = chat_services.passages_retrieve(user=None, collection=collection, query="quokka day holiday", k=3)
+    assert passages and passages[0].document_name == "holidays.html" and "quokka" in passages[0].text
+    assert selectors.source_link(document_id=passages[0].document_id) == f"{url}/handbook/holidays.html"
+    assert ConnectorItem.objects.get(source_id=f"{url}/handbook/holidays.html").memo["etag"]
+
+
+def test_a_restricted_page_is_read_only_by_its_group(collection, site, settings) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    hr = GroupFactory.create(name="hr")
+    outsider, member = UserFactory.create(), UserFactory.create()
+    member.groups.add(hr)
+    for user in (outsider, member):
+        collection_grant(collection=collection, user=user, role=Role.READ)
+    run(web_connector(collection, site))
+
+    def found(user) -> set[str]:
+        passages = chat_services.passages_ranked(user=user, collection=collection, query="annual bonus scheme", k=50)
+        return {p.document_name for p in passages}
+
+    assert "bonus.html" in found(member)
+    assert "bonus.html" not in found(outsider) and "holidays.html" in found(outsider)
+
+
+def test_a_sitemap_with_depth_0_reads_its_pages_and_their_documents(collection, site) -> None:
+    url = site.url
+    site.site.put("/sitemap.xml", (
+        '<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{url}/handbook/holidays.html</loc></url><url><loc>{url}/news/roadmap.html</loc></url>"
+        f"<url><loc>{url}/private/salaries.html</loc></url></urlset>").encode(), "application/xml")  # fmt: skip
+    connector = web_connector(collection, site, start_urls=[], sitemap=f"{url}/sitemap.xml", depth=0)
+    report = sync_only(connector)
+    assert sorted(actions(report)) == [f"{url}/files/memo.pdf", f"{url}/handbook/holidays.html",
+                                       f"{url}/news/roadmap.html"]  # fmt: skip
+    assert "/private/salaries.html" not in page_paths(site.site.requests)
+
+
+def test_excluded_paths_and_max_pages_bound_the_crawl(collection, site) -> None:
+    connector = web_connector(collection, site, exclude=["people/**", "*.pdf"], max_pages=4)
+    report = sync_only(connector)
+    assert len(report.items) == 4
+    assert not [sid for sid in actions(report) if "/people/" in sid or sid.endswith(".pdf")]
+    assert not [p for p in page_paths(site.site.requests) if p.startswith("/people/") or p.endswith(".pdf")]
+
+
+def test_a_site_behind_a_login_needs_the_credentials(collection, site, settings) -> None:
+    settings.CONNECTOR_SECRET_KEY = new_key()
+    site.site.login = ("crawler", "s3cret-pass")
+    refused = web_connector(collection, site, name="no-login")
+    report = sync_only(refused)
+    assert "refused the login (401)" in report.error and report.items == []
+    connector = services.connector_add(
+        collection=collection, kind="web", name="with-login", credentials={"secret": "s3cret-pass"},
+        settings={"start_urls": [site.url + "/"], "username": "crawler", "depth": 0},
+    )  # fmt: skip
+    report = sync_only(connector)
+    assert actions(report) == {f"{site.url}/": "added"}
+
+
+def test_a_removed_start_page_goes_and_a_start_page_that_never_answered_stops_the_sync(collection, site) -> None:
+    connector = web_connector(collection, site, depth=0, start_urls=[site.url + "/", site.url + "/imprint.html"])
+    sync_only(connector)
+    site.site.remove("/")
+    report = sync_only(connector)
+    assert actions(report) == {f"{site.url}/": "deleted", f"{site.url}/imprint.html": "unchanged"}
+    other = web_connector(collection, site, name="missing", start_urls=[site.url + "/nothing-here.html"])
+    report = sync_only(other)
+    assert "cannot be read" in report.error and report.items == []
+
+
+def test_the_main_content_is_kept_and_the_frame_dropped() -> None:
+    html = page("Canteen", "<p>The canteen serves lunch from noon.</p>", links=[("/a", "A link")])
+    found = page_read(html, "http://intranet.example/canteen.html")
+    text = found.html.decode()
+    assert "serves lunch from noon" in text and found.title == "Canteen - Northwind Intranet"
+    for words in (*BOILERPLATE, "A link", "Accept all cookies"):
+        assert words not in text
+    assert "http://intranet.example/a" in found.links and "http://intranet.example/imprint.html" in found.links
+    # Without semantic elements, the block holding the most text is the content.
+    plain = b"""<html><body><div class="top">Menu: Home | News</div><div><p>%s</p><p>%s</p></div>
+    <div class="cookie-note">%s</div></body></html>""" % (b"Long body text. " * 20, b"More body.", COOKIE_TEXT.encode())
+    text = page_read(plain, "http://x/").html.decode()
+    assert "Long body text." in text and "Menu: Home" not in text and COOKIE_TEXT not in text
+    meta = page_read(
+        b'<html><head><meta name="robots" content="noindex, nofollow"></head><body>x</body></html>', "http://x/"
+    )
+    assert meta.noindex and meta.nofollow
+
+
+def test_the_command_adds_a_web_connector(collection, site) -> None:
+    out = StringIO()
+    call_command("connector", "add", "--collection", collection.name, "--type", "web", "--name", "intra",
+                 "--url", site.url + "/", "--depth", "1", "--max-pages", "50", "--timeout", "5",
+                 "--exclude", "people/**", "--map", "**=*", stdout=out)  # fmt: skip
+    connector = Connector.objects.get(name="intra")
+    assert connector.settings["start_urls"] == [site.url + "/"] and connector.settings["depth"] == 1
+    assert connector.settings["max_pages"] == 50 and connector.settings["timeout_s"] == 5.0
+    with pytest.raises(CommandError, match="--url"):
+        call_command("connector", "add", "--collection", collection.name, "--type", "web", "--name", "x")

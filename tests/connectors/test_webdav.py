@@ -1,0 +1,162 @@
+"""A WebDAV connector against a real WebDAV server (WsgiDAV on cheroot, loopback, a real login)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.management import call_command
+
+from assistant.accounts.models import Role
+from assistant.accounts.services import collection_grant
+from assistant.chat import services as chat_services
+from assistant.connectors import selectors, services
+from assistant.connectors.models import Connector
+from assistant.connectors.secrets import new_key
+from ingest.models import Document
+from tests.connectors.conftest import actions, run, write
+from tests.factories import GroupFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+USER, PASSWORD = "alice", "wonderland-42"
+
+
+class DavServer:
+    def __init__(self, root: Path) -> None:
+        from cheroot import wsgi
+        from wsgidav.wsgidav_app import WsgiDAVApp
+
+        self.root = root
+        app = WsgiDAVApp({
+            "provider_mapping": {"/dav": str(root)},
+            "simple_dc": {"user_mapping": {"*": {USER: {"password": PASSWORD}}}},
+            "http_authenticator": {"accept_basic": True, "accept_digest": False, "default_to_digest": False},
+            "verbose": 0,
+            "logging": {"enable": False},
+            "lock_storage": True,
+            "property_manager": True,
+        })  # fmt: skip
+        self.server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+        self.server.prepare()
+        self.url = f"http://127.0.0.1:{self.server.bind_addr[1]}/dav/"
+        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.thread.start()
+
+    def move(self, source: str, target: str) -> None:
+        response = httpx.request(
+            "MOVE", self.url + source, headers={"Destination": self.url + target}, auth=(USER, PASSWORD)
+        )
+        assert response.status_code in (201, 204), response.text
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def dav(tmp_path_factory) -> Iterator[DavServer]:
+    server = DavServer(tmp_path_factory.mktemp("dav"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def share(dav: DavServer, request) -> Path:
+    """A folder of its own on the shared server for each test."""
+    folder = dav.root / request.node.name[:40]
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _key(settings) -> None:
+    settings.CONNECTOR_SECRET_KEY = new_key()
+
+
+def dav_connector(collection, dav: DavServer, share: Path, *, password: str = PASSWORD, **settings) -> Connector:
+    settings.setdefault("groups", [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}])
+    return services.connector_add(
+        collection=collection, kind="webdav", name=f"dav-{share.name}"[:200], credentials={"secret": password},
+        settings={"url": dav.url + share.name + "/", "username": USER, **settings},
+    )  # fmt: skip
+
+
+def test_add_edit_delete_and_rename_on_the_server_are_reflected(collection, dav, share) -> None:
+    write(share, "plan.md", "# Plan\n\nThe plan starts in spring.", mtime=1_700_000_000)
+    write(share, "team/minutes.md", "# Minutes\n\nThe team meets on Tuesdays in room 4.", mtime=1_700_000_000)
+    write(share, "old.txt", "Notes about the old warehouse.", mtime=1_700_000_000)
+    write(share, "drafts/skip.md", "# Draft\n\nNot for the collection.", mtime=1_700_000_000)
+    write(share, ".hidden.md", "hidden", mtime=1_700_000_000)
+    connector = dav_connector(collection, dav, share, exclude=["drafts/"])
+
+    first = run(connector)
+    assert actions(first) == {"plan.md": "added", "team/minutes.md": "added", "old.txt": "added"}
+    minutes = Document.objects.get(collection=collection, name="minutes.md")
+    assert selectors.source_link(document_id=minutes.pk) == f"{dav.url}{share.name}/team/minutes.md"
+
+    write(share, "plan.md", "# Plan\n\nThe plan now starts with the quokka survey.", mtime=1_700_000_100)
+    write(share, "new.md", "# New\n\nThe harbour office opens.", mtime=1_700_000_100)
+    (share / "old.txt").unlink()
+    dav.move(f"{share.name}/team/minutes.md", f"{share.name}/minutes-2027.md")
+
+    second = run(connector)
+    assert actions(second) == {
+        "plan.md": "updated", "new.md": "added", "old.txt": "deleted", "minutes-2027.md": "renamed",
+    }  # fmt: skip
+    minutes.refresh_from_db()
+    assert minutes.name == "minutes-2027.md"
+    passages = chat_services.passages_retrieve(user=None, collection=collection, query="quokka survey plan", k=3)
+    assert passages and passages[0].document_name == "plan.md" and "quokka" in passages[0].text
+
+    third = run(connector)
+    assert set(actions(third).values()) == {"unchanged"} and third.fetched == 0
+
+
+def test_a_restricted_file_is_read_only_by_its_group(collection, dav, share, settings) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    hr = GroupFactory.create(name="hr")
+    outsider, member = UserFactory.create(), UserFactory.create()
+    member.groups.add(hr)
+    for user in (outsider, member):
+        collection_grant(collection=collection, user=user, role=Role.READ)
+    write(share, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
+    write(share, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
+    run(dav_connector(collection, dav, share))
+
+    def found(user) -> set[str]:
+        passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+        return {p.document_name for p in passages}
+
+    assert found(outsider) == {"holidays.md"}
+    assert found(member) == {"holidays.md", "salaries.md"}
+
+
+def test_a_refused_login_or_a_missing_folder_stops_with_a_clear_error(collection, dav, share) -> None:
+    write(share, "a.md", "# A\n\ntext")
+    report = run(dav_connector(collection, dav, share, password="wrong"))
+    assert "refused the login" in report.error and "401" in report.error and report.items == []
+    missing = services.connector_add(
+        collection=collection, kind="webdav", name="missing", credentials={"secret": PASSWORD},
+        settings={"url": dav.url + "no-such-folder/", "username": USER},
+    )  # fmt: skip
+    report = run(missing)
+    assert "No such WebDAV folder" in report.error and "404" in report.error
+
+
+def test_the_command_adds_a_webdav_connector(collection, dav, share, monkeypatch) -> None:
+    monkeypatch.setenv("DAV_PASSWORD", PASSWORD)
+    write(share, "a.md", "# A\n\nThe command's file.")
+    out = StringIO()
+    call_command("connector", "add", "--collection", collection.name, "--type", "webdav", "--name", "nextcloud",
+                 "--url", dav.url + share.name, "--username", USER, "--secret-env", "DAV_PASSWORD",
+                 "--map", "**=*", stdout=out)  # fmt: skip
+    call_command("connector", "sync", "nextcloud", "--wait", "--inline", stdout=out)
+    assert "1 added" in out.getvalue()
+    connector = Connector.objects.get(name="nextcloud")
+    assert connector.settings["url"] == dav.url + share.name + "/" and PASSWORD not in str(connector.settings)
+    assert os.environ["DAV_PASSWORD"] not in out.getvalue()
