@@ -5,9 +5,12 @@
 # the compiled catalogs are committed, so only that and its test need it.
 # postgresql-client (pg_dump, pg_restore, psql): manage.py backup/restore on PostgreSQL
 # and their tests (the server's packages bring it too).
+# dovecot-imapd and samba: the IMAP and SMB connectors' tests start a private Dovecot
+# and a private smbd on loopback (tests/support/mailservers.py); smbpasswd comes with
+# samba-common-bin.
 # Install whichever are missing when we may; otherwise say what will not work.
 set -euo pipefail
-declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client)
+declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client [dovecot]=dovecot-imapd [smbd]=samba [smbpasswd]=samba-common-bin)
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")

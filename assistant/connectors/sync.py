@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import IO, Any
@@ -220,6 +220,14 @@ class _Run:
     def run(self) -> None:
         source = source_for(self.connector)
         try:
+            self._run(source)
+        finally:
+            close = getattr(source, "close", None)  # a source holding a connection (IMAP, SMB) ends it
+            if close is not None:
+                close()
+
+    def _run(self, source: Source) -> None:
+        try:
             listing = list(source.list_items())
         except SourceError as exc:
             self.report.error = str(exc)
@@ -274,6 +282,8 @@ class _Run:
             return self._restrict(row, access) or "unchanged"
         with source.open_item(item) as stream:
             spooled, digest = self._read(stream)
+        if item.extra.get("name"):  # named from its content (a message's subject), known once read
+            item = replace(item, name=item.extra["name"])
         with spooled:
             if row is not None and row.document_id and digest == row.content_hash:
                 if not self.dry_run:

@@ -18,9 +18,11 @@ from typing import IO, Any, Protocol
 # Module and class of each source type.
 SOURCE_TYPES: dict[str, str] = {
     "folder": "assistant.connectors.sources.folder:FolderSource",
+    "imap": "assistant.connectors.sources.imap:ImapSource",
+    "smb": "assistant.connectors.sources.smb:SmbSource",
 }
 # Listed in the command's choices; not implemented yet (docs/connectors.md).
-PLANNED_TYPES = ("smb", "imap", "web", "webdav", "confluence", "sharepoint")
+PLANNED_TYPES = ("web", "webdav", "confluence", "sharepoint")
 
 # Access meaning "every reader of the collection" (no restriction).
 EVERYONE = "*"
@@ -42,7 +44,8 @@ class SourceItem:
     version: str  # changes whenever the content may have changed (mtime and size, an ETag)
     size: int = 0
     # The source's own words for who may read it (ACL groups, a mailbox owner); the
-    # source maps them to product group names in ``access``.
+    # source maps them to product group names in ``access``. ``open_item`` may set
+    # ``extra["name"]`` when the name shows only in the content (a message's subject).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -64,6 +67,8 @@ class Source(Protocol):
         collection's managers (least permissive until known).
         """
         ...
+
+    # A source holding a connection may also have ``close()``: the sync calls it when done.
 
 
 class SourceType(Protocol):
