@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import imaplib
+import io
+import json
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from assistant.accounts.models import Role
 from assistant.accounts.services import collection_grant
@@ -234,3 +237,43 @@ def test_an_unreachable_server_is_a_source_error(server: Server) -> None:
     )  # fmt: skip
     with pytest.raises(SourceError, match="Cannot reach the IMAP server"):
         list(source.list_items())
+
+
+def test_the_command_adds_an_imap_connector_and_syncs_it(
+    server: Server, mailbox: imaplib.IMAP4, collection, monkeypatch
+) -> None:
+    deliver(mailbox, message("Quarterly figures", "The quarterly figures mention a walrus fund."))
+    monkeypatch.setenv("MAILBOX_PASSWORD", server.password)
+    out = io.StringIO()
+    call_command(
+        "connector", "add", "--collection", collection.name, "--type", "imap", "--name", "board-mail",
+        "--host", server.host, "--port", str(server.port), "--security", "plain", "--allow-plain",
+        "--user", server.user, "--folder", "INBOX", "--map", "**=*", "--secret-env", "MAILBOX_PASSWORD", stdout=out,
+    )  # fmt: skip
+    connector = Connector.objects.get(name="board-mail")
+    assert connector.settings["folders"] == ["INBOX"] and server.password not in json.dumps(connector.settings)
+    out = io.StringIO()
+    call_command("connector", "sync", "board-mail", "--wait", "--inline", "--json", stdout=out)
+    summary = json.loads(out.getvalue().splitlines()[-1])["summary"]
+    assert summary["added"] == 1 and summary["documents_failed"] == 0
+    assert found("walrus fund", collection)[0] == "Quarterly figures.eml"
+
+
+def test_a_manager_adds_a_mailbox_in_the_portal(client, server: Server, collection) -> None:
+    manager = UserFactory.create()
+    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
+    client.force_login(manager)
+    page = client.get(f"/portal/collections/{collection.pk}/").content.decode()
+    assert 'id="connector-add-imap"' in page
+    response = client.post(
+        f"/portal/collections/{collection.pk}/connectors/add",
+        {"kind": "imap", "name": "Board mail", "host": "mail.example.com", "security": "starttls", "user": "board",
+         "password": "pw-from-the-form", "folders": "INBOX\nProjects", "groups": "**=board", "every": "30"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    connector = Connector.objects.get(name="Board mail")
+    assert connector.kind == "imap" and connector.settings["port"] == 143
+    assert connector.settings["folders"] == ["INBOX", "Projects"]
+    assert connector.settings["groups"] == [{"glob": "**", "groups": ["board"]}]
+    assert b"pw-from-the-form" not in bytes(connector.credentials)
+    assert "pw-from-the-form" not in client.get(f"/portal/collections/{collection.pk}/").content.decode()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from assistant.accounts.models import Role
 from assistant.accounts.services import collection_grant
@@ -156,3 +159,43 @@ def test_settings_need_a_server_a_share_and_an_account() -> None:
     with pytest.raises(ValueError, match=r"'\.\.'"):
         clean({"host": "fs", "share": "s", "user": "u", "path": "a/../../b"})
     assert clean({"host": "fs", "share": "\\s\\", "user": "u", "path": "\\a\\b\\"})["path"] == "a/b"
+
+
+def test_the_command_adds_an_smb_connector_and_syncs_it(server: Server, share: Path, collection, monkeypatch) -> None:
+    write(share, "handbook/travel.md", "# Travel\n\nTravel by night train is refunded in full.")
+    monkeypatch.setenv("SHARE_PASSWORD", server.password)
+    call_command(
+        "connector", "add", "--collection", collection.name, "--type", "smb", "--name", "handbook-smb",
+        "--host", server.host, "--port", str(server.port), "--share", "docs", "--path", "handbook",
+        "--user", server.user, "--map", "**=*", "--secret-env", "SHARE_PASSWORD", stdout=io.StringIO(),
+    )  # fmt: skip
+    out = io.StringIO()
+    call_command("connector", "sync", "handbook-smb", "--wait", "--inline", "--json", stdout=out)
+    assert json.loads(out.getvalue().splitlines()[0]) == {
+        "source_id": "travel.md", "name": "travel.md", "action": "added", "error": "",
+    }  # fmt: skip
+    passages = chat_services.passages_retrieve(user=None, collection=collection, query="night train refunded", k=3)
+    assert passages and passages[0].document_name == "travel.md"
+
+
+def test_a_manager_adds_a_share_in_the_portal(client, collection) -> None:
+    manager = UserFactory.create()
+    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
+    client.force_login(manager)
+    response = client.post(
+        f"/portal/collections/{collection.pk}/connectors/add",
+        {"kind": "smb", "name": "Public share", "host": "fs.example.com", "share": "Public", "path": "Handbook",
+         "user": "CORP\\svc", "password": "pw-from-the-form", "include": "*.pdf", "groups": "hr/**=hr", "every": "60"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    connector = Connector.objects.get(name="Public share")
+    assert connector.kind == "smb" and connector.settings["port"] == 445 and connector.settings["path"] == "Handbook"
+    assert connector.settings["include"] == ["*.pdf"]
+    page = client.get(f"/portal/collections/{collection.pk}/").content.decode()
+    assert "fs.example.com/Public" in page and "pw-from-the-form" not in page
+    # Without a password the form is refused and nothing is added.
+    client.post(
+        f"/portal/collections/{collection.pk}/connectors/add",
+        {"kind": "smb", "name": "No password", "host": "fs", "share": "s", "user": "u", "every": "0"},
+    )
+    assert not Connector.objects.filter(name="No password").exists()
