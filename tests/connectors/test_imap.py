@@ -230,6 +230,21 @@ def test_settings_refuse_plain_text_to_a_remote_host_and_need_a_server_and_user(
     assert clean({"host": "m", "user": "a", "security": "starttls"})["port"] == 143
 
 
+@pytest.mark.parametrize("security", ["imaps", "starttls"])
+def test_tls_checks_the_server_certificate(server: Server, mailbox: imaplib.IMAP4, security: str) -> None:
+    uid = deliver(mailbox, message("Encrypted", "Read over TLS."))
+    settings_ = {"host": server.host, "port": server.tls_port if security == "imaps" else server.port,
+                 "security": security, "user": server.user}  # fmt: skip
+    imap = source_type("imap")
+    trusted = imap(imap.clean_settings({**settings_, "cafile": str(server.cafile)}), {"secret": server.password})
+    assert [i.extra["uid"] for i in trusted.list_items()] == [uid]
+    trusted.close()  # type: ignore[attr-defined]
+    # The same server, its certificate not trusted: refused before the password is sent.
+    untrusted = imap(imap.clean_settings(settings_), {"secret": server.password})
+    with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+        list(untrusted.list_items())
+
+
 def test_an_unreachable_server_is_a_source_error(server: Server) -> None:
     source = source_type("imap")(
         {"host": "127.0.0.1", "port": 1, "security": "plain", "allow_plain": True, "user": "a", "folders": ["INBOX"],

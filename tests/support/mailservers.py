@@ -35,6 +35,8 @@ class Server:
     password: str
     root: Path  # dovecot: the maildirs; samba: the share's folder
     log: Path
+    tls_port: int = 0  # dovecot: IMAPS (the plain port also offers STARTTLS)
+    cafile: Path | None = None  # dovecot: its self-signed certificate
 
 
 def _require(binary: str, package: str) -> str:
@@ -74,11 +76,42 @@ def _private_dir(prefix: str) -> Path:
     return root
 
 
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address) and its key, the certificate also serving as the CA file."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
 @contextmanager
 def dovecot(*, user: str = "anna", password: str = "imap-pw-1") -> Iterator[Server]:  # noqa: S107 (a test server's)
     binary = _require("dovecot", "dovecot-imapd")
     root = _private_dir("assistant-dovecot-")
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    cert, key = self_signed(root)
     for name in ("run", "state", "mail", "home"):
         (root / name).mkdir()
     if os.geteuid() == 0:
@@ -98,7 +131,9 @@ state_dir = {root}/state
 log_path = {log}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -121,7 +156,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service pop3-login {{
@@ -139,7 +175,11 @@ service pop3-login {{
     )
     try:
         _wait_for_port(port, process, log, "dovecot")
-        yield Server(host="127.0.0.1", port=port, user=user, password=password, root=root / "mail", log=log)
+        _wait_for_port(tls_port, process, log, "dovecot (imaps)")
+        yield Server(
+            host="127.0.0.1", port=port, user=user, password=password, root=root / "mail", log=log,
+            tls_port=tls_port, cafile=cert,
+        )  # fmt: skip
     finally:
         _stop(process)
         shutil.rmtree(root, ignore_errors=True)

@@ -42,6 +42,8 @@ from contextlib import AbstractContextManager
 from typing import IO, Any
 from urllib.parse import quote
 
+from django.conf import settings as django_settings
+
 from assistant.connectors.sources import EVERYONE, ItemError, SourceError, SourceItem
 from assistant.connectors.sources.folder import _mapping, _patterns
 from assistant.connectors.sources.globs import first_match, glob_matches
@@ -271,13 +273,18 @@ class ImapSource:
 
     def open_item(self, item: SourceItem) -> AbstractContextManager[IO[bytes]]:
         folder, validity, uid = item.extra["folder"], item.extra["uidvalidity"], item.extra["uid"]
+        limit = django_settings.MAX_UPLOAD_BYTES
+        if item.size > limit:  # the sync would refuse it after reading: not fetched at all
+            raise ItemError(f"The file is larger than the upload limit of {limit // (1024 * 1024)} MB.")
         try:
             if not self._raw:
                 self._folders()
-            if folder not in self._raw or (self._selected or ("", ""))[0] != self._raw[folder]:
+            if folder not in self._raw:
+                raise ItemError(f"The folder {folder} was removed since the listing.")
+            if (self._selected or ("", ""))[0] != self._raw[folder]:
                 self._select(folder)
             if self._selected != (self._raw[folder], validity):
-                raise ItemError(f"The folder {folder} was renumbered or removed since the listing; next sync.")
+                raise ItemError(f"The folder {folder} was renumbered since the listing; the next sync reads it again.")
             data = self._command("uid", "FETCH", str(uid), "(BODY.PEEK[])")
         except SourceError as exc:
             raise ItemError(str(exc)) from None
