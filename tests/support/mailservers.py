@@ -9,10 +9,12 @@ as root the servers use the unprivileged accounts their Debian packages create.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -61,12 +63,21 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, what:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server and its helpers (started in a session of their own: its process group is theirs alone)."""
     process.terminate()
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=20)
+    # Helpers that outlive their master (smbd's notifyd and cleanupd) would write into the
+    # folder while it is removed.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # a bound for a busy machine, not a timing assertion
+        while time.monotonic() < deadline:
+            os.killpg(process.pid, 0)  # ProcessLookupError once the group is gone
+            time.sleep(0.05)
 
 
 def _private_dir(prefix: str) -> Path:
