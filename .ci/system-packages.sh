@@ -6,10 +6,12 @@
 # postgresql-client (pg_dump, pg_restore, psql): manage.py backup/restore on PostgreSQL
 # and their tests (the server's packages bring it too).
 # slapd and ldap-utils (ldapmodify): the directory tests run a private OpenLDAP
-# (tests/support/slapd.py); the product itself needs neither.
+# (tests/support/slapd.py); dovecot-imapd and samba: the IMAP and SMB connectors' tests
+# start a private Dovecot and a private smbd on loopback (tests/support/mailservers.py);
+# smbpasswd comes with samba-common-bin. The product itself needs none of them.
 # Install whichever are missing when we may; otherwise say what will not work.
 set -euo pipefail
-declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client [slapd]=slapd [ldapmodify]=ldap-utils)
+declare -A needed=([tesseract]=tesseract-ocr [pdftoppm]=poppler-utils [pandoc]=pandoc [xgettext]=gettext [pg_dump]=postgresql-client [slapd]=slapd [ldapmodify]=ldap-utils [dovecot]=dovecot-imapd [smbd]=samba [smbpasswd]=samba-common-bin)
 missing=()
 for command in "${!needed[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${needed[$command]}")

@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import IO, Any
@@ -219,6 +219,14 @@ class _Run:
 
     def run(self) -> None:
         source = source_for(self.connector)
+        try:
+            self._run(source)
+        finally:
+            close = getattr(source, "close", None)  # a source holding a connection (IMAP, SMB) ends it
+            if close is not None:
+                close()
+
+    def _run(self, source: Source) -> None:
         rows = {r.source_id: r for r in ConnectorItem.objects.filter(connector=self.connector)}
         recall = getattr(source, "recall", None)  # sources.Remembers
         if recall is not None:
@@ -294,6 +302,8 @@ class _Run:
             return self._restrict(row, access) or "unchanged"
         with source.open_item(item) as stream:
             spooled, digest = self._read(stream)
+        if item.extra.get("name"):  # named from its content (a message's subject), known once read
+            item = replace(item, name=item.extra["name"])
         with spooled:
             if row is not None and row.document_id and digest == row.content_hash:
                 if not self.dry_run:

@@ -23,6 +23,7 @@ from assistant.connectors import selectors, services, sync
 from assistant.connectors.models import Connector
 from assistant.connectors.secrets import CredentialsUnavailable
 from assistant.connectors.sources.folder import mapping_parse
+from assistant.portal import server_connectors
 from ingest.models import Collection
 
 
@@ -96,6 +97,7 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
         ],
         "connector_form": FolderConnectorForm(),
         "http_connector_form": HttpConnectorForm(),
+        "server_connector_forms": server_connectors.server_forms(),
     }
 
 
@@ -103,6 +105,9 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
 @require_POST
 def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
     collection = _managed(request, collection_id)
+    kind = request.POST.get("kind", "folder")
+    if kind in server_connectors.FORMS:
+        return server_connectors.server_connector_add(request, collection, kind)
     form = FolderConnectorForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The connector needs a name, a folder and a schedule."))

@@ -63,8 +63,8 @@ def test_credentials_without_a_key_are_refused(source: Path, collection, setting
 def test_bad_settings_are_refused_with_the_reason(source: Path, collection) -> None:
     with pytest.raises(CommandError, match="No such folder"):
         manage("add", "--collection", collection.name, "--type", "folder", "--name", "a", "--path", "/no/such")
-    with pytest.raises(CommandError, match="not available yet"):
-        manage("add", "--collection", collection.name, "--type", "imap", "--name", "a", "--path", str(source))
+    with pytest.raises(CommandError, match="needs --host"):
+        manage("add", "--collection", collection.name, "--type", "imap", "--name", "a", "--user", "anna")
     with pytest.raises(CommandError, match="GLOB=GROUP"):
         manage("add", "--collection", collection.name, "--type", "folder", "--name", "a", "--path", str(source),
                "--map", "hr")  # fmt: skip

@@ -20,9 +20,11 @@ SOURCE_TYPES: dict[str, str] = {
     "folder": "assistant.connectors.sources.folder:FolderSource",
     "web": "assistant.connectors.sources.web:WebSource",
     "webdav": "assistant.connectors.sources.webdav:WebDavSource",
+    "imap": "assistant.connectors.sources.imap:ImapSource",
+    "smb": "assistant.connectors.sources.smb:SmbSource",
 }
 # Listed in the command's choices; not implemented yet (docs/connectors.md).
-PLANNED_TYPES = ("smb", "imap", "confluence", "sharepoint")
+PLANNED_TYPES = ("confluence", "sharepoint")
 
 # Access meaning "every reader of the collection" (no restriction).
 EVERYONE = "*"
@@ -44,7 +46,8 @@ class SourceItem:
     version: str  # changes whenever the content may have changed (mtime and size, an ETag)
     size: int = 0
     # The source's own words for who may read it (ACL groups, a mailbox owner); the
-    # source maps them to product group names in ``access``.
+    # source maps them to product group names in ``access``. ``open_item`` may set
+    # ``extra["name"]`` when the name shows only in the content (a message's subject).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # What the source wants back on its next run (``Remembers``): validators, a page's links.
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -68,6 +71,8 @@ class Source(Protocol):
         collection's managers (least permissive until known).
         """
         ...
+
+    # A source holding a connection may also have ``close()``: the sync calls it when done.
 
 
 class Remembers(Protocol):

@@ -6,6 +6,8 @@ connector add --collection NAME --type folder --name CONNECTOR [--every MINUTES]
 connector add ... --type web --url URL... | --sitemap URL [--depth N] [--max-pages N] [--timeout S]
               [--username USER]  (the password or bearer token: --secret-env / --secret-prompt)
 connector add ... --type webdav --url FOLDER_URL --username USER --secret-env VAR [--timeout S]
+connector add ... --type imap --host H [--port N] [--security imaps|starttls] --user U [--folder F]...
+connector add ... --type smb --host H [--port N] --share S [--path FOLDER] --user U [--encrypt]
 connector list [--json]
 connector sync CONNECTOR [--wait [--inline]] [--dry-run] [--json]
 connector edit CONNECTOR [--every MINUTES] [--include ...] [--exclude ...] [--map ...]
@@ -61,6 +63,13 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     if options.get("map") or not partial:
         found["groups"] = _mapping(options.get("map") or [])
     found.update(_http_settings(options))
+    # imap and smb: a server, its account, and where to read on it.
+    for key in ("host", "port", "user", "share", "security", "cafile", "folders"):
+        if options.get(key) is not None:
+            found[key] = options[key]
+    for flag in ("allow_plain", "encrypt"):
+        if options.get(flag):
+            found[flag] = True
     return found
 
 
@@ -98,7 +107,19 @@ class Command(BaseCommand):
         edit.add_argument("connector")
         for sub in (add, edit):
             sub.add_argument("--every", type=int, metavar="MINUTES", help="Sync every MINUTES (0: only when asked).")
-            sub.add_argument("--path", help="folder: the mounted folder to read.")
+            sub.add_argument("--path", help="folder: the mounted folder to read; smb: a folder inside the share.")
+            sub.add_argument("--host", help="imap, smb: the server's name or address.")
+            sub.add_argument("--port", type=int, help="imap (993 or 143), smb (445): another port.")
+            sub.add_argument("--user", help="imap: the mailbox's login; smb: the account (DOMAIN\\user).")
+            sub.add_argument("--share", help="smb: the share's name.")
+            sub.add_argument("--encrypt", action="store_true", help="smb: require SMB3 encryption.")
+            sub.add_argument("--security", choices=["imaps", "starttls", "plain"], help="imap: TLS (default imaps).")
+            sub.add_argument("--allow-plain", action="store_true", help="imap: allow --security plain (loopback only).")
+            sub.add_argument("--cafile", help="imap: CA bundle for a server certificate a private CA signed.")
+            sub.add_argument(
+                "--folder", action="append", dest="folders", metavar="FOLDER",
+                help="imap: a mail folder to read (repeatable; default INBOX; --include/--exclude globs add/remove).",
+            )  # fmt: skip
             sub.add_argument("--include", action="append", metavar="GLOB", help="Only paths matching (repeatable).")
             sub.add_argument("--exclude", action="append", metavar="GLOB", help="Skip paths matching (repeatable).")
             sub.add_argument(
