@@ -13,7 +13,13 @@ For each item the source lists (in source-id order), compared with its
   listing makes it a rename (the document is kept, only its name and link change),
   otherwise it is a new document;
 * rows whose source id is no longer listed (and were not renamed) are deleted with
-  their documents.
+  their documents;
+* the same source id and version at a new link (an item moved or renamed where its id
+  is stable, as in SharePoint) keeps its document: only its name and link change.
+
+A source with its own change tracking (``Source.list_changes``, SharePoint's delta
+query) lists only what changed since the cursor stored on the connector, and names
+what was deleted; the cursor moves on only when a run settled every item.
 
 Each item is settled in a transaction of its own that writes its document and its
 row together, so a run killed at any point leaves every item either done or not
@@ -46,7 +52,15 @@ from django.utils import timezone
 
 from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import credentials_open
-from assistant.connectors.sources import EVERYONE, ItemError, Source, SourceError, SourceItem, source_type
+from assistant.connectors.sources import (
+    EVERYONE,
+    Changes,
+    ItemError,
+    Source,
+    SourceError,
+    SourceItem,
+    source_type,
+)
 from ingest import queue, services
 from ingest.models import Document
 
@@ -216,16 +230,18 @@ class _Run:
         self.managers_only: dict[str, Group] = {}
         self.looked_up: set[str] = set()
         self.last_beat = 0.0
+        self.next_cursor: str | None = None  # stored by ``finish`` when the run settled everything
 
     def run(self) -> None:
         source = source_for(self.connector)
         try:
-            listing = list(source.list_items())
+            changes = _changes(source, self.connector.changes_cursor)
         except SourceError as exc:
             self.report.error = str(exc)
             return
+        listing = changes.items
         rows = {r.source_id: r for r in ConnectorItem.objects.filter(connector=self.connector)}
-        if not listing and any(r.document_id for r in rows.values()):
+        if changes.full and not listing and any(r.document_id for r in rows.values()):
             # An unmounted share looks like an empty folder: never read that as "delete everything".
             self.report.error = (
                 f"The source lists no items, but {len(rows)} were synced before; nothing was deleted. "
@@ -234,7 +250,10 @@ class _Run:
             return
         self.report.seen = len(listing)
         listed = {item.source_id for item in listing}
-        self.vanished = {sid: row for sid, row in rows.items() if sid not in listed}
+        if changes.full:
+            self.vanished = {sid: row for sid, row in rows.items() if sid not in listed}
+        else:  # only what the source says is gone
+            self.vanished = {sid: rows[sid] for sid in changes.deleted if sid in rows and sid not in listed}
         self.by_hash: dict[str, list[ConnectorItem]] = defaultdict(list)
         for row in self.vanished.values():
             if row.document_id and row.content_hash:
@@ -245,6 +264,10 @@ class _Run:
         for source_id, row in sorted(self.vanished.items()):
             self._settle(row, partial(self._delete, row), _name_of(row))
             self._beat(source_id)
+        # A failed item is not listed again by a cursor that moved past it: keep the old
+        # one, so the next run asks for the same changes (settled items compare equal).
+        if not any(i.action == "failed" for i in self.report.items):
+            self.next_cursor = changes.cursor
 
     def _settle(self, thing: Any, work: Callable[[], str], name: str) -> None:
         source_id = thing.source_id
@@ -271,6 +294,8 @@ class _Run:
     def _item(self, source: Source, item: SourceItem, row: ConnectorItem | None) -> str:
         access = source.access(item)
         if row is not None and row.document_id and row.version == item.version and not row.error:
+            if row.link != item.link:  # moved or renamed in place (same id, same content)
+                return self._rename(row, item, access)
             return self._restrict(row, access) or "unchanged"
         with source.open_item(item) as stream:
             spooled, digest = self._read(stream)
@@ -405,10 +430,20 @@ class _Run:
         if not error and failures:
             first = failures[0]
             error = f"{len(failures)} item(s) failed; the first: {first.source_id}: {first.error}"
+        more = {"changes_cursor": self.next_cursor} if self.next_cursor is not None and not self.report.error else {}
         self._write_progress(
             state=State.IDLE, heartbeat_at=None, finished_at=timezone.now(), attempts=0, cursor="",
-            summary=self.report.counts, last_error=error[:4000],
+            summary=self.report.counts, last_error=error[:4000], **more,
         )  # fmt: skip
+
+
+def _changes(source: Source, cursor: str) -> Changes:
+    """What changed since ``cursor`` (a source with a delta query), or the whole listing."""
+    list_changes = getattr(source, "list_changes", None)
+    if list_changes is not None:
+        found: Changes = list_changes(cursor)
+        return found
+    return Changes(items=list(source.list_items()), cursor="", full=True)
 
 
 def _name_of(row: ConnectorItem) -> str:
