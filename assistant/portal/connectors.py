@@ -23,6 +23,7 @@ from assistant.connectors import selectors, services, sync
 from assistant.connectors.models import Connector
 from assistant.connectors.secrets import CredentialsUnavailable
 from assistant.connectors.sources.folder import mapping_parse
+from assistant.portal.cloud_connectors import FORMS, cloud_connector_settings
 from ingest.models import Collection
 
 
@@ -61,6 +62,7 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
             {"connector": c, "failed_items": selectors.failed_items(connector=c, limit=5)} for c in connectors
         ],
         "connector_form": FolderConnectorForm(),
+        "cloud_connector_forms": [(kind, form()) for kind, form in FORMS.items()],
     }
 
 
@@ -68,6 +70,8 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
 @require_POST
 def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
     collection = _managed(request, collection_id)
+    if request.POST.get("kind") in FORMS:
+        return _cloud_connector_add(request, collection, request.POST["kind"])
     form = FolderConnectorForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The connector needs a name, a folder and a schedule."))
@@ -80,6 +84,28 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
         }  # fmt: skip
         connector = services.connector_add(
             collection=collection, kind="folder", name=data["name"], settings=settings,
+            every_minutes=data["every"], actor=request.user,
+        )  # fmt: skip
+    except (ValueError, CredentialsUnavailable) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Added the connector “%(name)s”.") % {"name": connector.name})
+    return redirect("portal:collection", collection_id=collection.pk)
+
+
+def _cloud_connector_add(request: HttpRequest, collection: Collection, kind: str) -> HttpResponse:
+    form = FORMS[kind](request.POST)
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{form.fields[f].label}: {' '.join(e)}" for f, e in form.errors.items() if f in form.fields
+        )
+        messages.error(request, _("The connector cannot be added: %(problems)s") % {"problems": problems})
+        return redirect("portal:collection", collection_id=collection.pk)
+    data = form.cleaned_data
+    try:
+        settings, credentials = cloud_connector_settings(kind, data)
+        connector = services.connector_add(
+            collection=collection, kind=kind, name=data["name"], settings=settings, credentials=credentials,
             every_minutes=data["every"], actor=request.user,
         )  # fmt: skip
     except (ValueError, CredentialsUnavailable) as exc:

@@ -3,6 +3,10 @@
 connector add --collection NAME --type folder --name CONNECTOR [--every MINUTES]
               [--path P] [--include GLOB]... [--exclude GLOB]... [--map GLOB=GROUP[,GROUP]]...
               [--secret-env VAR | --secret-prompt]
+connector add ... --type confluence --url URL --space KEY... [--deployment cloud|datacenter]
+              [--email ADDRESS] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
+connector add ... --type sharepoint --tenant T --drive ID --client-id ID [--site ID]
+              [--map ENTRA_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector list [--json]
 connector sync CONNECTOR [--wait [--inline]] [--dry-run] [--json]
 connector edit CONNECTOR [--every MINUTES] [--include ...] [--exclude ...] [--map ...]
@@ -57,7 +61,33 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
             found[key] = options.get(key) or []
     if options.get("map") or not partial:
         found["groups"] = _mapping(options.get("map") or [])
+    for option, key in _HTTP_SETTINGS.items():
+        if options.get(option):
+            found[key] = options[option]
     return found
+
+
+# Options of the HTTP sources (confluence, sharepoint) -> their settings' keys.
+_HTTP_SETTINGS = {
+    "url": "base_url", "space": "spaces", "deployment": "deployment", "email": "email", "tenant": "tenant",
+    "drive": "drive_id", "site": "site_id", "client_id": "client_id", "graph_url": "graph_url",
+    "login_url": "login_url",
+}  # fmt: skip
+
+
+def _http_arguments(sub: Any) -> None:
+    sub.add_argument("--url", help="confluence: the site (https://SITE.atlassian.net/wiki, or Data Center's address).")
+    sub.add_argument("--space", action="append", metavar="KEY", help="confluence: a space key to read (repeatable).")
+    sub.add_argument("--deployment", choices=["cloud", "datacenter"], help="confluence: cloud (default) or datacenter.")
+    sub.add_argument("--email", help="confluence cloud: the account the API token (the secret) belongs to.")
+    sub.add_argument("--tenant", help="sharepoint: the directory (tenant) id or domain.")
+    sub.add_argument("--drive", help="sharepoint: the document library's drive id.")
+    sub.add_argument("--site", help="sharepoint: the site id (for the record).")
+    sub.add_argument(
+        "--client-id", help="sharepoint: the app registration's client id (the secret: its client secret)."
+    )
+    sub.add_argument("--graph-url", help="sharepoint: Microsoft Graph's address (default: the public cloud).")
+    sub.add_argument("--login-url", help="sharepoint: the login endpoint's address (default: the public cloud).")
 
 
 class Command(BaseCommand):
@@ -79,8 +109,9 @@ class Command(BaseCommand):
             sub.add_argument(
                 "--map", action="append", metavar="GLOB=GROUPS",
                 help="Who reads files matching GLOB: GROUP[,GROUP] or * for every reader (first match wins; "
-                "unmatched files: the collection's managers only).",
+                "unmatched files: the collection's managers only). confluence, sharepoint: SOURCE_GROUP=GROUPS.",
             )  # fmt: skip
+            _http_arguments(sub)
             sub.add_argument("--secret-env", metavar="VAR", help="Read the password or token from this variable.")
             sub.add_argument("--secret-prompt", action="store_true", help="Ask for the password or token.")
         listing = actions.add_parser("list", help="The connectors and their state.")
