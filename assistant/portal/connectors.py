@@ -97,7 +97,7 @@ def _cloud_connector_add(request: HttpRequest, collection: Collection, kind: str
     form = FORMS[kind](request.POST)
     if not form.is_valid():
         problems = "; ".join(
-            f"{form.fields[f].label}: {' '.join(e)}" for f, e in form.errors.items() if f in form.fields
+            f"{form.fields[f].label}: {' '.join(str(m) for m in e)}" for f, e in form.errors.items() if f in form.fields
         )
         messages.error(request, _("The connector cannot be added: %(problems)s") % {"problems": problems})
         return redirect("portal:collection", collection_id=collection.pk)
