@@ -268,6 +268,10 @@ class _Run:
         # one, so the next run asks for the same changes (settled items compare equal).
         if not any(i.action == "failed" for i in self.report.items):
             self.next_cursor = changes.cursor
+        if not changes.full and set(changes.deleted) - set(rows):
+            # Something never synced was deleted: most likely a folder, and a delta query
+            # need not name each item that went with it. The next run lists everything.
+            self.next_cursor = ""
 
     def _settle(self, thing: Any, work: Callable[[], str], name: str) -> None:
         source_id = thing.source_id

@@ -147,3 +147,21 @@ def test_a_changed_mapping_lists_everything_again(graph, collection, readers, se
     report = run(connector)
     assert actions(report) == {"01A": "permissions"}
     assert set(found(readers["outsider"], collection, "staff")) == {"board.md"}
+
+
+def test_a_deleted_folder_makes_the_next_sync_list_everything(graph, collection) -> None:
+    fake = graph
+    fake.put("01A", "a.md", b"# A\n\nAlpha.", folder="team")
+    fake.put("01B", "b.md", b"# B\n\nBeta.")
+    connector = drive_connector(collection, fake)
+    run(connector)
+    # The folder "team" goes; the delta names only the folder, not the file in it.
+    fake.put("01F", "team", b"")
+    fake.delete("01F")
+    del fake.items["01A"]
+    second = run(connector)
+    assert actions(second) == {} and Connector.objects.get(pk=connector.pk).changes_cursor == ""
+    third = run(connector)
+    assert actions(third) == {"01A": "deleted", "01B": "unchanged"}
+    assert list(Document.objects.values_list("name", flat=True)) == ["b.md"]
+    assert Connector.objects.get(pk=connector.pk).changes_cursor.endswith(f"token={fake.counter}")
