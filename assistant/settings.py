@@ -279,6 +279,13 @@ CONNECTOR_HEARTBEAT_S = env.float("CONNECTOR_HEARTBEAT_S", default=5.0)
 CONNECTOR_STALL_AFTER_S = env.float("CONNECTOR_STALL_AFTER_S", default=600.0)
 CONNECTOR_MAX_ATTEMPTS = env.int("CONNECTOR_MAX_ATTEMPTS", default=5)
 CONNECTOR_SYNC_TIME_LIMIT_S = env.int("CONNECTOR_SYNC_TIME_LIMIT_S", default=6 * 3600)
+# Sources read over HTTP (Confluence, SharePoint): a 429/503 answer or a lost connection is
+# retried with capped exponential back-off (honouring Retry-After), at most
+# CONNECTOR_RETRY_ATTEMPTS tries and CONNECTOR_RETRY_MAX_WAIT_S seconds of waiting per
+# request; then that item fails with the reason (or the listing does) and the sync goes on.
+CONNECTOR_RETRY_ATTEMPTS = env.int("CONNECTOR_RETRY_ATTEMPTS", default=6)
+CONNECTOR_RETRY_MAX_WAIT_S = env.float("CONNECTOR_RETRY_MAX_WAIT_S", default=300.0)
+CONNECTOR_HTTP_TIMEOUT_S = env.float("CONNECTOR_HTTP_TIMEOUT_S", default=60.0)
 CELERY_BEAT_SCHEDULE["connectors-tick"] = {
     "task": "assistant.connectors.tasks.connectors_tick",
     "schedule": CONNECTOR_TICK_S,

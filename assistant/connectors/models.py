@@ -44,6 +44,9 @@ class Connector(models.Model):
     # The last source id handled by the current run (progress; a resumed run re-lists
     # and skips what is already in step).
     cursor = models.CharField(max_length=1000, blank=True, default="")
+    # Where the source's own change tracking stands (SharePoint's delta link): the next
+    # run asks only for what changed since. Kept across runs; empty: list everything.
+    changes_cursor = models.TextField(blank=True, default="")
     seen = models.PositiveIntegerField(default=0)
     fetched = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)

@@ -93,6 +93,8 @@ def connector_change(
     if settings is not None:
         connector.settings = _clean(connector.kind, {**connector.settings, **settings})
         changed["settings"] = connector.settings
+        # A new mapping (or site, or space) applies to every item: the next run lists them all.
+        connector.changes_cursor = ""
     if credentials is not None:
         connector.credentials = credentials_seal(credentials)
         changed["credentials"] = "replaced"

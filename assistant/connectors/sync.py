@@ -13,7 +13,13 @@ For each item the source lists (in source-id order), compared with its
   listing makes it a rename (the document is kept, only its name and link change),
   otherwise it is a new document;
 * rows whose source id is no longer listed (and were not renamed) are deleted with
-  their documents.
+  their documents;
+* the same source id and version at a new link (an item moved or renamed where its id
+  is stable, as in SharePoint) keeps its document: only its name and link change.
+
+A source with its own change tracking (``Source.list_changes``, SharePoint's delta
+query) lists only what changed since the cursor stored on the connector, and names
+what was deleted; the cursor moves on only when a run settled every item.
 
 Each item is settled in a transaction of its own that writes its document and its
 row together, so a run killed at any point leaves every item either done or not
@@ -46,7 +52,15 @@ from django.utils import timezone
 
 from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import credentials_open
-from assistant.connectors.sources import EVERYONE, ItemError, Source, SourceError, SourceItem, source_type
+from assistant.connectors.sources import (
+    EVERYONE,
+    Changes,
+    ItemError,
+    Source,
+    SourceError,
+    SourceItem,
+    source_type,
+)
 from ingest import queue, services
 from ingest.models import Document
 
@@ -216,6 +230,7 @@ class _Run:
         self.managers_only: dict[str, Group] = {}
         self.looked_up: set[str] = set()
         self.last_beat = 0.0
+        self.next_cursor: str | None = None  # stored by ``finish`` when the run settled everything
 
     def run(self) -> None:
         source = source_for(self.connector)
@@ -232,11 +247,12 @@ class _Run:
         if recall is not None:
             recall({sid: row.memo for sid, row in rows.items() if row.memo})
         try:
-            listing = self._list(source)
+            changes = self._changes(source, self.connector.changes_cursor)
         except SourceError as exc:
             self.report.error = str(exc)
             return
-        if not listing and any(r.document_id for r in rows.values()):
+        listing = changes.items
+        if changes.full and not listing and any(r.document_id for r in rows.values()):
             # An unmounted share looks like an empty folder: never read that as "delete everything".
             self.report.error = (
                 f"The source lists no items, but {len(rows)} were synced before; nothing was deleted. "
@@ -245,7 +261,10 @@ class _Run:
             return
         self.report.seen = len(listing)
         listed = {item.source_id for item in listing}
-        self.vanished = {sid: row for sid, row in rows.items() if sid not in listed}
+        if changes.full:
+            self.vanished = {sid: row for sid, row in rows.items() if sid not in listed}
+        else:  # only what the source says is gone
+            self.vanished = {sid: rows[sid] for sid in changes.deleted if sid in rows and sid not in listed}
         self.by_hash: dict[str, list[ConnectorItem]] = defaultdict(list)
         for row in self.vanished.values():
             if row.document_id and row.content_hash:
@@ -257,6 +276,22 @@ class _Run:
         for source_id, row in sorted(self.vanished.items()):
             self._settle(row, partial(self._delete, row), _name_of(row))
             self._beat(source_id)
+        # A failed item is not listed again by a cursor that moved past it: keep the old
+        # one, so the next run asks for the same changes (settled items compare equal).
+        if not any(i.action == "failed" for i in self.report.items):
+            self.next_cursor = changes.cursor
+        if not changes.full and set(changes.deleted) - set(rows):
+            # Something never synced was deleted: most likely a folder, and a delta query
+            # need not name each item that went with it. The next run lists everything.
+            self.next_cursor = ""
+
+    def _changes(self, source: Source, cursor: str) -> Changes:
+        """What changed since ``cursor`` (a source with a delta query), or the whole listing."""
+        list_changes = getattr(source, "list_changes", None)
+        if list_changes is not None:
+            found: Changes = list_changes(cursor)
+            return found
+        return Changes(items=self._list(source), cursor="", full=True)
 
     def _list(self, source: Source) -> list[SourceItem]:
         """The whole listing; the count seen so far shows as progress (a site is listed by reading it)."""
@@ -299,6 +334,8 @@ class _Run:
     def _item(self, source: Source, item: SourceItem, row: ConnectorItem | None) -> str:
         access = source.access(item)
         if row is not None and row.document_id and row.version == item.version and not row.error:
+            if row.link != item.link:  # moved or renamed in place (same id, same content)
+                return self._rename(row, item, access)
             return self._restrict(row, access) or "unchanged"
         with source.open_item(item) as stream:
             spooled, digest = self._read(stream)
@@ -435,9 +472,10 @@ class _Run:
         if not error and failures:
             first = failures[0]
             error = f"{len(failures)} item(s) failed; the first: {first.source_id}: {first.error}"
+        more = {"changes_cursor": self.next_cursor} if self.next_cursor is not None and not self.report.error else {}
         self._write_progress(
             state=State.IDLE, heartbeat_at=None, finished_at=timezone.now(), attempts=0, cursor="",
-            summary=self.report.counts, last_error=error[:4000],
+            summary=self.report.counts, last_error=error[:4000], **more,
         )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from assistant.connectors.models import Connector
 from assistant.connectors.secrets import CredentialsUnavailable
 from assistant.connectors.sources.folder import mapping_parse
 from assistant.portal import server_connectors
+from assistant.portal.cloud_connectors import FORMS, cloud_connector_settings
 from ingest.models import Collection
 
 
@@ -98,6 +99,7 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
         "connector_form": FolderConnectorForm(),
         "http_connector_form": HttpConnectorForm(),
         "server_connector_forms": server_connectors.server_forms(),
+        "cloud_connector_forms": [(kind, form()) for kind, form in FORMS.items()],
     }
 
 
@@ -108,6 +110,8 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
     kind = request.POST.get("kind", "folder")
     if kind in server_connectors.FORMS:
         return server_connectors.server_connector_add(request, collection, kind)
+    if kind in FORMS:
+        return _cloud_connector_add(request, collection, kind)
     form = FolderConnectorForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The connector needs a name, a folder and a schedule."))
@@ -120,6 +124,28 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
         }  # fmt: skip
         connector = services.connector_add(
             collection=collection, kind="folder", name=data["name"], settings=settings,
+            every_minutes=data["every"], actor=request.user,
+        )  # fmt: skip
+    except (ValueError, CredentialsUnavailable) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Added the connector “%(name)s”.") % {"name": connector.name})
+    return redirect("portal:collection", collection_id=collection.pk)
+
+
+def _cloud_connector_add(request: HttpRequest, collection: Collection, kind: str) -> HttpResponse:
+    form = FORMS[kind](request.POST)
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{form.fields[f].label}: {' '.join(str(m) for m in e)}" for f, e in form.errors.items() if f in form.fields
+        )
+        messages.error(request, _("The connector cannot be added: %(problems)s") % {"problems": problems})
+        return redirect("portal:collection", collection_id=collection.pk)
+    data = form.cleaned_data
+    try:
+        settings, credentials = cloud_connector_settings(kind, data)
+        connector = services.connector_add(
+            collection=collection, kind=kind, name=data["name"], settings=settings, credentials=credentials,
             every_minutes=data["every"], actor=request.user,
         )  # fmt: skip
     except (ValueError, CredentialsUnavailable) as exc:

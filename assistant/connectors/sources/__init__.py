@@ -22,9 +22,11 @@ SOURCE_TYPES: dict[str, str] = {
     "webdav": "assistant.connectors.sources.webdav:WebDavSource",
     "imap": "assistant.connectors.sources.imap:ImapSource",
     "smb": "assistant.connectors.sources.smb:SmbSource",
+    "confluence": "assistant.connectors.sources.confluence:ConfluenceSource",
+    "sharepoint": "assistant.connectors.sources.sharepoint:SharePointSource",
 }
 # Listed in the command's choices; not implemented yet (docs/connectors.md).
-PLANNED_TYPES = ("confluence", "sharepoint")
+PLANNED_TYPES: tuple[str, ...] = ()
 
 # Access meaning "every reader of the collection" (no restriction).
 EVERYONE = "*"
@@ -53,6 +55,23 @@ class SourceItem:
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What a source that tracks its own changes (a delta query) reports since ``cursor``.
+
+    ``full``: ``items`` is everything in the source (the first run, or the source asked
+    to start over), so what is not listed is gone, as for ``list_items``. Otherwise
+    ``items`` are only the new and changed ones and ``deleted`` the source ids removed;
+    the rest is left as it is. ``cursor`` is stored once the run has settled every item,
+    and handed back next time.
+    """
+
+    items: list[SourceItem]
+    cursor: str
+    full: bool
+    deleted: list[str] = field(default_factory=list)
+
+
 class Source(Protocol):
     """One source type, configured from a connector's settings and credentials."""
 
@@ -63,6 +82,10 @@ class Source(Protocol):
     def open_item(self, item: SourceItem) -> AbstractContextManager[IO[bytes]]:
         """The item's bytes as a stream; raises ``ItemError`` for this item alone."""
         ...
+
+    # Optional: ``list_changes(cursor: str) -> Changes`` for a source that can say what
+    # changed since the last run (SharePoint's delta query); the sync then uses it
+    # instead of ``list_items`` and stores the cursor it returns.
 
     def access(self, item: SourceItem) -> list[str]:
         """Product group names that may read the item; ``[EVERYONE]``: no restriction.

@@ -8,6 +8,10 @@ connector add ... --type web --url URL... | --sitemap URL [--depth N] [--max-pag
 connector add ... --type webdav --url FOLDER_URL --username USER --secret-env VAR [--timeout S]
 connector add ... --type imap --host H [--port N] [--security imaps|starttls] --user U [--folder F]...
 connector add ... --type smb --host H [--port N] --share S [--path FOLDER] --user U [--encrypt]
+connector add ... --type confluence --url URL --space KEY... [--deployment cloud|datacenter]
+              [--email ADDRESS] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
+connector add ... --type sharepoint --tenant T --drive ID --client-id ID [--site ID]
+              [--map ENTRA_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector list [--json]
 connector sync CONNECTOR [--wait [--inline]] [--dry-run] [--json]
 connector edit CONNECTOR [--every MINUTES] [--include ...] [--exclude ...] [--map ...]
@@ -63,6 +67,9 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     if options.get("map") or not partial:
         found["groups"] = _mapping(options.get("map") or [])
     found.update(_http_settings(options))
+    for option, key in _CLOUD_SETTINGS.items():
+        if options.get(option):
+            found[key] = options[option]
     # imap and smb: a server, its account, and where to read on it.
     for key in ("host", "port", "user", "share", "security", "cafile", "folders"):
         if options.get(key) is not None:
@@ -92,6 +99,28 @@ def _option(parser: Any, *names: str, **kwargs: Any) -> None:
     """Add an option unless another source type already added it (several share --url, --username)."""
     if not any(name in parser._option_string_actions for name in names):
         parser.add_argument(*names, **kwargs)
+
+
+# Options of the cloud sources (confluence, sharepoint) -> their settings' keys (--url: see _http_settings).
+_CLOUD_SETTINGS = {
+    "space": "spaces", "deployment": "deployment", "email": "email", "tenant": "tenant",
+    "drive": "drive_id", "site": "site_id", "client_id": "client_id", "graph_url": "graph_url",
+    "login_url": "login_url",
+}  # fmt: skip
+
+
+def _cloud_arguments(sub: Any) -> None:
+    sub.add_argument("--space", action="append", metavar="KEY", help="confluence: a space key to read (repeatable).")
+    sub.add_argument("--deployment", choices=["cloud", "datacenter"], help="confluence: cloud (default) or datacenter.")
+    sub.add_argument("--email", help="confluence cloud: the account the API token (the secret) belongs to.")
+    sub.add_argument("--tenant", help="sharepoint: the directory (tenant) id or domain.")
+    sub.add_argument("--drive", help="sharepoint: the document library's drive id.")
+    sub.add_argument("--site", help="sharepoint: the site id (for the record).")
+    sub.add_argument(
+        "--client-id", help="sharepoint: the app registration's client id (the secret: its client secret)."
+    )
+    sub.add_argument("--graph-url", help="sharepoint: Microsoft Graph's address (default: the public cloud).")
+    sub.add_argument("--login-url", help="sharepoint: the login endpoint's address (default: the public cloud).")
 
 
 class Command(BaseCommand):
@@ -125,15 +154,16 @@ class Command(BaseCommand):
             sub.add_argument(
                 "--map", action="append", metavar="GLOB=GROUPS",
                 help="Who reads files matching GLOB: GROUP[,GROUP] or * for every reader (first match wins; "
-                "unmatched files: the collection's managers only).",
+                "unmatched files: the collection's managers only). confluence, sharepoint: SOURCE_GROUP=GROUPS.",
             )  # fmt: skip
             _option(sub, "--url", action="append", metavar="URL",
-                    help="web: a start page (repeatable); webdav: the folder's URL.")  # fmt: skip
+                    help="web: a start page (repeatable); webdav: the folder's URL; confluence: the site.")  # fmt: skip
             _option(sub, "--sitemap", metavar="URL", help="web: a sitemap whose pages are start pages.")
             _option(sub, "--depth", type=int, metavar="N", help="web: link hops followed from a start page (2).")
             _option(sub, "--max-pages", type=int, metavar="N", help="web: items listed at most (1000).")
             _option(sub, "--timeout", type=float, metavar="SECONDS", help="web, webdav: per request (20).")
             _option(sub, "--username", help="web, webdav: the login (the password is the secret).")
+            _cloud_arguments(sub)
             sub.add_argument("--secret-env", metavar="VAR", help="Read the password or token from this variable.")
             sub.add_argument("--secret-prompt", action="store_true", help="Ask for the password or token.")
         listing = actions.add_parser("list", help="The connectors and their state.")
