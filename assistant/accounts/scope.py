@@ -73,6 +73,13 @@ class Scope:
             by_collection.setdefault(collection_id, []).append(chunk_id)
         return by_collection
 
+    def documents_in_progress(self) -> int:
+        """How many documents of the scope the asker may see are still being ingested (one query)."""
+        documents = Document.objects.filter(collection_id__in=self.collection_ids).exclude(
+            status__in=[Document.Status.READY, Document.Status.FAILED]
+        )
+        return documents.exclude(pk__in=self.hidden_document_ids).count()
+
     def readable_chunks(self, chunk_ids: Iterable[int]) -> QuerySet[Chunk]:
         """The chunks among ``chunk_ids`` this scope may read right now.
 

@@ -23,11 +23,11 @@ from django.db import connection
 from django.db.models import Q
 from django.utils.translation import gettext, gettext_noop
 
+from assistant.accounts.scope import Scope
 from assistant.accounts.selectors import (
     cited_documents_hidden_from,
     collections_readable_by,
     document_for,
-    documents_visible_to,
     read_scope,
 )
 from assistant.audit.models import AuditEvent
@@ -98,10 +98,7 @@ def passages_retrieve(
     *, user: Any, collection: Collection, query: str, k: int, document_id: int | None = None
 ) -> list[Passage]:
     """Top-k passages from one collection (or one ``document_id`` of it), refusing what the user may not read."""
-    passages = passages_ranked(user=user, collection=collection, query=query, k=k, document_id=document_id)
-    # A passage this far from the question would only tempt the model to answer from
-    # its own memory: with none left, the answer says nothing was found.
-    return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
+    return _passages_in(_search_scope(user=user, collection=collection, document_id=document_id), query=query, k=k)
 
 
 def passages_ranked(
@@ -112,12 +109,23 @@ def passages_ranked(
     ``passages_retrieve`` is this through the floor; the retrieval-test page
     (``assistant.chat.retrieval_debug``) shows it whole, the floor marked.
     """
-    if not readable_collections(user).filter(pk=collection.pk).exists():
-        raise PermissionDenied("You do not have access to this collection.")
-    scope = read_scope(user=user, collections=[collection])
-    if document_id is not None:
-        scope = scope.only_documents([document_id])
+    scope = _search_scope(user=user, collection=collection, document_id=document_id)
     return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+
+
+def _search_scope(*, user: Any, collection: Collection, document_id: int | None) -> Scope:
+    """What ``user`` may search in ``collection``, or PermissionDenied if they may not read it."""
+    scope = read_scope(user=user, collections=[collection])
+    if collection.pk not in scope.collection_ids:
+        raise PermissionDenied("You do not have access to this collection.")
+    return scope if document_id is None else scope.only_documents([document_id])
+
+
+def _passages_in(scope: Scope, *, query: str, k: int) -> list[Passage]:
+    passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    # A passage this far from the question would only tempt the model to answer from
+    # its own memory: with none left, the answer says nothing was found.
+    return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
 
 
 def passages_redact(passages: list[Passage]) -> list[Passage]:
@@ -275,45 +283,40 @@ class _Turn:
     retrieval_ms: int = 0
 
 
-def _history(*, user: Any, conversation_id: int) -> list[Turn]:
-    """The conversation's earlier turns, oldest first, as the user may see them now.
+def _history(*, user: Any, conversation_id: int) -> tuple[Conversation, list[Turn]]:
+    """The conversation, and its earlier turns, oldest first, as the user may see them now.
 
     An answer withheld because a document it cited was since hidden from the user is
     never given back to the model to rewrite a follow-up with.
     """
     conversation = conversation_for(user=user, conversation_id=conversation_id)
-    return [Turn(role=m.role, text=m.content) for m in conversation_messages(user=user, conversation=conversation)]
+    turns = [Turn(role=m.role, text=m.content) for m in conversation_messages(user=user, conversation=conversation)]
+    return conversation, turns
 
 
-def _prepare(*, user: Any, conversation_id: int, question: str, query: str, k: int) -> _Turn:
-    conversation = conversation_for(user=user, conversation_id=conversation_id)
-    searched = searched_queries(question=question, query=query)
+def _prepare(*, user: Any, conversation: Conversation, question: str, query: str, k: int) -> _Turn:
+    """Retrieval for one question, and the question stored.
 
-    def search(text: str) -> list[Passage]:
-        return passages_retrieve(
-            user=user, collection=conversation.collection, query=text, k=k, document_id=conversation.document_id
-        )
-
+    ``conversation`` was checked by ``_history`` just before; whether the user may still
+    read its collection is asked again here, by the search scope itself.
+    """
+    searching = time.monotonic()
+    scope = _search_scope(user=user, collection=conversation.collection, document_id=conversation.document_id)
     # A rewritten follow-up is searched beside the question as asked, each through the
     # same floor: a rewrite that went wrong can add weak passages, never take away the
     # question's own, and the low-relevance warning sees every passage given.
-    searching = time.monotonic()
-    passages = passages_merge(*(search(text) for text in searched), k=k)
+    searched = searched_queries(question=question, query=query)
+    passages = passages_merge(*(_passages_in(scope, query=text, k=k) for text in searched), k=k)
     retrieval_ms = _ms_since(searching)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
         conversation.title = question.strip()[:200]
         conversation.save(update_fields=["title", "updated_at"])
-    # Counted among the documents this user may see: a count must not reveal hidden ones.
-    pending = (
-        documents_visible_to(user=user, collection=conversation.collection)
-        .exclude(status__in=[Document.Status.READY, Document.Status.FAILED])
-        .count()
-    )
     turn = _Turn(
         conversation=conversation,
         passages=passages,
-        pending=pending,
+        # Counted among the documents this user may see: a count must not reveal hidden ones.
+        pending=scope.documents_in_progress(),
         low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
         retrieval_ms=retrieval_ms,
     )
@@ -349,6 +352,8 @@ def _release_connection() -> None:
 
 def _save_answer(
     *,
+    user: Any,
+    question: str,
     turn: _Turn,
     text: str,
     citations: list[dict[str, Any]],
@@ -375,6 +380,7 @@ def _save_answer(
         timings=timings or {},
     )
     Conversation.objects.filter(pk=turn.conversation.pk).update(updated_at=message.created_at)
+    _audit_answer(user=user, turn=turn, question=question, message=message)
     return message
 
 
@@ -419,7 +425,7 @@ async def answer_stream(
     client = llm or LLMClient.from_settings()
     if replace_last:
         await sync_to_async(conversation_drop_last_turn)(user=user, conversation_id=conversation_id)
-    history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
+    conversation, history = await sync_to_async(_history)(user=user, conversation_id=conversation_id)
     if any(t.role == Message.Role.USER for t in history) and settings.QUERY_REWRITE_TIMEOUT_S > 0:
         # A follow-up is rewritten by the model first: no database connection waits on it.
         await sync_to_async(_release_connection)()
@@ -430,7 +436,7 @@ async def answer_stream(
     # Where an answer's time went, stored with it (the dashboard and bench/chat_latency.py read it).
     timings = {"rewrite_ms": _ms_since(rewriting)}
     turn = await sync_to_async(_prepare)(
-        user=user, conversation_id=conversation_id, question=question, query=rewrite.query, k=settings.RETRIEVAL_TOP_K
+        user=user, conversation=conversation, question=question, query=rewrite.query, k=settings.RETRIEVAL_TOP_K
     )
     yield Sources(
         citations=turn.citations,
@@ -508,6 +514,8 @@ async def answer_stream(
     cleaned = citations_clean(split.answer, sources=len(turn.citations))
     citations = [{**c, "cited": c["n"] in cleaned.cited} for c in turn.citations]
     message = await sync_to_async(_save_answer)(
+        user=user,
+        question=question,
         turn=turn,
         text=cleaned.text,
         citations=citations,
@@ -519,7 +527,6 @@ async def answer_stream(
         first_token_ms=first_token_ms,
         timings=timings,
     )
-    await sync_to_async(_audit_answer)(user=user, turn=turn, question=question, message=message)
     if stopped is not None:
         raise stopped  # nothing more may be sent on a closed stream
     if error:

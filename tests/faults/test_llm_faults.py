@@ -37,6 +37,7 @@ import pytest
 from tests.conftest import LLMServer
 from tests.integration.conftest import ADMIN_PASSWORD, Stack
 from tests.integration.conftest import stack as stack  # the whole running product (a module fixture)
+from tests.integration.conftest import stack_template as stack_template  # what each stack is copied from
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 from tests.support.held import connections_held
 from tests.support.scripted_llm import ANSWER, MODEL, ScriptedLLM

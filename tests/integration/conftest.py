@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
+from django.conf import settings
 
 from assistant import processes
 from tests.conftest import REPO, LLMServer
@@ -105,15 +107,15 @@ class BrowserSession:
         return events
 
 
-def _postgres_database(base_url: str) -> tuple[str, str]:
-    """Create an empty database beside the configured one; returns (url, name)."""
+def _postgres_database(base_url: str, *, template: str = "") -> tuple[str, str]:
+    """Create a database beside the configured one (empty, or a copy of ``template``); returns (url, admin url)."""
     import psycopg
 
     name = f"assistant_live_{uuid.uuid4().hex[:10]}"
     parsed = urlparse(base_url)
     admin_url = urlunparse(parsed._replace(scheme="postgresql", path="/postgres"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return urlunparse(parsed._replace(path=f"/{name}")), admin_url
 
 
@@ -124,27 +126,87 @@ def _drop_postgres_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    llm: LLMServer = request.getfixturevalue(getattr(request, "param", "llama_server"))
-    root = tmp_path_factory.mktemp("stack")
+@dataclass(frozen=True)
+class StackTemplate:
+    """A product set up once per pass, that each module's stack starts from a copy of.
+
+    Migrating, creating the admin and collecting the static files take a Django start-up
+    each, seconds of CPU that every module's stack repeated. ``database``: on PostgreSQL,
+    the migrated database each stack copies (``CREATE DATABASE ... TEMPLATE``); otherwise
+    the SQLite file in ``data_dir`` is copied.
+    """
+
+    data_dir: Path
+    database: str = ""
+
+
+def _base_env(data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        ASSISTANT_DATA_DIR=str(root / "data"),
-        LLM_BASE_URL=llm.base_url,
-        LLM_MODEL=llm.model,
+        ASSISTANT_DATA_DIR=str(data_dir),
         ASSISTANT_ADMIN_USER="admin",
         ASSISTANT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        # One embedding backend calibration (and ONNX export) for the whole pass, the
+        # in-process tests' own: every stack's processes read the choice from there.
+        EMBEDDING_CACHE_DIR=str(settings.EMBEDDING_CACHE_DIR),
+    )
+    env.pop("CELERY_BROKER_URL", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackTemplate]:
+    root = tmp_path_factory.mktemp("stack-template")
+    env = _base_env(root / "data")
+    database_url = os.environ.get("DATABASE_URL", "")
+    name = admin_url = ""
+    if database_url.startswith("postgres"):
+        env["DATABASE_URL"], admin_url = _postgres_database(database_url)
+        name = urlparse(env["DATABASE_URL"]).path.lstrip("/")
+    else:
+        env.pop("DATABASE_URL", None)
+    try:
+        for step in (["migrate", "--noinput"], ["bootstrap_admin"], ["collectstatic", "--noinput", "--verbosity", "0"]):
+            result = subprocess.run(
+                [sys.executable, "manage.py", *step], env=env, cwd=REPO, capture_output=True, text=True, check=False
+            )
+            assert result.returncode == 0, result.stderr
+        yield StackTemplate(data_dir=root / "data", database=name)
+    finally:
+        if name:
+            _drop_postgres_database(admin_url, name)
+
+
+def _data_dir_from(template: StackTemplate, data_dir: Path) -> None:
+    """A data dir of the stack's own: the template's database file (SQLite) and its static files."""
+    data_dir.mkdir()
+    if not template.database:
+        for path in template.data_dir.glob("db.sqlite3*"):
+            shutil.copy2(path, data_dir / path.name)
+    (data_dir / "static").symlink_to(template.data_dir / "static", target_is_directory=True)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, stack_template: StackTemplate
+) -> Iterator[Stack]:
+    llm: LLMServer = request.getfixturevalue(getattr(request, "param", "llama_server"))
+    root = tmp_path_factory.mktemp("stack")
+    env = _base_env(root / "data")
+    env.update(
+        LLM_BASE_URL=llm.base_url,
+        LLM_MODEL=llm.model,
         # Short enough for a test to watch the sweep rescue a killed worker's document.
         INGEST_HEARTBEAT_S="1",
         INGEST_STALL_AFTER_S="6",
         INGEST_SWEEP_EVERY_S="2",
         INGEST_RESEND_QUEUED_AFTER_S="5",
     )
+    _data_dir_from(stack_template, root / "data")
     cleanup = []
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith("postgres"):
-        env["DATABASE_URL"], admin_url = _postgres_database(database_url)
+        env["DATABASE_URL"], admin_url = _postgres_database(database_url, template=stack_template.database)
         name = urlparse(env["DATABASE_URL"]).path.lstrip("/")
         cleanup.append(lambda: _drop_postgres_database(admin_url, name))
     else:
@@ -155,14 +217,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
         env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{LIVE_REDIS_DB}"
         redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
-    else:
-        env.pop("CELERY_BROKER_URL", None)
 
     port = free_port()
     live = Stack(base_url=f"http://127.0.0.1:{port}", env=env, llm=llm)
-    for step in (["migrate", "--noinput"], ["bootstrap_admin"], ["collectstatic", "--noinput", "--verbosity", "0"]):
-        result = live.manage(*step)
-        assert result.returncode == 0, result.stderr
     logs = root / "logs"
     logs.mkdir()
     try:
