@@ -46,14 +46,25 @@ logger = logging.getLogger(__name__)
 TABLE = "ingest_chunk_vector"
 # Iterative index scans arrived in pgvector 0.8.
 MIN_VERSION = (0, 8)
-# HNSW's candidate list: at least this, and twice the hits asked for.
+# HNSW's candidate list: at least this, and twice the hits asked for, up to pgvector's
+# limit (the iterative scan goes on past it for a larger k).
 EF_SEARCH_MIN = 100
+EF_SEARCH_MAX = 1000
 WRITE_BATCH = 500
 # The query as an OR of its words (a question's words are rarely all in one passage),
-# stemmed and stop-worded by the English configuration the column was built with.
-_QUERY = "replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery"
-# Rank normalisation 1: divided by 1 + log(length), so long passages do not win on size alone.
-_RANK = "ts_rank_cd(words, {query}, 1)"
+# stemmed and stop-worded by the English configuration the column was built with, and
+# the same words as a list, to count how many of them a passage holds.
+_QUERY = (
+    "SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS q, "
+    "tsvector_to_array(to_tsvector('english', %s)) AS lexemes"
+)
+# A passage holding more of the question's distinct words ranks first (ts_rank_cd alone
+# let a short passage repeating one word beat one holding all of them); ts_rank_cd
+# (normalisation 1: divided by 1 + log(length)), mapped into [0, 1), orders within.
+_RANK = (
+    "((SELECT count(*) FROM unnest(q.lexemes) AS l WHERE words @@ plainto_tsquery('simple', l)) "
+    "+ ts_rank_cd(words, q.q, 1) / (1 + ts_rank_cd(words, q.q, 1)))"
+)
 
 
 class PgvectorUnavailable(Exception):
@@ -204,7 +215,8 @@ class PgvectorStore:
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(EF_SEARCH_MIN, 2 * k))])
+            ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * k))
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
             cursor.execute(query.format(exact=""), [literal, *params, literal, k])
             rows = cursor.fetchall()
             if len(rows) < k:
@@ -224,14 +236,12 @@ class PgvectorStore:
             return []
         _ready()
         where, params = _scope_filter(scope)
-        tsquery = _QUERY
         sql = (
-            f"WITH q AS (SELECT {tsquery} AS q) "
-            f"SELECT chunk_id, {_RANK.format(query='q.q')} AS rank FROM {TABLE}, q "
+            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} AS rank FROM {TABLE}, q "
             f"WHERE words @@ q.q AND {where} ORDER BY rank DESC, chunk_id LIMIT %s"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [query, *params, k])
+            cursor.execute(sql, [query, query, *params, k])
             return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
 
     def lexical_scores(
@@ -249,12 +259,11 @@ class PgvectorStore:
         _ready()
         where, params = _scope_filter(scope)
         sql = (
-            f"WITH q AS (SELECT {_QUERY} AS q) "
-            f"SELECT chunk_id, {_RANK.format(query='q.q')} FROM {TABLE}, q "
+            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} FROM {TABLE}, q "
             f"WHERE chunk_id = ANY(%s) AND words @@ q.q AND {where}"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [query, wanted, *params])
+            cursor.execute(sql, [query, query, wanted, *params])
             scores.update({int(c): float(s) for c, s in cursor.fetchall()})
         return scores
 

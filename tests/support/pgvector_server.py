@@ -39,8 +39,11 @@ PGVECTOR_TESTS = [
 
 
 @contextmanager
-def pgvector_database() -> Iterator[str]:
-    """A running PostgreSQL with pgvector on a temporary directory; yields its ``DATABASE_URL``."""
+def pgvector_database(database: str = "assistant") -> Iterator[str]:
+    """A running PostgreSQL with pgvector on a temporary directory; yields the ``DATABASE_URL`` of ``database``.
+
+    pytest-django creates its own ``test_<name>`` beside it; ``postgres`` exists from the start.
+    """
     import pgserver
 
     # As root the wheel runs the server as its own "pgserver" user, which must be able
@@ -51,7 +54,7 @@ def pgvector_database() -> Iterator[str]:
     try:
         info = server.get_postmaster_info()
         # The socket's folder as the path's first part: django-environ's form for a Unix socket.
-        yield f"postgres://postgres@/{quote(str(info.socket_dir), safe='')}/assistant?port={info.port}"
+        yield f"postgres://postgres@/{quote(str(info.socket_dir), safe='')}/{database}?port={info.port}"
     finally:
         server.cleanup()
         shutil.rmtree(parent, ignore_errors=True)
