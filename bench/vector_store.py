@@ -162,12 +162,15 @@ def run(args: argparse.Namespace) -> str:
         call_command("migrate", verbosity=0)
         pgvector_setup(dimensions=384)
         settings.VECTOR_STORE = "pgvector"
+        # FAISS searches 100k exactly; the measured batch must not tip it into training an IVF index.
+        extra_rows = FILES_PER_BATCH * args.chunks_per_document
+        settings.INDEX_EXACT_MAX = max(int(settings.INDEX_EXACT_MAX), args.size + extra_rows)
         from ingest.models import Collection
 
         mixture = Mixture.fit(None, seed=1).with_topics(max(16, args.size // 200), seed=10)
         vectors = mixture.sample(args.size, seed=100)
         queries = mixture.sample(args.queries, seed=200)
-        extra = mixture.sample(FILES_PER_BATCH * args.chunks_per_document, seed=300)
+        extra = mixture.sample(extra_rows, seed=300)
         collection = Collection.objects.create(name="bench")
         started = time.perf_counter()
         documents, ids = _store_chunks(collection, vectors, args.chunks_per_document)
