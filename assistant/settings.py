@@ -231,6 +231,12 @@ INDEX_IVF_RECALL = env.float("INDEX_IVF_RECALL", default=0.95)
 # the page cache for every process), but a search over mapped lists measured about 2x
 # slower (docs/retrieval-scale.md).
 INDEX_MMAP = env.bool("INDEX_MMAP", default=False)
+# Where passages' vectors and words are searched: "faiss" (files in INDEX_DIR, the
+# default) or "pgvector" (inside PostgreSQL with the pgvector extension 0.8+, set up by
+# `manage.py vectors setup`; `manage.py vectors migrate --to ...` moves an instance).
+VECTOR_STORE = env.str("VECTOR_STORE", default="faiss")
+if VECTOR_STORE not in ("faiss", "pgvector"):
+    raise ImproperlyConfigured(f"VECTOR_STORE={VECTOR_STORE!r}: use faiss or pgvector.")
 
 # --- Celery --------------------------------------------------------------------------
 BROKER_DIR = DATA_DIR / "broker"

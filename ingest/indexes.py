@@ -181,6 +181,7 @@ def collection_reindex(*, collection_id: int) -> int:
     after the swap. Returns the number of vectors.
     """
     from ingest.embedding import embed_texts, from_bytes, text_digest, to_bytes
+    from ingest.vector_store import vector_store
 
     rows = _indexed_rows(collection_id)
     texts = [r[1] for r in rows]
@@ -195,10 +196,14 @@ def collection_reindex(*, collection_id: int) -> int:
             ["embedding", "text_hash"],
             batch_size=500,
         )
-        _replace(collection_id=collection_id, ids=ids, vectors=vectors, texts=texts)
+        store = vector_store()
+        if store.name == "faiss":
+            _replace(collection_id=collection_id, ids=ids, vectors=vectors, texts=texts)
+        else:  # rows written in this transaction, from the embeddings just updated
+            store.rebuild(collection_id=collection_id)
     late = _indexed_rows(collection_id, exclude=ids)
     if late:
-        indexes_upsert(
+        store.upsert(
             collection_id=collection_id,
             ids=[r[0] for r in late],
             vectors=np.vstack([from_bytes(r[2]) for r in late]),

@@ -22,10 +22,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from ingest import claims, context, disk, indexes, queue, services
+from ingest import claims, context, disk, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
 from ingest.parsers.base import progress_reported_to
+from ingest.vector_store import vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -368,8 +369,9 @@ class _BatchRun:
                 p.document = locked
                 ready.append((p, created))
             # The index is written before the statuses commit: a reader filters every hit
-            # through the database, so ids of a transaction that rolls back are never served.
-            indexes.indexes_upsert(
+            # through the database, so ids of a transaction that rolls back are never served
+            # (with pgvector the rows are part of this transaction and roll back with it).
+            vector_store().upsert(
                 collection_id=self.documents[0].collection_id,
                 ids=new_ids,
                 vectors=np.vstack(new_vectors) if new_vectors else None,

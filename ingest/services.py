@@ -28,8 +28,9 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
-from ingest import claims, disk, indexes, queue
+from ingest import claims, disk, queue
 from ingest.models import IN_PROGRESS, Collection, Document, RemovedDocument
+from ingest.vector_store import vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def collection_delete(*, collection: Collection, user: Any = None) -> None:
         collection.delete()
     for storage, name in stored:
         storage.delete(name)
-    indexes.indexes_drop(collection_id=collection_id)
+    vector_store().drop(collection_id=collection_id)
 
 
 def _spool(fileobj: IO[bytes]) -> tuple[tempfile.SpooledTemporaryFile[bytes], str, int]:
@@ -417,7 +418,7 @@ def document_delete(*, document: Document, user: Any = None) -> None:
         document_retire(document=document)
     if file_name:
         storage.delete(file_name)
-    indexes.indexes_remove(collection_id=collection_id, ids=chunk_ids)
+    vector_store().remove(collection_id=collection_id, ids=chunk_ids)
 
 
 def document_retire(*, document: Document, replaced_by_id: int | None = None) -> None:

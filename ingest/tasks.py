@@ -13,7 +13,8 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from ingest import claims, indexes, pipeline
+from ingest import claims, pipeline
+from ingest.vector_store import vector_store
 
 _PROCESSING: dict[str, Any] = {
     "acks_late": True,
@@ -50,4 +51,4 @@ def sweep_documents() -> dict[str, int]:
 @shared_task(ignore_result=True, acks_late=True)
 def rebuild_indexes(collection_id: int) -> int:
     """Rebuild a collection's indexes from the database (on the index queue, beside uploads)."""
-    return indexes.indexes_rebuild(collection_id=collection_id)
+    return vector_store().rebuild(collection_id=collection_id)

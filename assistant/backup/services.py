@@ -326,12 +326,12 @@ def _restore_secret_key(source: Path) -> bool:
 
 def _rebuild_indexes() -> dict[str, int]:
     """Drop every index file and derive each collection's FAISS and BM25 indexes from the database."""
-    from ingest import indexes
     from ingest.models import Collection
+    from ingest.vector_store import vector_store
 
     index_dir = Path(settings.INDEX_DIR)
     index_dir.mkdir(parents=True, exist_ok=True)
     for stale in index_dir.glob("collection-*"):
         if stale.is_file() and stale.suffix != ".lock":
             stale.unlink()  # an index of the replaced database, maybe of a collection gone now
-    return {c.name: indexes.indexes_rebuild(collection_id=c.pk) for c in Collection.objects.order_by("pk")}
+    return {c.name: vector_store().rebuild(collection_id=c.pk) for c in Collection.objects.order_by("pk")}

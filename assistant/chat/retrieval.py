@@ -8,7 +8,9 @@ hidden documents' chunks inside the index scan itself, and checks every hit agai
 the database (the chunk still exists, belongs to one of those collections, its
 document is ready and not hidden) before it is returned.
 
-Kinds: ``dense`` (FAISS cosine), ``lexical`` (BM25, ``ingest.lexical``), ``hybrid``
+The searches go through the configured engine (``ingest.vector_store``: FAISS and BM25
+files, or pgvector and PostgreSQL's full-text search). Kinds: ``dense`` (cosine), ``lexical``
+(BM25 with FAISS, ``ts_rank_cd`` with pgvector), ``hybrid``
 (both, fused; the default), ``rerank`` (hybrid candidates reordered by a cross-encoder
 an admin configures). Every passage carries ``relevance``, the cosine of the question and
 its stored embedding, so one threshold means the same whichever kind found it.
@@ -16,21 +18,19 @@ its stored embedding, so one threshold means the same whichever kind found it.
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 from django.conf import settings
 
 from assistant.accounts.scope import Scope
 from assistant.ops.metrics import stage_timer
-from ingest import index, indexes, lexical
+from ingest import index
 from ingest.models import Chunk
-
-T = TypeVar("T")
+from ingest.vector_store import vector_store
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,6 @@ class Passage:
 
 class Retriever(Protocol):
     def retrieve(self, query: str, *, k: int) -> list[Passage]: ...
-
-
-def _searched(collection_id: int, search: Callable[[], T]) -> T:
-    """The indexes are caches: a missing or unreadable file is rebuilt by the index module itself."""
-    return indexes.indexes_searched(collection_id=collection_id, search=search)
 
 
 def _query_vector(query: str) -> np.ndarray:
@@ -95,32 +90,7 @@ class DenseRetriever:
         with stage_timer("vector"):
             if self.scope.document_ids is not None:
                 return _document_dense_hits(self.scope, vector, k=k)
-            return _hits_per_collection(
-                self.scope,
-                hidden,
-                lambda collection_id, exclude: index.index_search(
-                    collection_id=collection_id, vector=vector, k=k, exclude=exclude
-                ),
-            )
-
-
-def _hits_per_collection(
-    scope: Scope,
-    hidden: Mapping[int, list[int]] | None,
-    search: Callable[[int, Sequence[int]], list[index.Hit]],
-) -> list[index.Hit]:
-    """``search(collection_id, exclude)`` over each collection of ``scope``, best first.
-
-    ``hidden``: ``Scope.hidden_chunk_ids()``, if the caller already has it (hybrid
-    retrieval looks it up once for both engines). Each search over-fetches: hits of
-    deleted or not-yet-ready documents are dropped later.
-    """
-    hidden = scope.hidden_chunk_ids() if hidden is None else hidden
-    hits: list[index.Hit] = []
-    for collection_id in scope.collection_ids:
-        hits.extend(_searched(collection_id, functools.partial(search, collection_id, hidden.get(collection_id, ()))))
-    hits.sort(key=lambda h: h.score, reverse=True)
-    return hits
+            return vector_store().dense_search(scope=self.scope, vector=vector, k=k, hidden=hidden)
 
 
 # A scope narrowed to a few documents is searched by scoring those documents' chunks
@@ -137,20 +107,10 @@ def _document_dense_hits(scope: Scope, vector: np.ndarray, *, k: int) -> list[in
 def _document_lexical_hits(
     scope: Scope, query: str, *, k: int, hidden: Mapping[int, list[int]] | None
 ) -> list[index.Hit]:
-    hidden = scope.hidden_chunk_ids() if hidden is None else hidden
-    hits: list[index.Hit] = []
-    for collection_id, chunk_ids in scope.document_chunk_ids().items():
-        scores = _searched(
-            collection_id,
-            functools.partial(
-                lexical.lexical_scores,
-                collection_id=collection_id,
-                query=query,
-                chunk_ids=chunk_ids,
-                exclude=hidden.get(collection_id, ()),
-            ),
-        )
-        hits.extend(index.Hit(chunk_id=c, score=s) for c, s in scores.items() if s > 0)
+    scores = vector_store().lexical_scores(
+        scope=scope, query=query, chunk_ids=scope.document_chunk_ids(), hidden=hidden
+    )
+    hits = [index.Hit(chunk_id=c, score=s) for c, s in scores.items() if s > 0]
     hits.sort(key=lambda h: (-h.score, h.chunk_id))
     return hits[:k]
 
@@ -174,13 +134,7 @@ class LexicalRetriever:
         with stage_timer("lexical"):
             if self.scope.document_ids is not None:
                 return _document_lexical_hits(self.scope, query, k=k, hidden=hidden)
-            return _hits_per_collection(
-                self.scope,
-                hidden,
-                lambda collection_id, exclude: lexical.lexical_search(
-                    collection_id=collection_id, query=query, k=k, exclude=exclude
-                ),
-            )
+            return vector_store().lexical_search(scope=self.scope, query=query, k=k, hidden=hidden)
 
 
 def fuse(
@@ -318,22 +272,12 @@ class HybridRetriever:
         return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows, hidden))
 
     def _bm25(self, query: str, rows: dict[int, Chunk], hidden: Mapping[int, list[int]]) -> dict[int, float]:
-        scores: dict[int, float] = {}
         by_collection: dict[int, list[int]] = {}
         for chunk_id, chunk in rows.items():
             by_collection.setdefault(chunk.collection_id, []).append(chunk_id)
         with stage_timer("lexical"):
-            for collection_id, chunk_ids in by_collection.items():
-                # With the statistics of the same visible chunks the lexical search ranked.
-                scores.update(
-                    lexical.lexical_scores(
-                        collection_id=collection_id,
-                        query=query,
-                        chunk_ids=chunk_ids,
-                        exclude=hidden.get(collection_id, ()),
-                    )
-                )
-        return scores
+            # With the statistics of the same visible chunks the lexical search ranked.
+            return vector_store().lexical_scores(scope=self.scope, query=query, chunk_ids=by_collection, hidden=hidden)
 
 
 class RerankRetriever:

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from ingest import indexes
 from ingest.management.selection import selected_collections
+from ingest.vector_store import vector_store
 
 
 class Command(BaseCommand):
@@ -18,5 +18,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         for collection in selected_collections(options["collection"]):
-            size = indexes.indexes_rebuild(collection_id=collection.pk)
+            size = vector_store().rebuild(collection_id=collection.pk)
             self.stdout.write(f"{collection.name}: {size} vectors")

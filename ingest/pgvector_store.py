@@ -1,0 +1,341 @@
+"""The scale-out engine: passages' vectors and words searched inside PostgreSQL (pgvector).
+
+One side table, ``ingest_chunk_vector``, holds for each ready chunk its collection and
+document (copied from the chunk, so that the scope's filter needs no join), its
+embedding as ``halfvec(<model dimensions>)`` under an HNSW index (inner product: the
+stored embeddings are L2-normalised, so it orders as cosine, as FAISS does), and its
+indexed text as a ``tsvector`` (English configuration) under a GIN index.
+
+Why a side table created by ``manage.py vectors setup`` rather than a column added by a
+migration: the ``vector`` extension exists only where an admin installed pgvector, and
+the same migrations must run on SQLite and on a PostgreSQL without it. The table is
+created (idempotently) by that command, and after every ``migrate`` when
+``VECTOR_STORE=pgvector``; Django's models and migrations never mention it.
+
+Rows follow the chunks inside the same transaction: a writer inserts them in the
+transaction that stores the chunks, and a trigger on ``ingest_chunk`` deletes a
+chunk's row with it (a deleted document, a replaced version, a deleted collection),
+so a delete is immediate and a rollback leaves no orphan. A trigger rather than a
+foreign key: Django's test flush truncates ``ingest_chunk`` and would refuse while a
+table it does not know referenced it; a second trigger empties the side table then.
+
+Searches filter inside the index scan: ``collection_id = ANY(readable collections)``
+and ``document_id <> ALL(hidden documents)`` from the asker's ``Scope``, so a restricted
+passage is never a candidate. With ``hnsw.iterative_scan = relaxed_order`` (pgvector
+0.8) the HNSW scan goes on past filtered-out rows until it has ``k``; when it still
+returns fewer (a very selective scope, or the scan's tuple budget spent), the same
+filter is searched exactly, which is cheap precisely because so few rows pass it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.db import connection, transaction
+
+from ingest.index import Hit
+
+if TYPE_CHECKING:
+    from assistant.accounts.scope import Scope
+
+logger = logging.getLogger(__name__)
+
+TABLE = "ingest_chunk_vector"
+# Iterative index scans arrived in pgvector 0.8.
+MIN_VERSION = (0, 8)
+# HNSW's candidate list: at least this, and twice the hits asked for, up to pgvector's
+# limit (the iterative scan goes on past it for a larger k).
+EF_SEARCH_MIN = 100
+EF_SEARCH_MAX = 1000
+WRITE_BATCH = 500
+# The query as an OR of its words (a question's words are rarely all in one passage),
+# stemmed and stop-worded by the English configuration the column was built with, and
+# the same words as a list, to count how many of them a passage holds.
+_QUERY = (
+    "SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS q, "
+    "tsvector_to_array(to_tsvector('english', %s)) AS lexemes"
+)
+# A passage holding more of the question's distinct words ranks first (ts_rank_cd alone
+# let a short passage repeating one word beat one holding all of them); ts_rank_cd
+# (normalisation 1: divided by 1 + log(length)), mapped into [0, 1), orders within.
+_RANK = (
+    "((SELECT count(*) FROM unnest(q.lexemes) AS l WHERE words @@ plainto_tsquery('simple', l)) "
+    "+ ts_rank_cd(words, q.q, 1) / (1 + ts_rank_cd(words, q.q, 1)))"
+)
+
+
+class PgvectorUnavailable(Exception):
+    """The database cannot hold the vectors (not PostgreSQL, no pgvector, too old, not set up)."""
+
+
+def _literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+def pgvector_version() -> tuple[int, ...] | None:
+    """The pgvector version this database can install (None: not PostgreSQL, or no pgvector)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return tuple(int(part) for part in str(row[0]).split(".") if part.isdigit())
+
+
+def _dimensions() -> int:
+    """The width of the stored embeddings (the configured model's, when nothing is stored yet)."""
+    from ingest.models import Chunk
+
+    stored = Chunk.objects.values_list("embedding", flat=True).first()
+    if stored:
+        return len(bytes(stored)) // 4
+    from ingest.embedding import dimensions
+
+    return dimensions()
+
+
+def table_dimensions() -> int | None:
+    """The width of the side table's vectors (None: no table)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.atttypmod FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
+            [TABLE],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def pgvector_setup(*, dimensions: int | None = None) -> int:
+    """Create the extension, the side table, its indexes and triggers if missing. Returns the width.
+
+    Raises ``PgvectorUnavailable`` with what to do when the database cannot hold them.
+    """
+    version = pgvector_version()
+    if version is None:
+        raise PgvectorUnavailable(
+            "VECTOR_STORE=pgvector needs PostgreSQL with the pgvector extension installed "
+            f"(this database: {connection.vendor}, no 'vector' extension available)."
+        )
+    if version < MIN_VERSION:
+        raise PgvectorUnavailable(f"pgvector {'.'.join(map(str, version))} is too old: 0.8 or newer is needed.")
+    width = dimensions or _dimensions()
+    existing = table_dimensions()
+    if existing is not None and existing != width:
+        raise PgvectorUnavailable(
+            f"{TABLE} holds {existing}-dimension vectors but the embeddings have {width}: "
+            "run `manage.py vectors setup --recreate`, then `manage.py vectors migrate --to pgvector`."
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        cursor.execute(
+            f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+                chunk_id bigint PRIMARY KEY,
+                collection_id bigint NOT NULL,
+                document_id bigint NOT NULL,
+                embedding halfvec({int(width)}) NOT NULL,
+                words tsvector NOT NULL
+            )"""
+        )
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_hnsw ON {TABLE} USING hnsw (embedding halfvec_ip_ops)")
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_words ON {TABLE} USING gin (words)")
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_scope ON {TABLE} (collection_id, document_id)")
+        cursor.execute(
+            f"""CREATE OR REPLACE FUNCTION {TABLE}_follow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM {TABLE} v USING gone WHERE v.chunk_id = gone.id;
+                RETURN NULL;
+            END $$"""
+        )
+        cursor.execute(
+            f"""CREATE OR REPLACE FUNCTION {TABLE}_follow_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                TRUNCATE {TABLE};
+                RETURN NULL;
+            END $$"""
+        )
+        cursor.execute(
+            f"""CREATE OR REPLACE TRIGGER {TABLE}_delete AFTER DELETE ON ingest_chunk
+            REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_follow_delete()"""
+        )
+        cursor.execute(
+            f"""CREATE OR REPLACE TRIGGER {TABLE}_truncate AFTER TRUNCATE ON ingest_chunk
+            FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_follow_truncate()"""
+        )
+    return width
+
+
+def pgvector_teardown() -> None:
+    """Drop the side table and its triggers (the extension stays: other databases' objects may use it)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS {TABLE}_delete ON ingest_chunk")
+        cursor.execute(f"DROP TRIGGER IF EXISTS {TABLE}_truncate ON ingest_chunk")
+        cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_delete()")
+        cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_truncate()")
+
+
+def _ready() -> None:
+    if connection.vendor != "postgresql" or table_dimensions() is None:
+        raise PgvectorUnavailable(
+            f"VECTOR_STORE=pgvector but this database has no {TABLE} table: run `manage.py vectors setup`."
+        )
+
+
+def _scope_filter(scope: Scope) -> tuple[str, list[Any]]:
+    """The scope as SQL on the side table's own columns (usable inside an index scan)."""
+    sql = "collection_id = ANY(%s) AND NOT (document_id = ANY(%s))"
+    params: list[Any] = [list(scope.collection_ids), sorted(scope.hidden_document_ids)]
+    if scope.document_ids is not None:
+        sql += " AND document_id = ANY(%s)"
+        params.append(sorted(scope.document_ids))
+    return sql, params
+
+
+class PgvectorStore:
+    """Vectors and words in PostgreSQL; the scope filtered inside each scan."""
+
+    name = "pgvector"
+
+    def dense_search(
+        self, *, scope: Scope, vector: np.ndarray, k: int, hidden: Mapping[int, list[int]] | None = None
+    ) -> list[Hit]:
+        if not scope.collection_ids or k <= 0:
+            return []
+        _ready()
+        where, params = _scope_filter(scope)
+        literal = _literal(vector)
+        query = (
+            f"SELECT chunk_id, -(embedding <#> %s::halfvec) FROM {TABLE} WHERE {where} "
+            "ORDER BY (embedding <#> %s::halfvec){exact} LIMIT %s"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * k))
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+            cursor.execute(query.format(exact=""), [literal, *params, literal, k])
+            rows = cursor.fetchall()
+            if len(rows) < k:
+                # Adding zero hides the ordering from the HNSW index: an exact search of
+                # the few rows the filter lets through (see the module's docstring).
+                cursor.execute(query.format(exact=" + 0"), [literal, *params, literal, k])
+                rows = cursor.fetchall()
+        hits = [Hit(chunk_id=int(c), score=float(s)) for c, s in rows]
+        # relaxed_order may return neighbours slightly out of order.
+        hits.sort(key=lambda h: (-h.score, h.chunk_id))
+        return hits
+
+    def lexical_search(
+        self, *, scope: Scope, query: str, k: int, hidden: Mapping[int, list[int]] | None = None
+    ) -> list[Hit]:
+        if not scope.collection_ids or k <= 0 or not query.strip():
+            return []
+        _ready()
+        where, params = _scope_filter(scope)
+        sql = (
+            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} AS rank FROM {TABLE}, q "
+            f"WHERE words @@ q.q AND {where} ORDER BY rank DESC, chunk_id LIMIT %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [query, query, *params, k])
+            return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
+
+    def lexical_scores(
+        self,
+        *,
+        scope: Scope,
+        query: str,
+        chunk_ids: Mapping[int, Sequence[int]],
+        hidden: Mapping[int, list[int]] | None = None,
+    ) -> dict[int, float]:
+        wanted = [c for ids in chunk_ids.values() for c in ids]
+        scores = dict.fromkeys(wanted, 0.0)
+        if not wanted or not query.strip():
+            return scores
+        _ready()
+        where, params = _scope_filter(scope)
+        sql = (
+            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} FROM {TABLE}, q "
+            f"WHERE chunk_id = ANY(%s) AND words @@ q.q AND {where}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [query, query, wanted, *params])
+            scores.update({int(c): float(s) for c, s in cursor.fetchall()})
+        return scores
+
+    def upsert(
+        self,
+        *,
+        collection_id: int,
+        ids: Sequence[int],
+        vectors: np.ndarray | None,
+        texts: Sequence[str],
+        remove: Sequence[int] = (),
+    ) -> None:
+        """Write in the caller's transaction: the rows commit (or roll back) with the chunks."""
+        _ready()
+        adding = list(ids) if vectors is not None else []
+        if adding and (len(adding) != len(texts) or len(adding) != len(vectors)):  # type: ignore[arg-type]
+            raise ValueError("upsert needs one vector and one text per id.")
+        width = table_dimensions()
+        if adding and vectors is not None and vectors.shape[1] != width:
+            raise PgvectorUnavailable(
+                f"The vectors have {vectors.shape[1]} dimensions but {TABLE} holds {width}: "
+                "run `manage.py vectors setup --recreate`, then `manage.py vectors migrate --to pgvector`."
+            )
+        with transaction.atomic(), connection.cursor() as cursor:
+            stale = [*remove]
+            if stale:
+                cursor.execute(f"DELETE FROM {TABLE} WHERE chunk_id = ANY(%s)", [stale])
+            for start in range(0, len(adding), WRITE_BATCH):
+                batch = slice(start, start + WRITE_BATCH)
+                cursor.execute(
+                    f"""INSERT INTO {TABLE} (chunk_id, collection_id, document_id, embedding, words)
+                    SELECT c.id, c.collection_id, c.document_id, v.embedding::halfvec, to_tsvector('english', v.text)
+                    FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, embedding, text)
+                    JOIN ingest_chunk c ON c.id = v.id
+                    ON CONFLICT (chunk_id) DO UPDATE SET collection_id = EXCLUDED.collection_id,
+                        document_id = EXCLUDED.document_id, embedding = EXCLUDED.embedding, words = EXCLUDED.words""",
+                    [
+                        [int(i) for i in adding[batch]],
+                        [_literal(v) for v in vectors[batch]],  # type: ignore[index]
+                        list(texts[batch]),
+                    ],
+                )
+
+    def remove(self, *, collection_id: int, ids: Sequence[int]) -> None:
+        if ids:
+            self.upsert(collection_id=collection_id, ids=[], vectors=None, texts=[], remove=ids)
+
+    def drop(self, *, collection_id: int) -> None:
+        _ready()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {TABLE} WHERE collection_id = %s", [collection_id])
+
+    def rebuild(self, *, collection_id: int) -> int:
+        """The collection's rows again from the chunks' stored embeddings, in one transaction."""
+        from ingest.embedding import from_bytes
+        from ingest.indexes import _indexed_rows
+
+        _ready()
+        with transaction.atomic():
+            rows = _indexed_rows(collection_id)
+            self.drop(collection_id=collection_id)
+            if rows:
+                self.upsert(
+                    collection_id=collection_id,
+                    ids=[r[0] for r in rows],
+                    vectors=np.vstack([from_bytes(r[2]) for r in rows]),
+                    texts=[r[1] for r in rows],
+                )
+        return len(rows)
+
+    def size(self, *, collection_id: int) -> int:
+        _ready()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE collection_id = %s", [collection_id])
+            return int(cursor.fetchone()[0])

@@ -1,0 +1,252 @@
+"""The pgvector engine against real PostgreSQL with pgvector (``VECTOR_STORE=pgvector``).
+
+These run in the pgvector pass only (``python -m tests.support.pgvector_server``, which
+starts the packaged server and points ``DATABASE_URL`` at it): the other passes' databases
+(SQLite, Debian's PostgreSQL) have no pgvector. That pass also runs the retrieval and
+adversarial leak tests, so they hold on both engines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.db import connection, transaction
+
+from assistant.accounts.models import Role
+from assistant.accounts.scope import Scope
+from assistant.accounts.selectors import read_scope
+from assistant.accounts.services import collection_grant
+from assistant.chat import services as chat
+from assistant.chat.retrieval import DenseRetriever, HybridRetriever, LexicalRetriever
+from ingest import index, pipeline
+from ingest import services as ingest
+from ingest.embedding import embed_query, to_bytes
+from ingest.models import Chunk, Collection, Document
+from ingest.pgvector_store import TABLE, PgvectorStore, table_dimensions
+from ingest.vector_store import vector_store
+from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        django_settings.VECTOR_STORE != "pgvector",
+        reason="the pgvector pass runs these: python -m tests.support.pgvector_server",
+    ),
+]
+
+SECRET = "The merger code name is BLUEHERON and it closes on 14 May."
+HANDBOOK = "Travel meal allowance abroad is 60 euros per day. Trains are booked second class."
+
+
+def rows_of(document_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE document_id = %s", [document_id])
+        return int(cursor.fetchone()[0])
+
+
+def upload(collection: Collection, name: str, text: str, *, groups=()) -> Document:
+    return DocumentFactory.create(
+        collection=collection, name=name, content=text.encode(), groups=groups, processed=True
+    )
+
+
+def synthetic(collection: Collection, name: str, vectors: np.ndarray) -> Document:
+    """A ready document whose chunks carry the given (normalised) vectors, written as the pipeline writes them."""
+    document = DocumentFactory.create(collection=collection, name=name, content=name.encode())
+    with transaction.atomic():
+        chunks = Chunk.objects.bulk_create(
+            Chunk(document=document, collection=collection, ordinal=i, text=f"{name} {i}", embedding=to_bytes(v))
+            for i, v in enumerate(vectors)
+        )
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.READY)
+        vector_store().upsert(
+            collection_id=collection.pk, ids=[c.pk for c in chunks], vectors=vectors, texts=[c.text for c in chunks]
+        )
+    return document
+
+
+def unit(rng: np.random.Generator, n: int, dims: int, *, towards: np.ndarray | None = None, noise: float = 1.0):
+    vectors = rng.standard_normal((n, dims)).astype(np.float32) * noise
+    if towards is not None:
+        vectors += towards
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def only_the_hnsw_index() -> None:
+    """For the rest of this test's transaction, the planner may order rows only through the HNSW index."""
+    with connection.cursor() as cursor:
+        for switch in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            cursor.execute(f"SET LOCAL {switch} = off")
+
+
+def test_the_table_holds_vectors_as_wide_as_the_model() -> None:
+    from ingest.embedding import dimensions
+
+    assert table_dimensions() == dimensions()
+
+
+def test_a_restricted_nearest_neighbour_is_never_returned_even_through_a_selective_filter() -> None:
+    """The hidden document holds the query's 600 nearest neighbours; the asker may read 12 far ones.
+
+    HNSW alone would find only hidden rows in its candidate list and return nothing after
+    filtering; the iterative scan goes on until it has ``k`` readable rows.
+    """
+    rng = np.random.default_rng(7)
+    dims = table_dimensions() or 384
+    query = unit(rng, 1, dims)[0]
+    company, other = CollectionFactory.create(name="Company"), CollectionFactory.create(name="Other")
+    secret = synthetic(company, "secret", unit(rng, 600, dims, towards=query * 3, noise=0.3))
+    synthetic(other, "elsewhere", unit(rng, 300, dims, towards=query * 3, noise=0.3))
+    far = unit(rng, 12, dims)
+    visible = synthetic(company, "visible", far)
+    scope = Scope.of([company.pk], hidden_document_ids=[secret.pk])
+    only_the_hnsw_index()
+
+    hits = PgvectorStore().dense_search(scope=scope, vector=query, k=10)
+
+    expected_order = np.argsort(-(far @ query))[:10]
+    chunk_ids = list(visible.chunks.order_by("ordinal").values_list("pk", flat=True))
+    assert [h.chunk_id for h in hits] == [chunk_ids[i] for i in expected_order]
+    # The control: whoever may see the secret gets its passages first.
+    seen = PgvectorStore().dense_search(scope=Scope.of([company.pk]), vector=query, k=10)
+    assert set(Chunk.objects.filter(pk__in=[h.chunk_id for h in seen]).values_list("document_id", flat=True)) == {
+        secret.pk
+    }
+
+
+def test_the_search_is_an_hnsw_index_scan_with_the_scope_inside_it() -> None:
+    rng = np.random.default_rng(3)
+    dims = table_dimensions() or 384
+    company = CollectionFactory.create(name="Company")
+    synthetic(company, "some", unit(rng, 50, dims))
+    only_the_hnsw_index()
+    with connection.cursor() as cursor:
+        literal = "[" + ",".join(["0.05"] * dims) + "]"
+        cursor.execute(
+            f"EXPLAIN SELECT chunk_id FROM {TABLE} WHERE collection_id = ANY(%s) AND NOT (document_id = ANY(%s)) "
+            "ORDER BY embedding <#> %s::halfvec LIMIT 10",
+            [[company.pk], [1], literal],
+        )
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert f"{TABLE}_hnsw" in plan
+    assert "Filter" in plan
+
+
+def test_restricted_passages_are_never_candidates_for_any_kind_and_the_control_finds_them() -> None:
+    staff, board = GroupFactory.create(name="staff"), GroupFactory.create(name="board")
+    bob, alice = UserFactory.create(username="bob"), UserFactory.create(username="alice")
+    bob.groups.add(staff)
+    alice.groups.add(staff, board)
+    company = CollectionFactory.create(name="Company")
+    collection_grant(collection=company, group=staff, role=Role.READ)
+    upload(company, "handbook.txt", HANDBOOK)
+    merger = upload(company, "merger.txt", SECRET, groups=[board])
+    for user, sees in ((bob, False), (alice, True)):
+        scope = read_scope(user=user, collections=[company])
+        for retriever in (DenseRetriever(scope=scope), LexicalRetriever(scope=scope), HybridRetriever(scope=scope)):
+            found = {p.document_id for p in retriever.retrieve("merger code name BLUEHERON", k=50)}
+            assert (merger.pk in found) is sees, (user.username, type(retriever).__name__)
+        passages = chat.passages_retrieve(user=user, collection=company, query="BLUEHERON", k=50)
+        assert any("BLUEHERON" in p.text for p in passages) is sees
+
+
+def test_a_document_is_searchable_once_its_chunks_commit_and_its_rows_match_them() -> None:
+    company = CollectionFactory.create(name="Company")
+    handbook = upload(company, "handbook.txt", HANDBOOK)
+    assert rows_of(handbook.pk) == handbook.chunks.count() > 0
+
+
+def test_rows_written_in_a_rolled_back_transaction_are_gone_with_it() -> None:
+    company = CollectionFactory.create(name="Company")
+    document = DocumentFactory.create(collection=company, name="draft.txt", content=b"draft")
+    dims = table_dimensions() or 384
+    with pytest.raises(RuntimeError), transaction.atomic():
+        chunk = Chunk.objects.create(document=document, collection=company, ordinal=0, text="draft", embedding=b"")
+        vector_store().upsert(
+            collection_id=company.pk, ids=[chunk.pk], vectors=np.ones((1, dims)) / dims**0.5, texts=["draft"]
+        )
+        assert rows_of(document.pk) == 1
+        raise RuntimeError("the chunks' transaction fails")
+    assert rows_of(document.pk) == 0
+
+
+def test_a_deleted_document_is_gone_from_the_index_at_once() -> None:
+    company = CollectionFactory.create(name="Company")
+    merger = upload(company, "merger.txt", SECRET)
+    scope = Scope.of([company.pk])
+    assert {h.chunk_id for h in vector_store().lexical_search(scope=scope, query="BLUEHERON", k=5)}
+    with transaction.atomic():
+        ingest.document_retire(document=merger)  # the delete's transaction, before any index upkeep
+        assert rows_of(merger.pk) == 0
+        assert vector_store().lexical_search(scope=scope, query="BLUEHERON", k=5) == []
+        assert vector_store().dense_search(scope=scope, vector=embed_query("merger code name"), k=5) == []
+
+
+def test_a_new_version_replaces_the_old_ones_rows() -> None:
+    company = CollectionFactory.create(name="Company")
+    old = upload(company, "merger.txt", SECRET)
+    newer = DocumentFactory.create(
+        collection=company, name="merger.txt", content=b"The merger code name is now GREYHERON."
+    )
+    assert newer.supersedes_id == old.pk
+    pipeline.documents_process_here(document_ids=[newer.pk])
+    assert rows_of(old.pk) == 0
+    assert rows_of(newer.pk) == newer.chunks.count() > 0
+    scope = Scope.of([company.pk])
+    assert vector_store().lexical_search(scope=scope, query="BLUEHERON", k=5) == []
+    found = vector_store().lexical_search(scope=scope, query="GREYHERON", k=5)
+    assert {Chunk.objects.get(pk=h.chunk_id).document_id for h in found} == {newer.pk}
+
+
+def test_a_deleted_collection_leaves_no_rows() -> None:
+    company = CollectionFactory.create(name="Company")
+    handbook = upload(company, "handbook.txt", HANDBOOK)
+    ingest.collection_delete(collection=company)
+    assert rows_of(handbook.pk) == 0
+
+
+def test_migrate_moves_an_instance_between_engines_without_embedding(settings, monkeypatch) -> None:
+    settings.VECTOR_STORE = "faiss"
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)
+    upload(company, "merger.txt", SECRET)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE}")
+        assert cursor.fetchone()[0] == 0  # FAISS wrote files only
+    scope = Scope.of([company.pk])
+    vector = embed_query("merger code name")
+    with_faiss = [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)]
+    assert with_faiss
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("moving between engines must not embed anything")
+
+    monkeypatch.setattr("ingest.embedding.embed_texts", refuse)
+    call_command("vectors", "migrate", "--to", "pgvector")
+    settings.VECTOR_STORE = "pgvector"
+    assert not index.index_path(company.pk).exists()
+    assert PgvectorStore().size(collection_id=company.pk) == Chunk.objects.filter(collection=company).count()
+    # The same passages, the best first (halfvec rounds the scores in their fourth digit).
+    with_pgvector = [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)]
+    assert (with_pgvector[0], set(with_pgvector)) == (with_faiss[0], set(with_faiss))
+
+    call_command("vectors", "migrate", "--to", "faiss")
+    settings.VECTOR_STORE = "faiss"
+    assert Path(index.index_path(company.pk)).exists()
+    assert PgvectorStore().size(collection_id=company.pk) == 0
+    assert [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)] == with_faiss
+
+
+def test_setup_is_idempotent_and_status_counts_both_engines(capsys) -> None:
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)
+    call_command("vectors", "setup")
+    call_command("vectors", "status")
+    out = capsys.readouterr().out
+    assert "ready for" in out
+    assert "VECTOR_STORE=pgvector" in out
+    assert f"Company: faiss 0, pgvector {Chunk.objects.filter(collection=company).count()}" in out
