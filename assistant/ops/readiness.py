@@ -2,11 +2,11 @@
 
 ``/healthz`` only says the process is alive; ``/readyz`` asks every part the product
 depends on, each within ``READYZ_TIMEOUT_S``: the database, the Celery broker, the
-language model servers (each one's state), the embedding server or the embedding model's
-folder when one is configured, and the
-index folder (it must exist and be writable: every upload writes there; a full disk
-fails here, named). Index files whose header and length disagree (truncated) are
-named in the index check's detail without failing it: the next search rebuilds them.
+language model servers (each one's state), the embedding server or the embedding
+model's folder when one is configured, and the index folder (it must exist and be
+writable: every upload writes there; a full disk fails here, named). Index files
+whose header and length disagree (truncated) are named in the index check's detail
+without failing it: the next search rebuilds them.
 The checks run side by side, so the whole answer takes about the slowest one.
 """
 
