@@ -350,6 +350,17 @@ EMBEDDING_BACKEND = env.str("EMBEDDING_BACKEND", default="auto")
 EMBEDDING_PRECISION = env.str("EMBEDDING_PRECISION", default="auto")
 # The model exported to ONNX (for onnx and openvino), keyed by a digest of the model's files.
 EMBEDDING_CACHE_DIR = Path(env.str("EMBEDDING_CACHE_DIR", default=str(DATA_DIR / "models"))).resolve()
+# An OpenAI-compatible /v1/embeddings server (vLLM --runner pooling, Text Embeddings
+# Inference, Infinity) embeds instead of each process (ingest/embedding_server.py):
+# workers then load no torch. It must serve the model of EMBEDDING_MODEL_PATH (or the
+# packaged one), whose folder still gives the tokenizer and the dimension.
+EMBEDDING_BASE_URL = env.str("EMBEDDING_BASE_URL", default="")
+# The model name the server serves; empty: the model folder's name (all-MiniLM-L6-v2).
+EMBEDDING_SERVER_MODEL = env.str("EMBEDDING_SERVER_MODEL", default="")
+EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="")
+EMBEDDING_SERVER_TIMEOUT_S = env.float("EMBEDDING_SERVER_TIMEOUT_S", default=60.0)
+# Further tries of a batch after a connection error, a timeout or a 5xx (0.5 s, 1 s, 2 s, ... apart).
+EMBEDDING_SERVER_RETRIES = env.int("EMBEDDING_SERVER_RETRIES", default=3)
 # The packaged model reads 256 word pieces and silently drops the rest. Chunks hold at
 # most this many, the context line and heading counted in; 0 sizes them to the model's
 # whole window (its max_seq_length less the two special tokens: 254 here). 200 is the
@@ -364,7 +375,16 @@ CHUNK_DOCUMENT_CONTEXT = env.bool("CHUNK_DOCUMENT_CONTEXT", default=True)
 # without it ``manage.py serve`` starts the packaged SmolLM2 on llama.cpp locally.
 LLM_LOCAL_PORT = env.int("LLM_LOCAL_PORT", default=8765)
 LLM_EMBEDDED = not env.str("LLM_BASE_URL", default="")
-LLM_BASE_URL = env.str("LLM_BASE_URL", default=f"http://127.0.0.1:{LLM_LOCAL_PORT}/v1")
+# Several servers of the same model, comma-separated: each answer goes to the healthy one
+# with the fewest answers in flight (assistant/chat/llm_pool.py). LLM_BASE_URL is the first.
+LLM_BASE_URLS = [
+    url.strip()
+    for url in env.str("LLM_BASE_URL", default=f"http://127.0.0.1:{LLM_LOCAL_PORT}/v1").split(",")
+    if url.strip()
+] or [f"http://127.0.0.1:{LLM_LOCAL_PORT}/v1"]
+LLM_BASE_URL = LLM_BASE_URLS[0]
+# Seconds a server taken out after a failure waits before its health probe is tried again.
+LLM_RETRY_DOWN_AFTER_S = env.float("LLM_RETRY_DOWN_AFTER_S", default=10.0)
 LLM_MODEL = env.str("LLM_MODEL", default="smollm2-135m-instruct")
 LLM_API_KEY = env.str("LLM_API_KEY", default="")
 LLM_GGUF_PATH = env.str("LLM_GGUF_PATH", default="")  # empty: the packaged SmolLM2

@@ -16,6 +16,10 @@ searched with queries embedded by another.
 
 ``EMBEDDING_PRECISION`` (``auto``, ``fp32``, ``bf16``), the older setting, still works:
 ``fp32`` and ``bf16`` name ``torch-fp32`` and ``torch-bf16``.
+
+``EMBEDDING_BASE_URL`` moves embedding out of the process to an OpenAI-compatible
+server (``ingest/embedding_server.py``): the backend is then ``server``, torch is never
+imported, and token counting and the dimension come from the model folder's files.
 """
 
 from __future__ import annotations
@@ -94,6 +98,43 @@ def configured_backend() -> str:
     return implied
 
 
+def server_configured() -> bool:
+    """Whether texts are embedded by an ``EMBEDDING_BASE_URL`` server rather than in-process."""
+    return bool(getattr(settings, "EMBEDDING_BASE_URL", ""))
+
+
+@functools.cache
+def _server_for(base_url: str, model: str, api_key: str, folder: str, timeout: float, retries: int) -> Backend:
+    from ingest import embedding_server
+
+    return embedding_server.ServerBackend(
+        base_url=base_url,
+        model=model,
+        api_key=api_key,
+        dimensions=embedding_server.folder_dimensions(Path(folder)),
+        timeout=timeout,
+        retries=retries,
+        truncate=embedding_server.truncator(folder),
+    )
+
+
+def _server() -> Backend:
+    # Keyed by the settings: a changed setting (a test, a reload) gets its own client.
+    return _server_for(
+        settings.EMBEDDING_BASE_URL,
+        settings.EMBEDDING_SERVER_MODEL or model_id(),
+        settings.EMBEDDING_API_KEY,
+        model_path(),
+        float(settings.EMBEDDING_SERVER_TIMEOUT_S),
+        int(settings.EMBEDDING_SERVER_RETRIES),
+    )
+
+
+def server_backend() -> Any:
+    """The ``EMBEDDING_BASE_URL`` backend (an ``embedding_server.ServerBackend``)."""
+    return _server()
+
+
 @functools.cache
 def _load() -> _Loaded:
     from sentence_transformers import SentenceTransformer
@@ -133,6 +174,8 @@ def _load() -> _Loaded:
 def model_forget() -> None:
     """Drop the loaded model: the next use loads it again under the current settings."""
     _load.cache_clear()
+    _server_for.cache_clear()
+    _counting_tokenizer.cache_clear()
 
 
 def get_model() -> SentenceTransformer:
@@ -142,17 +185,23 @@ def get_model() -> SentenceTransformer:
 
 
 def backend_name() -> str:
-    """The backend that embeds in this process (``torch-fp32``, ``onnx``, ...)."""
+    """The backend that embeds in this process (``torch-fp32``, ``onnx``, ..., ``server``)."""
+    if server_configured():
+        return _server().name
     return _load().backend.name
 
 
 def precision() -> Precision:
     """The precision the backend's matrix products run at: ``fp32`` or ``bf16``."""
+    if server_configured():
+        return _server().precision
     return _load().backend.precision
 
 
 def calibration() -> tuple[Trial, ...]:
     """What ``EMBEDDING_BACKEND=auto`` measured at load (empty when a backend was named)."""
+    if server_configured():
+        return ()
     return _load().trials
 
 
@@ -162,12 +211,20 @@ def model_id() -> str:
 
 
 def dimensions() -> int:
+    if server_configured():
+        from ingest.embedding_server import folder_dimensions
+
+        return folder_dimensions(Path(model_path()))
     return int(get_model().get_embedding_dimension() or 0)
 
 
 @functools.cache
 def _counting_tokenizer() -> Any:
     """The model's Rust tokenizer without truncation or padding, for counting."""
+    if server_configured():  # from tokenizer.json: no torch, no model weights
+        from ingest.embedding_server import folder_tokenizer
+
+        return folder_tokenizer(model_path())
     backend = getattr(get_model().tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
@@ -190,6 +247,8 @@ def embed_texts(texts: Sequence[str]) -> np.ndarray:
     """L2-normalised float32 vectors, one row per text (inner product = cosine)."""
     if not texts:
         return np.zeros((0, dimensions()), dtype=np.float32)
+    if server_configured():  # the server batches concurrent requests itself: no lock
+        return _server().encode(texts, batch_size=settings.EMBEDDING_BATCH_SIZE)
     backend = _load().backend
     with _lock:  # one encode at a time: every backend already uses every core
         return backend.encode(texts, batch_size=settings.EMBEDDING_BATCH_SIZE)

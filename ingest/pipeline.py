@@ -61,6 +61,12 @@ def _failure_reason(exc: BaseException) -> str:
     """What a document that failed on an unexpected error is marked with."""
     if disk.caused_by_full_disk(exc):
         return disk.PROCESSING_FAILED
+    from ingest.embedding_server import EmbeddingServerError
+
+    if isinstance(exc, EmbeddingServerError):
+        # Retries with back-off are spent: the document fails with the server named, and
+        # "Process again" in the portal (document_reprocess) runs it once the server is back.
+        return f"{exc}. Process the document again once the embedding server answers."
     return f"Internal error while processing the file: {exc}"
 
 

@@ -27,8 +27,12 @@ class LLMError(Exception):
     """The language model could not answer. The message is safe to show to users (in their language)."""
 
 
+class LLMUnavailable(LLMError):
+    """The server itself failed (unreachable, timed out, a 5xx, cut off): another server may answer."""
+
+
 def _broken_off() -> LLMError:
-    return LLMError(gettext("The language model server broke off its answer before it was complete."))
+    return LLMUnavailable(gettext("The language model server broke off its answer before it was complete."))
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ class LLMClient:
 
     @classmethod
     def from_settings(cls) -> LLMClient:
+        """The configured server's client; with several servers in ``LLM_BASE_URL``, a pooled one over them."""
+        if len(settings.LLM_BASE_URLS) > 1:
+            from assistant.chat.llm_pool import PooledLLMClient
+
+            return PooledLLMClient.from_pool_settings()
         return cls(
             base_url=settings.LLM_BASE_URL,
             model=settings.LLM_MODEL,
@@ -111,7 +120,8 @@ class LLMClient:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
                     reason = _server_message(body)
-                    raise LLMError(
+                    failure = LLMUnavailable if response.status_code >= 500 else LLMError
+                    raise failure(
                         gettext("The language model server refused the request (%(status)s): %(reason)s")
                         % {"status": response.status_code, "reason": reason}
                     )
@@ -148,7 +158,7 @@ class LLMClient:
                 if rest.answer or rest.reasoning:
                     yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning)
         except httpx.ConnectError as exc:
-            raise LLMError(
+            raise LLMUnavailable(
                 gettext(
                     "The language model server at %(url)s is not reachable. "
                     "Ask an administrator to start it or check LLM_BASE_URL."
@@ -156,13 +166,13 @@ class LLMClient:
                 % {"url": self.base_url}
             ) from exc
         except httpx.TimeoutException as exc:
-            raise LLMError(
+            raise LLMUnavailable(
                 gettext("The language model server at %(url)s did not answer in time.") % {"url": self.base_url}
             ) from exc
         except httpx.RemoteProtocolError as exc:  # e.g. a chunked body cut off mid-answer
             raise _broken_off() from exc
         except httpx.HTTPError as exc:
-            raise LLMError(
+            raise LLMUnavailable(
                 gettext("The connection to the language model server failed: %(reason)s") % {"reason": exc}
             ) from exc
 

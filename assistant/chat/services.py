@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
@@ -49,9 +50,12 @@ from assistant.chat.retrieval import (
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
 from assistant.connectors.selectors import source_links
 from assistant.ops.metrics import observe_answer
+from ingest.embedding_server import EmbeddingServerError
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
 from ingest.redaction import StreamRedactor, pii_redact
+
+logger = logging.getLogger(__name__)
 
 # Shown (and stored) in the asker's language: gettext(NOTHING_FOUND) where it is used.
 NOTHING_FOUND = gettext_noop("I could not find anything about this in the documents of this collection.")
@@ -281,6 +285,7 @@ class _Turn:
     low_relevance: bool = False  # the best passage is only weakly related to the question
     citations: list[dict[str, Any]] = field(default_factory=list)
     retrieval_ms: int = 0
+    error: str = ""  # retrieval could not run (the embedding server is down): the answer's error
 
 
 def _history(*, user: Any, conversation_id: int) -> tuple[Conversation, list[Turn]]:
@@ -306,7 +311,13 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
     # same floor: a rewrite that went wrong can add weak passages, never take away the
     # question's own, and the low-relevance warning sees every passage given.
     searched = searched_queries(question=question, query=query)
-    passages = passages_merge(*(_passages_in(scope, query=text, k=k) for text in searched), k=k)
+    error = ""
+    try:
+        passages = passages_merge(*(_passages_in(scope, query=text, k=k) for text in searched), k=k)
+    except EmbeddingServerError as exc:
+        # No passages to answer from: the question is stored with this as its answer's error.
+        logger.warning("Retrieval failed: %s", exc)
+        passages, error = [], gettext("The question could not be searched: %(reason)s") % {"reason": exc}
     retrieval_ms = _ms_since(searching)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
@@ -319,6 +330,7 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
         pending=scope.documents_in_progress(),
         low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
         retrieval_ms=retrieval_ms,
+        error=error,
     )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     # Where a connector found each document (a path, a URL): "open in source".
@@ -456,7 +468,9 @@ async def answer_stream(
     error = ""
     stopped: BaseException | None = None
     first_token_ms: int | None = None
-    if not turn.passages:
+    if turn.error:
+        error = turn.error
+    elif not turn.passages:
         nothing = gettext(NOTHING_FOUND)
         parts.append(nothing)
         first_token_ms = _ms_since(started)

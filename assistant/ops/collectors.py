@@ -1,4 +1,5 @@
-"""Values read at scrape time: documents by status, index files on disk, queue depths.
+"""Values read at scrape time: documents by status, index files on disk, queue depths, and
+with several LLM servers each one's state as the scraped process sees it.
 
 Each is one bounded read (a GROUP BY over the five statuses, one directory listing,
 one ``LLEN`` per queue); a part that cannot be read is left out of that scrape and
@@ -93,6 +94,7 @@ class StateCollector(Collector):
         yield from self._part("documents", self._documents)
         yield from self._part("indexes", self._indexes)
         yield from self._part("queues", self._queues)
+        yield from self._part("llm_servers", self._llm_servers)
         errors = CounterMetricFamily(
             "assistant_scrape_errors", "Parts of the state that could not be read at a scrape.", labels=["part"]
         )
@@ -132,3 +134,23 @@ class StateCollector(Collector):
         for queue, depth in sorted(queue_depths(celery_queues()).items()):
             gauge.add_metric([queue], depth)
         yield gauge
+
+    def _llm_servers(self) -> Iterator[Metric]:
+        """Each LLM server as this process sees it (only with several servers in ``LLM_BASE_URL``)."""
+        if len(settings.LLM_BASE_URLS) < 2:
+            return
+        from assistant.chat.llm_pool import settings_pool
+
+        up = GaugeMetricFamily(
+            "assistant_llm_server_up", "1 while this process sends answers to the LLM server.", labels=["server"]
+        )
+        in_flight = GaugeMetricFamily(
+            "assistant_llm_server_in_flight",
+            "Answers this process is streaming from each LLM server.",
+            labels=["server"],
+        )
+        for state in settings_pool().states():
+            up.add_metric([state.url], 1 if state.up else 0)
+            in_flight.add_metric([state.url], state.in_flight)
+        yield up
+        yield in_flight

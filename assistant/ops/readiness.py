@@ -2,10 +2,11 @@
 
 ``/healthz`` only says the process is alive; ``/readyz`` asks every part the product
 depends on, each within ``READYZ_TIMEOUT_S``: the database, the Celery broker, the
-language model server, the embedding model's folder when one is configured, and the
-index folder (it must exist and be writable: every upload writes there; a full disk
-fails here, named). Index files whose header and length disagree (truncated) are
-named in the index check's detail without failing it: the next search rebuilds them.
+language model servers (each one's state), the embedding server or the embedding
+model's folder when one is configured, and the index folder (it must exist and be
+writable: every upload writes there; a full disk fails here, named). Index files
+whose header and length disagree (truncated) are named in the index check's detail
+without failing it: the next search rebuilds them.
 The checks run side by side, so the whole answer takes about the slowest one.
 """
 
@@ -62,20 +63,49 @@ def _broker(timeout: float) -> str:
     raise RuntimeError(f"no readiness check for the broker scheme {urlsplit(url).scheme!r}")
 
 
-def _llm(timeout: float) -> str:
+def _llm_models(url: str, timeout: float) -> str:
     import httpx
 
     headers = {"Authorization": f"Bearer {settings.LLM_API_KEY}"} if settings.LLM_API_KEY else {}
     # trust_env=False: the same rule as the LLM client, no proxy from the environment.
-    response = httpx.get(
-        f"{settings.LLM_BASE_URL.rstrip('/')}/models", headers=headers, timeout=timeout, trust_env=False
-    )
+    response = httpx.get(f"{url.rstrip('/')}/models", headers=headers, timeout=timeout, trust_env=False)
     response.raise_for_status()
     models = [str(m.get("id")) for m in response.json().get("data", [])]
-    return f"{settings.LLM_BASE_URL} serves {', '.join(models) or 'no model'}"
+    return f"{url} serves {', '.join(models) or 'no model'}"
+
+
+def _llm(timeout: float) -> str:
+    if len(settings.LLM_BASE_URLS) < 2:
+        return _llm_models(settings.LLM_BASE_URL, timeout)
+    # Several servers: each is probed, and the probe takes it out of this process's pool
+    # or brings it back (assistant/chat/llm_pool.py). Ready while one of them answers.
+    from assistant.chat.llm_pool import settings_pool
+
+    pool = settings_pool()
+    parts = []
+    for state in pool.states():
+        try:
+            _llm_models(state.url, timeout)
+        except Exception as exc:
+            pool.mark_down(state.url, f"{type(exc).__name__}: {exc}")
+        else:
+            pool.mark_up(state.url)
+    for state in pool.states():
+        if state.up:
+            parts.append(f"{state.url}: up, {state.in_flight} answers in flight")
+        else:
+            parts.append(f"{state.url}: out ({state.error[:120]})")
+    if not any(state.up for state in pool.states()):
+        raise RuntimeError("no language model server answers: " + "; ".join(parts))
+    return "; ".join(parts)
 
 
 def _embedding(timeout: float) -> str:
+    if settings.EMBEDDING_BASE_URL:
+        # A server embeds: it must answer one text with a vector of the model's dimension.
+        from ingest.embedding import server_backend
+
+        return str(server_backend().health())
     # The embedding model runs inside the workers and the web process (no server):
     # what can be missing is a configured model folder.
     path = settings.EMBEDDING_MODEL_PATH
