@@ -103,7 +103,7 @@ def test_an_untrusted_certificate_stops_before_any_bind(
     _use(directory, uri, start_tls=transport == "starttls", ca=other_ca if trust == "another CA" else None)
     for dn_template in ("", f"uid={{username}},ou=people,{SUFFIX}"):  # service account first, or the user
         directory.LDAP_USER_DN_TEMPLATE = dn_template
-        with pytest.raises(DirectoryUnavailable, match="(?i)certificate verify failed"), Directory() as found:
+        with pytest.raises(DirectoryUnavailable, match=r"(?i)certificate verify failed"), Directory() as found:
             found.authenticate("alice", "alice-directory-pass")
     assert binds == []  # neither the service account's password nor alice's was sent
     refused = Client().post("/accounts/login/", {"username": "alice", "password": "alice-directory-pass"})
