@@ -25,28 +25,15 @@ from assistant.connectors.secrets import CredentialsUnavailable
 from assistant.connectors.sources.folder import mapping_parse
 from assistant.portal import server_connectors
 from assistant.portal.cloud_connectors import FORMS, cloud_connector_settings
+from assistant.portal.connector_fields import GlobFields, form_lines
 from ingest.models import Collection
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-class FolderConnectorForm(forms.Form):
+class FolderConnectorForm(GlobFields):
     name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
     path = forms.CharField(label=gettext_lazy("Folder (an absolute path on the server)"), max_length=1000)
-    include = forms.CharField(
-        label=gettext_lazy("Include (one glob per line; empty: everything)"), required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-    )  # fmt: skip
-    exclude = forms.CharField(
-        label=gettext_lazy("Exclude (one glob per line)"), required=False, widget=forms.Textarea(attrs={"rows": 2})
-    )
-    groups = forms.CharField(
-        label=gettext_lazy("Who reads what (GLOB=GROUP,GROUP or GLOB=* per line; other files: managers only)"),
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
-    )  # fmt: skip
     every = forms.IntegerField(label=gettext_lazy("Sync every (minutes; 0: only when asked)"), min_value=0, initial=60)
+    field_order = ["name", "path", "include", "exclude", "groups", "every"]
 
 
 class HttpConnectorForm(forms.Form):
@@ -119,8 +106,8 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
     data = form.cleaned_data
     try:
         settings = {
-            "path": data["path"], "include": _lines(data["include"]), "exclude": _lines(data["exclude"]),
-            "groups": mapping_parse(_lines(data["groups"])),
+            "path": data["path"], "include": form_lines(data["include"]), "exclude": form_lines(data["exclude"]),
+            "groups": mapping_parse(form_lines(data["groups"])),
         }  # fmt: skip
         connector = services.connector_add(
             collection=collection, kind="folder", name=data["name"], settings=settings,
@@ -165,12 +152,12 @@ def connector_add_http(request: HttpRequest, collection_id: int) -> HttpResponse
         messages.error(request, _("The connector needs a name, a type, a URL and a schedule."))
         return redirect("portal:collection", collection_id=collection.pk)
     data = form.cleaned_data
-    urls = _lines(data["urls"])
+    urls = form_lines(data["urls"])
     try:
         settings = {
             "start_urls": urls, "url": urls[0] if urls else "", "sitemap": data["sitemap"], "depth": data["depth"],
-            "max_pages": data["max_pages"], "username": data["username"], "include": _lines(data["include"]),
-            "exclude": _lines(data["exclude"]), "groups": mapping_parse(_lines(data["groups"])),
+            "max_pages": data["max_pages"], "username": data["username"], "include": form_lines(data["include"]),
+            "exclude": form_lines(data["exclude"]), "groups": mapping_parse(form_lines(data["groups"])),
         }  # fmt: skip
         connector = services.connector_add(
             collection=collection, kind=data["kind"], name=data["name"], settings=settings,

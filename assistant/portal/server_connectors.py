@@ -19,11 +19,8 @@ from django.utils.translation import gettext_lazy
 from assistant.connectors import services
 from assistant.connectors.secrets import CredentialsUnavailable
 from assistant.connectors.sources.folder import mapping_parse
+from assistant.portal.connector_fields import GlobFields, form_lines
 from ingest.models import Collection
-
-
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 class _ServerForm(forms.Form):
@@ -62,35 +59,24 @@ class ImapConnectorForm(_ServerForm):
     def settings(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
-            **super().settings(), "security": data["security"], "folders": _lines(data["folders"]),
-            "groups": mapping_parse(_lines(data["groups"])),
+            **super().settings(), "security": data["security"], "folders": form_lines(data["folders"]),
+            "groups": mapping_parse(form_lines(data["groups"])),
         }  # fmt: skip
 
 
-class SmbConnectorForm(_ServerForm):
+class SmbConnectorForm(_ServerForm, GlobFields):
     kind = "smb"
     title = gettext_lazy("Add an SMB share connector (no mount needed)")
     share = forms.CharField(label=gettext_lazy("Share"), max_length=255)
     path = forms.CharField(label=gettext_lazy("Folder inside the share (empty: all of it)"), required=False,
                            max_length=1000)  # fmt: skip
-    include = forms.CharField(
-        label=gettext_lazy("Include (one glob per line; empty: everything)"), required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-    )  # fmt: skip
-    exclude = forms.CharField(
-        label=gettext_lazy("Exclude (one glob per line)"), required=False, widget=forms.Textarea(attrs={"rows": 2})
-    )
-    groups = forms.CharField(
-        label=gettext_lazy("Who reads what (GLOB=GROUP,GROUP or GLOB=* per line; other files: managers only)"),
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
-    )  # fmt: skip
     field_order = ["name", "host", "port", "share", "path", "user", "password", "include", "exclude", "groups"]
 
     def settings(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
-            **super().settings(), "share": data["share"], "path": data["path"], "include": _lines(data["include"]),
-            "exclude": _lines(data["exclude"]), "groups": mapping_parse(_lines(data["groups"])),
+            **super().settings(), "share": data["share"], "path": data["path"], "include": form_lines(data["include"]),
+            "exclude": form_lines(data["exclude"]), "groups": mapping_parse(form_lines(data["groups"])),
         }  # fmt: skip
 
 
