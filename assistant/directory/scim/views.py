@@ -163,9 +163,9 @@ def user(request: HttpRequest, user_id: str) -> HttpResponse:
         provisioning.scim_user_replace(user=person, data=_body(request))
     elif request.method == "PATCH":
         provisioning.scim_user_patch(user=person, operations=protocol.patch_operations(_body(request)))
-    if request.method != "GET":
-        return _answer(provisioning.user_resource(provisioning.scim_user(user_id), base))
-    return _answer(_shown(provisioning.user_resource(provisioning.scim_user(user_id), base), _query(request)))
+    if request.method == "GET":
+        return _answer(_shown(provisioning.user_resource(person, base), _query(request)))
+    return _answer(provisioning.user_resource(provisioning.scim_user(user_id), base))  # as changed
 
 
 @scim_endpoint({"GET", "POST"})
@@ -193,8 +193,10 @@ def group(request: HttpRequest, group_id: str) -> HttpResponse:
     elif request.method == "PATCH":
         provisioning.scim_group_patch(group=found, operations=protocol.patch_operations(_body(request)))
     with_members = "members" not in request.GET.get("excludedAttributes", "")
-    resource = provisioning.group_resource(provisioning.scim_group(group_id), base, members=with_members)
-    return _answer(_shown(resource, _query(request) if request.method == "GET" else {}))
+    if request.method == "GET":
+        return _answer(_shown(provisioning.group_resource(found, base, members=with_members), _query(request)))
+    changed = provisioning.scim_group(group_id)
+    return _answer(_shown(provisioning.group_resource(changed, base, members=with_members), {}))
 
 
 @scim_endpoint({"GET"})
