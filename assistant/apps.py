@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AssistantConfig(AppConfig):
-    """Project-level commands (``serve``) live in this app; it has no models."""
+    """Project-level commands (``serve``) and the read replicas' fences (``assistant.replica``)."""
 
     name = "assistant"
     verbose_name = "Assistant"

@@ -25,6 +25,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from assistant.replica import primary_reads
 from ingest import index, lexical
 from ingest.index_files import IndexFileUnreadable
 from ingest.models import Chunk, Document
@@ -90,7 +91,10 @@ def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tu
 
 def indexes_rebuild(*, collection_id: int, lexical_only: bool = False) -> int:
     """Rebuild one collection's indexes (or its lexical one alone) from the database. Returns its size."""
-    rows = _indexed_rows(collection_id)
+    # From the primary, even when a search on a read replica heals a lost file: an index
+    # built from a replica's older copy would lack what it had not replayed yet, for good.
+    with primary_reads():
+        rows = _indexed_rows(collection_id)
     ids = [r[0] for r in rows]
     texts = [r[1] for r in rows]
     if lexical_only:

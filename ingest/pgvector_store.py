@@ -34,8 +34,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
+from assistant.replica import reading_alias
 from ingest.index import Hit
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ def _dimensions() -> int:
 
 
 def table_dimensions() -> int | None:
-    """The width of the side table's vectors (None: no table)."""
-    with connection.cursor() as cursor:
+    """The width of the side table's vectors (None: no table); asked where a search reads."""
+    with connections[reading_alias()].cursor() as cursor:
         cursor.execute(
             "SELECT a.atttypmod FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
             [TABLE],
@@ -213,7 +214,9 @@ class PgvectorStore:
             f"SELECT chunk_id, -(embedding <#> %s::halfvec) FROM {TABLE} WHERE {where} "
             "ORDER BY (embedding <#> %s::halfvec){exact} LIMIT %s"
         )
-        with transaction.atomic(), connection.cursor() as cursor:
+        # The searches read where the read path points them: a read replica inside a search.
+        alias = reading_alias()
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * k))
             cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
@@ -240,7 +243,7 @@ class PgvectorStore:
             f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} AS rank FROM {TABLE}, q "
             f"WHERE words @@ q.q AND {where} ORDER BY rank DESC, chunk_id LIMIT %s"
         )
-        with connection.cursor() as cursor:
+        with connections[reading_alias()].cursor() as cursor:
             cursor.execute(sql, [query, query, *params, k])
             return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
 
@@ -262,7 +265,7 @@ class PgvectorStore:
             f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} FROM {TABLE}, q "
             f"WHERE chunk_id = ANY(%s) AND words @@ q.q AND {where}"
         )
-        with connection.cursor() as cursor:
+        with connections[reading_alias()].cursor() as cursor:
             cursor.execute(sql, [query, query, wanted, *params])
             scores.update({int(c): float(s) for c, s in cursor.fetchall()})
         return scores

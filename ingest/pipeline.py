@@ -22,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from assistant.replica import fence_after_commit
 from ingest import claims, context, disk, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
@@ -408,6 +409,8 @@ class _BatchRun:
                             parent=p.document,
                             enqueue=self.enqueue_children,
                         )
+            # The uploaders see their documents ready at once, even when searches read a replica.
+            fence_after_commit(user_ids=[p.document.uploaded_by_id for p, _ in ready])
         self.settled.update(p.document.pk for p, _ in ready)
         for storage, name in replaced_files:
             storage.delete(name)

@@ -28,6 +28,7 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
+from assistant.replica import fence_after_commit
 from ingest import claims, disk, queue
 from ingest.models import IN_PROGRESS, Collection, Document, RemovedDocument
 from ingest.vector_store import vector_store
@@ -331,6 +332,10 @@ def _uploaded(result: UploadResult, *, name: str, user: Any, collection: Collect
     """Audit an upload a person made; files found inside it (attachments, archive
     members) are part of that upload and are not recorded one by one."""
     document = result.document
+    if not result.duplicate:
+        # Read-your-writes on a read replica: the uploader's searches follow the primary
+        # until the replica has this upload (a new version stops the old one when ready).
+        fence_after_commit(user_ids=[getattr(user, "pk", None)])
     if document.parent_id is None:
         audit_record(
             action=AuditEvent.Action.DOCUMENT_UPLOADED,
@@ -398,6 +403,7 @@ def document_restrict(*, document: Document, groups: Sequence[Group], actor: Any
             target=document,
             details={"groups": sorted(g.name for g in set(groups)), "documents": ids},
         )
+        fence_after_commit(user_ids=[getattr(actor, "pk", None)])
     return ids
 
 
@@ -416,6 +422,7 @@ def document_delete(*, document: Document, user: Any = None) -> None:
             details={"name": document.name, "sha256": document.content_hash, "chunks": len(chunk_ids)},
         )  # fmt: skip
         document_retire(document=document)
+        fence_after_commit(user_ids=[getattr(user, "pk", None)])
     if file_name:
         storage.delete(file_name)
     vector_store().remove(collection_id=collection_id, ids=chunk_ids)

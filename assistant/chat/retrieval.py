@@ -26,10 +26,11 @@ from typing import Any, Protocol
 import numpy as np
 from django.conf import settings
 
+from assistant import replica
 from assistant.accounts.scope import Scope
 from assistant.ops.metrics import stage_timer
 from ingest import index
-from ingest.models import Chunk
+from ingest.models import Chunk, Document
 from ingest.vector_store import vector_store
 
 
@@ -375,6 +376,24 @@ def passages_for(hits: Sequence[index.Hit], *, scope: Scope, vector: np.ndarray 
         relevance = None if vector is None else _cosine(vector, chunk)
         passages.append(passage_of(chunk, score=hit.score, relevance=relevance))
     return passages
+
+
+def passages_current(passages: list[Passage]) -> list[Passage]:
+    """The passages whose document is still there and ready on the primary (all of them without a replica).
+
+    A search read from a replica sees its copy, which may lag: a document deleted,
+    replaced or sent back for processing a moment ago must not be served from it.
+    One query on the primary, for the few documents found.
+    """
+    if not passages or not replica.configured():
+        return passages
+    found = {p.document_id for p in passages}
+    current = set(
+        Document.objects.using(replica.PRIMARY)
+        .filter(pk__in=found, status=Document.Status.READY)
+        .values_list("pk", flat=True)
+    )
+    return [p for p in passages if p.document_id in current]
 
 
 def relevant_passages(passages: Sequence[Passage], *, floor: float) -> list[Passage]:

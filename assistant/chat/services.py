@@ -43,6 +43,7 @@ from assistant.chat.retrieval import (
     Passage,
     build_retriever,
     is_low_relevance,
+    passages_current,
     passages_for,
     passages_merge,
     relevant_passages,
@@ -50,6 +51,7 @@ from assistant.chat.retrieval import (
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
 from assistant.connectors.selectors import source_links
 from assistant.ops.metrics import observe_answer
+from assistant.replica import replica_read, replica_release
 from ingest.embedding_server import EmbeddingServerError
 from ingest.index import Hit
 from ingest.models import Chunk, Collection, Document
@@ -102,7 +104,8 @@ def passages_retrieve(
     *, user: Any, collection: Collection, query: str, k: int, document_id: int | None = None
 ) -> list[Passage]:
     """Top-k passages from one collection (or one ``document_id`` of it), refusing what the user may not read."""
-    return _passages_in(_search_scope(user=user, collection=collection, document_id=document_id), query=query, k=k)
+    scope = _search_scope(user=user, collection=collection, document_id=document_id)
+    return _passages_in(scope, user=user, query=query, k=k)
 
 
 def passages_ranked(
@@ -114,7 +117,7 @@ def passages_ranked(
     (``assistant.chat.retrieval_debug``) shows it whole, the floor marked.
     """
     scope = _search_scope(user=user, collection=collection, document_id=document_id)
-    return build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+    return _retrieved(scope, user=user, query=query, k=k)
 
 
 def _search_scope(*, user: Any, collection: Collection, document_id: int | None) -> Scope:
@@ -125,8 +128,19 @@ def _search_scope(*, user: Any, collection: Collection, document_id: int | None)
     return scope if document_id is None else scope.only_documents([document_id])
 
 
-def _passages_in(scope: Scope, *, query: str, k: int) -> list[Passage]:
-    passages = build_retriever(settings.RETRIEVAL_MODE, scope=scope).retrieve(query, k=k)
+def _retrieved(scope: Scope, *, user: Any, query: str, k: int) -> list[Passage]:
+    """The retriever's top-k over ``scope``, read from the replica when one may answer ``user``.
+
+    The scope (who may see what) was read from the primary; so is the final check that
+    each passage's document is still there and ready (``assistant.replica``).
+    """
+    retriever = build_retriever(settings.RETRIEVAL_MODE, scope=scope)
+    passages = replica_read(lambda: retriever.retrieve(query, k=k), user_id=getattr(user, "pk", None))
+    return passages_current(passages)
+
+
+def _passages_in(scope: Scope, *, user: Any, query: str, k: int) -> list[Passage]:
+    passages = _retrieved(scope, user=user, query=query, k=k)
     # A passage this far from the question would only tempt the model to answer from
     # its own memory: with none left, the answer says nothing was found.
     return passages_redact(relevant_passages(passages, floor=settings.RETRIEVAL_MIN_RELEVANCE))
@@ -313,7 +327,7 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
     searched = searched_queries(question=question, query=query)
     error = ""
     try:
-        passages = passages_merge(*(_passages_in(scope, query=text, k=k) for text in searched), k=k)
+        passages = passages_merge(*(_passages_in(scope, user=user, query=text, k=k) for text in searched), k=k)
     except EmbeddingServerError as exc:
         # No passages to answer from: the question is stored with this as its answer's error.
         logger.warning("Retrieval failed: %s", exc)
@@ -360,6 +374,7 @@ def _release_connection() -> None:
     # Inside a transaction (a caller's atomic block, a test) closing would break it.
     if not connection.in_atomic_block:
         connection.close()
+        replica_release()
 
 
 def _save_answer(

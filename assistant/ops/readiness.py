@@ -7,6 +7,9 @@ model's folder when one is configured, and the index folder (it must exist and b
 writable: every upload writes there; a full disk fails here, named). Index files
 whose header and length disagree (truncated) are named in the index check's detail
 without failing it: the next search rebuilds them.
+With a read replica (``DATABASE_REPLICA_URL``) a ``replica`` part says how far behind it
+is; a replica that does not answer is ``degraded``, never failing: searches read the
+primary meanwhile (``assistant.replica``).
 The checks run side by side, so the whole answer takes about the slowest one.
 """
 
@@ -31,6 +34,12 @@ class Check:
     ok: bool
     detail: str
     seconds: float
+    # Working without this part, at a cost (the read replica: searches load the primary).
+    degraded: bool = False
+
+
+class Degraded(Exception):
+    """A check's part is out, and the instance still works without it."""
 
 
 def _database(timeout: float) -> str:
@@ -138,6 +147,31 @@ def _indexes(timeout: float) -> str:
     return str(directory)
 
 
+def _replica(timeout: float) -> str:
+    from django.db import connections
+
+    from assistant import replica
+
+    try:
+        with connections[replica.REPLICA].cursor() as cursor:
+            cursor.execute("SET statement_timeout = %s", [int(timeout * 1000)])
+            cursor.execute("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() - '0/0'::pg_lsn")
+            recovering, replayed = cursor.fetchone()
+    except Exception as exc:
+        raise Degraded(f"not answering, searches read the primary: {type(exc).__name__}: {exc}") from exc
+    finally:
+        connections[replica.REPLICA].close()
+    # It answers again: this process's searches may use it from now on.
+    replica.replica_reset()
+    if not recovering:
+        return "answering, not a standby (reads what the primary has only if it is the primary)"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        (current,) = cursor.fetchone()
+    connection.close()
+    return f"streaming, {max(0, int(current) - int(replayed or 0))} bytes of WAL behind the primary"
+
+
 CHECKS: dict[str, Callable[[float], str]] = {
     "database": _database,
     "broker": _broker,
@@ -149,20 +183,26 @@ CHECKS: dict[str, Callable[[float], str]] = {
 
 def _run(name: str, check: Callable[[float], str], timeout: float) -> Check:
     started = time.monotonic()
+    degraded = False
     try:
         detail = check(timeout)
         ok = True
+    except Degraded as exc:
+        detail, ok, degraded = str(exc)[:300], True, True
     except Exception as exc:  # every failure is a "not ready", named, never a 500
         detail, ok = f"{type(exc).__name__}: {exc}"[:300], False
-    return Check(name=name, ok=ok, detail=detail, seconds=round(time.monotonic() - started, 4))
+    return Check(name=name, ok=ok, detail=detail, seconds=round(time.monotonic() - started, 4), degraded=degraded)
 
 
 def readiness(*, timeout: float | None = None) -> list[Check]:
     """Every part's state, in ``CHECKS`` order; a check past the timeout is reported as failed."""
+    from assistant import replica
+
     timeout = settings.READYZ_TIMEOUT_S if timeout is None else timeout
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
+    checks = {**CHECKS, "replica": _replica} if replica.configured() else CHECKS
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="readyz")
     try:
-        futures = {name: pool.submit(_run, name, check, timeout) for name, check in CHECKS.items()}
+        futures = {name: pool.submit(_run, name, check, timeout) for name, check in checks.items()}
         deadline = time.monotonic() + timeout + 0.5
         results = []
         for name, future in futures.items():

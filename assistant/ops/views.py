@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 def readyz(request: HttpRequest) -> JsonResponse:
     """200 when every part answers, else 503 naming the failing parts.
 
+    A ``degraded`` part (a read replica that does not answer) is named but keeps the 200:
+    the instance works without it.
+
     Each part's state is public (a load balancer or compose asks from anywhere); the
     reasons (addresses, error messages) only go to operators (``access``) and the log.
     """
@@ -24,13 +27,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
     detailed = operator_request(request)
     parts = {}
     for check in checks:
-        part: dict[str, object] = {"status": "ok" if check.ok else "failing", "seconds": check.seconds}
+        status = ("degraded" if check.degraded else "ok") if check.ok else "failing"
+        part: dict[str, object] = {"status": status, "seconds": check.seconds}
         if detailed:
             part["detail"] = check.detail
         parts[check.name] = part
-        if not check.ok:
-            logger.warning("readyz: %s is failing: %s", check.name, check.detail, extra={"part": check.name})
-    body = {"status": "failing" if failing else "ok", "failing": failing, "checks": parts}
+        if not check.ok or check.degraded:
+            logger.warning("readyz: %s is %s: %s", check.name, status, check.detail, extra={"part": check.name})
+    body: dict[str, object] = {"status": "failing" if failing else "ok", "failing": failing, "checks": parts}
+    degraded = [c.name for c in checks if c.degraded]
+    if degraded:
+        body["degraded"] = degraded
     return JsonResponse(body, status=503 if failing else 200)
 
 

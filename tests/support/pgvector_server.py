@@ -17,6 +17,7 @@ retrieval tests and the adversarial leak tests, so the leak tests run on both en
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -36,6 +37,15 @@ PGVECTOR_TESTS = [
     "tests/accounts/test_adversarial.py",
     "tests/api/test_adversarial.py",
 ]
+
+
+def pgvector_bin() -> Path | None:
+    """The programs of the wheel's PostgreSQL (with pgvector), found without importing it."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    return path if (path / "pg_ctl").exists() else None
 
 
 @contextmanager

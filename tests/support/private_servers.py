@@ -38,10 +38,15 @@ def available() -> str:
 
 
 class PrivatePostgres:
-    """A throwaway cluster with trust authentication on 127.0.0.1:``port``."""
+    """A throwaway cluster with trust authentication on 127.0.0.1:``port``.
 
-    def __init__(self) -> None:
-        bin_dir = _postgres_bin()
+    ``bin_dir``: another PostgreSQL's programs (the pgvector wheel's, for instance);
+    ``standby_of``: a hot standby streaming from that running server (``pg_basebackup -R``)
+    instead of a fresh cluster.
+    """
+
+    def __init__(self, *, bin_dir: Path | None = None, standby_of: PrivatePostgres | None = None) -> None:
+        bin_dir = bin_dir or _postgres_bin()
         assert bin_dir is not None, available()
         self.bin = bin_dir
         self.port = free_port()
@@ -52,7 +57,15 @@ class PrivatePostgres:
         self.log = self.root / "postgres.log"
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        if standby_of is None:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
+        else:
+            # initdb's trust rules cover replication from 127.0.0.1; -R writes the
+            # standby.signal and primary_conninfo that make it follow the primary.
+            self._run(
+                "pg_basebackup", "-D", str(self.data), "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", "postgres",
+                "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+            )  # fmt: skip
         self.start()
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
