@@ -28,6 +28,7 @@ from assistant.accounts.models import CollectionGrant, Role
 from assistant.accounts.services import token_create
 from assistant.chat import services
 from assistant.ops import readiness
+from ingest import index, lexical
 from ingest import services as ingest_services
 from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.pgvector_server import pgvector_bin
@@ -316,4 +317,33 @@ def test_a_replica_that_goes_down_leaves_searches_to_the_primary(
     assert parts["replica"].detail.startswith("streaming")
     names, reads = searched(people.reader, people, "meal allowance abroad")
     assert "handbook.txt" in names
+    assert reads.replica and not reads.primary
+
+
+def test_faiss_searches_load_their_passages_from_the_replica(servers: Servers, people: People, settings: Any) -> None:
+    """With FAISS the index files are local; the passages' rows come from the replica.
+
+    When the files are lost, the search that finds them missing rebuilds them, and must
+    read the primary to do so, or they would lack what the paused replica lacks, for good.
+    """
+    settings.VECTOR_STORE = "faiss"
+    servers.pause()
+    DocumentFactory.create(
+        collection=people.collection, name="bicycles.txt", user=people.writer, processed=True,
+        content="Bicycle parking is in the courtyard, behind the blue gate.",
+    )  # fmt: skip
+    # Lost files: the next search rebuilds them from the database.
+    index.index_path(people.collection.pk).unlink()
+    lexical.lexical_path(people.collection.pk).unlink()
+
+    names, reads = searched(people.reader, people, "where do I park my bicycle")
+    assert "bicycles.txt" not in names
+    assert reads.replica and not any("ingest_chunk_vector" in sql for sql in reads.replica)
+    names, _ = searched(people.writer, people, "where do I park my bicycle")
+    assert "bicycles.txt" in names
+
+    servers.resume()
+    servers.caught_up()
+    names, reads = searched(people.reader, people, "where do I park my bicycle")
+    assert "bicycles.txt" in names
     assert reads.replica and not reads.primary
