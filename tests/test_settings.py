@@ -82,3 +82,53 @@ def test_fresh_data_dir_is_an_independent_instance(tmp_path: Path) -> None:
         assert (data / "db.sqlite3").exists()
         assert (data / "secret_key").stat().st_mode & 0o077 == 0
     assert (tmp_path / "one" / "secret_key").read_text() != (tmp_path / "two" / "secret_key").read_text()
+
+
+REPLICA_PROBE = """
+import json, os
+os.environ.setdefault("DATABASE_URL", "sqlite:///x.sqlite3")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+from django.conf import settings
+replica = settings.DATABASES.get("replica")
+print(json.dumps({
+    "aliases": sorted(settings.DATABASES),
+    "routers": settings.DATABASE_ROUTERS,
+    "replica": None if replica is None else {
+        "host": replica["HOST"], "port": replica["PORT"], "mirror": replica["TEST"]["MIRROR"],
+        "timeout": replica["OPTIONS"]["connect_timeout"],
+    },
+}))
+"""
+
+
+def _replica_probe(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    clean.update(ASSISTANT_DATA_DIR=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "-c", REPLICA_PROBE], env=clean, cwd=REPO, capture_output=True, text=True)
+
+
+def test_without_a_replica_url_there_is_one_database_and_no_router(tmp_path: Path) -> None:
+    result = _replica_probe(tmp_path, DATABASE_URL="postgres://u:p@db.internal:5432/assistant")
+    config = json.loads(result.stdout)
+    assert config == {"aliases": ["default"], "routers": [], "replica": None}
+
+
+def test_a_replica_url_adds_the_replica_and_its_router(tmp_path: Path) -> None:
+    result = _replica_probe(
+        tmp_path,
+        DATABASE_URL="postgres://u:p@db.internal:5432/assistant",
+        DATABASE_REPLICA_URL="postgres://u:p@replica.internal:5433/assistant",
+    )
+    config = json.loads(result.stdout)
+    assert config["aliases"] == ["default", "replica"]
+    assert config["routers"] == ["assistant.replica.ReplicaRouter"]
+    # Tests read the test database's copy on the replica; a dead replica costs 2 s, not minutes.
+    assert config["replica"] == {"host": "replica.internal", "port": 5433, "mirror": "default", "timeout": 2}
+
+
+def test_a_replica_needs_a_postgresql_primary(tmp_path: Path) -> None:
+    result = _replica_probe(
+        tmp_path, DATABASE_URL="sqlite:///db.sqlite3", DATABASE_REPLICA_URL="postgres://u:p@replica.internal/assistant"
+    )
+    assert result.returncode != 0
+    assert "DATABASE_REPLICA_URL needs DATABASE_URL to name a PostgreSQL primary" in result.stderr
