@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +115,8 @@ def servers(django_db_blocker: Any) -> Iterator[Servers]:
                 if alias in connections.settings:
                     connections[alias].close()
             connections.settings.pop(replica.REPLICA, None)
-            del connections[replica.REPLICA]
+            with suppress(AttributeError):  # never connected (start-up failed before)
+                del connections[replica.REPLICA]
             default.settings_dict.clear()
             default.settings_dict.update(saved)
             ContentType.objects.clear_cache()
