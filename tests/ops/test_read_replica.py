@@ -28,6 +28,7 @@ from assistant import replica
 from assistant.accounts.models import CollectionGrant, Role
 from assistant.accounts.services import token_create
 from assistant.chat import services
+from assistant.chat.models import Message
 from assistant.ops import readiness
 from ingest import index, lexical
 from ingest import services as ingest_services
@@ -284,6 +285,30 @@ def test_the_api_search_reads_the_replica(servers: Servers, people: People) -> N
     assert any("ingest_chunk_vector" in q["sql"] for q in on_replica.captured_queries)
     response = member.post("/api/v1/search", body, content_type="application/json")
     assert "board-minutes.txt" in {p["document"] for p in response.json()["passages"]}
+
+
+def test_an_answer_takes_its_passages_from_the_replica_and_is_stored_on_the_primary(
+    servers: Servers, people: People, recording_llm: Any
+) -> None:
+    servers.caught_up()
+    member = Client(headers={"Authorization": f"Bearer {token_create(user=people.member, name='a').plaintext}"})
+    outsider = Client(headers={"Authorization": f"Bearer {token_create(user=people.outsider, name='a').plaintext}"})
+    servers.pause()
+    body = {"collection_id": people.collection.pk, "question": "What is the merger code name?"}
+    with CaptureQueriesContext(connections[replica.REPLICA]) as on_replica:
+        response = member.post("/api/v1/ask", body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert "board-minutes.txt" in {c["document"] for c in answer["citations"]}
+    assert any("ingest_chunk_vector" in q["sql"] for q in on_replica.captured_queries)
+    assert not [q for q in on_replica.captured_queries if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    # The question and the answer were written to the primary while the replica was paused.
+    assert Message.objects.using("default").filter(conversation_id=answer["conversation_id"]).count() == 2
+
+    response = outsider.post("/api/v1/ask", body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert "board-minutes.txt" not in {c["document"] for c in response.json()["citations"]}
+    assert "BLUEHERON" not in response.content.decode()
 
 
 def test_a_replica_that_goes_down_leaves_searches_to_the_primary(
