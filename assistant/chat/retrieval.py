@@ -14,6 +14,9 @@ files, or pgvector and PostgreSQL's full-text search). Kinds: ``dense`` (cosine)
 (both, fused; the default), ``rerank`` (hybrid candidates reordered by a cross-encoder
 an admin configures). Every passage carries ``relevance``, the cosine of the question and
 its stored embedding, so one threshold means the same whichever kind found it.
+
+With a read replica (``DATABASE_REPLICA_URL``) a retriever's reads go to the replica when
+``assistant.replica`` allows it; its passages then pass ``passages_current`` on the primary.
 """
 
 from __future__ import annotations
