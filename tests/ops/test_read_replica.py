@@ -30,7 +30,7 @@ from assistant.accounts.services import token_create
 from assistant.chat import services
 from assistant.chat.models import Message
 from assistant.ops import readiness
-from ingest import index, lexical
+from ingest import index, lexical, pipeline
 from ingest import services as ingest_services
 from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.pgvector_server import pgvector_bin
@@ -229,6 +229,23 @@ def test_searches_read_the_replica_and_a_writer_reads_their_own_write(servers: S
     names, reads = searched(people.writer, people, "saffron risotto in the canteen")
     assert "canteen.txt" in names
     assert reads.replica and not reads.primary
+
+
+def test_the_worker_finishing_an_upload_fences_its_uploader(servers: Servers, people: People) -> None:
+    """The upload's own fence is passed already: only the one set when it became ready sends them to the primary."""
+    document = DocumentFactory.create(
+        collection=people.collection, name="library.txt", user=people.writer,
+        content="The library lends laptops to staff for two weeks.",
+    )  # fmt: skip
+    servers.pause()  # after the replica has the queued upload
+    pipeline.documents_process_here(document_ids=[document.pk], together=True)
+
+    names, reads = searched(people.writer, people, "borrow a laptop from the library")
+    assert "library.txt" in names
+    assert reads.primary and not reads.replica
+    names, reads = searched(people.reader, people, "borrow a laptop from the library")
+    assert "library.txt" not in names
+    assert reads.replica
 
 
 def test_restricted_document_on_the_replica_path(servers: Servers, people: People) -> None:
