@@ -92,29 +92,26 @@ def _remove_partial(store: Storage, target: str) -> None:
         logger.warning("Could not remove the partial original %s", target, exc_info=True)
 
 
-def original_exists(name: str) -> bool:
-    if not name:
-        return False
-    if has_local_paths():
-        return Path(storage().path(name)).is_file()
-    return storage().exists(name)
-
-
-def original_open(name: str) -> IO[bytes]:
+def original_open(name: str | None) -> IO[bytes]:
     """The stored bytes of ``name``, for a download; ``FileNotFoundError`` if they are gone."""
-    if not original_exists(name):
+    if not name:
+        raise FileNotFoundError("the document has no stored original")
+    if has_local_paths() and not Path(storage().path(name)).is_file():
         raise FileNotFoundError(name)
+    # An object store answers a missing object with FileNotFoundError when it is opened.
     return storage().open(name, "rb")
 
 
 @contextmanager
-def original_local_path(name: str) -> Iterator[Path]:
+def original_local_path(name: str | None) -> Iterator[Path]:
     """A path on this node holding the original's bytes, valid until the block ends.
 
-    With local paths that is the stored file itself; otherwise a temporary copy in the
-    node's data directory (``DATA_DIR/tmp``), removed afterwards. A missing original
-    raises ``FileNotFoundError``.
+    With local paths that is the stored file itself (which may be missing: the caller
+    finds out when it opens it); otherwise a temporary copy in the node's data directory
+    (``DATA_DIR/tmp``), removed afterwards, and a missing object raises ``FileNotFoundError``.
     """
+    if not name:
+        raise FileNotFoundError("the document has no stored original")
     store = storage()
     if has_local_paths():
         yield Path(store.path(name))
@@ -123,16 +120,20 @@ def original_local_path(name: str) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"original-{uuid.uuid4().hex}"
     try:
-        if not store.exists(name):
-            raise FileNotFoundError(name)
-        with store.open(name, "rb") as source, open(copy, "xb") as target:
-            shutil.copyfileobj(source, target, _CHUNK)
+        with store.open(name, "rb") as source:
+            stored_object = getattr(source, "obj", None)  # django-storages' S3 object
+            if stored_object is not None:
+                # boto3's managed transfer: ranged parts in parallel, straight to the file.
+                stored_object.download_file(str(copy))
+            else:
+                with open(copy, "xb") as target:
+                    shutil.copyfileobj(source, target, _CHUNK)
         yield copy
     finally:
         copy.unlink(missing_ok=True)
 
 
-def originals_delete(names: Iterable[str]) -> None:
+def originals_delete(names: Iterable[str | None]) -> None:
     """Remove stored originals (a name already gone is no error)."""
     store = storage()
     for name in names:

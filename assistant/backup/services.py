@@ -190,9 +190,9 @@ def _write(writer: ArchiveWriter, *, vendor: str, database: Path) -> Manifest:
         # Wherever the originals are kept (the data dir, a shared folder, a bucket),
         # the archive holds their bytes: a restore needs nothing but the archive.
         try:
-            if not stored_originals.original_exists(name):
-                raise FileNotFoundError(name)
             with stored_originals.original_local_path(name) as path:
+                if not path.is_file():
+                    raise FileNotFoundError(name)
                 writer.add_file(ORIGINALS + name, path)
         except FileNotFoundError:
             missing.append(name)  # deleted since the snapshot, or lost before it

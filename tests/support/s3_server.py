@@ -9,6 +9,7 @@ workers) reach it over HTTP like any S3 endpoint.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ def s3_server() -> Iterator[S3Server]:
     """Moto's S3 server on a free local port, for as long as the block runs."""
     from moto.server import ThreadedMotoServer
 
+    # One log line per request otherwise, on the test run's output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
