@@ -36,7 +36,7 @@ def test_a_shared_folder_holds_every_original_and_the_data_dir_none(settings, tm
         collection=collection, name="canteen.txt", fileobj=io.BytesIO(content), user=staff, enqueue=False
     ).document
     assert originals.has_local_paths()
-    stored = Path(settings.MEDIA_ROOT) / document.file.name
+    stored = Path(settings.MEDIA_ROOT) / str(document.file.name)
     assert stored.read_bytes() == content
     assert originals.originals_stored() == [document.file.name]
 
