@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -157,6 +158,27 @@ def originals_stored() -> list[str]:
         found += [prefix + f for f in files]
         pending += [prefix + d for d in folders]
     return sorted(found)
+
+
+def originals_check() -> str:
+    """Where originals go, once the storage showed it can take one; raises when it cannot (``/readyz``).
+
+    A folder must exist or be creatable and take a file (a full disk or a share that is
+    not mounted fails here); a bucket must answer ``HeadBucket`` with these keys.
+    """
+    store = storage()
+    if has_local_paths():
+        folder = Path(store.path(""))
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".readyz-", delete=True) as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+        return str(folder)
+    bucket = store.bucket  # type: ignore[attr-defined]
+    bucket.meta.client.head_bucket(Bucket=bucket.name)
+    location = getattr(store, "location", "")
+    return f"s3://{bucket.name}/{location}".rstrip("/")
 
 
 def staging_parent() -> Path:

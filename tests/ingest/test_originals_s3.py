@@ -195,3 +195,13 @@ def test_backup_holds_the_bucket_originals_and_restore_puts_them_back(
     for document in Document.objects.all():
         assert originals.original_open(document.file.name).read() == contents[document.name]
     assert _local_files(settings) == []
+
+
+def test_readiness_names_a_bucket_that_does_not_answer(s3: S3Server, bucket: str, settings) -> None:
+    from assistant.ops.readiness import readiness
+
+    checks = {check.name: check for check in readiness(timeout=10)}
+    assert checks["originals"].ok and checks["originals"].detail == f"s3://{bucket}/{PREFIX}"
+    settings.STORAGES = {**settings.STORAGES, "default": s3.storage_settings(f"{bucket}-missing")}
+    checks = {check.name: check for check in readiness(timeout=10)}
+    assert not checks["originals"].ok and "404" in checks["originals"].detail
