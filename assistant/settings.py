@@ -26,7 +26,10 @@ env = environ.Env()
 # --- Where the embedded defaults write -------------------------------------------------
 DATA_DIR = Path(env.str("ASSISTANT_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-MEDIA_ROOT = DATA_DIR / "files"
+# Uploaded originals. Embedded default: in the data dir. ORIGINALS_DIR puts them in a
+# folder of their own, e.g. a volume every web node and worker mounts (docs/scale.md,
+# "Stateless nodes"); STORAGE_S3_BUCKET (below) in an S3-compatible bucket instead.
+MEDIA_ROOT = Path(env.str("ORIGINALS_DIR", default=str(DATA_DIR / "files"))).resolve()
 INDEX_DIR = DATA_DIR / "indexes"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
@@ -169,16 +172,80 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "assistant" / "static"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# Originals in an S3-compatible bucket (AWS S3, MinIO, Ceph RGW, ...) through
+# django-storages, so that no node keeps them on its own disk. The keys may also come
+# from boto3's own chain (AWS_ACCESS_KEY_ID, an instance role) when left empty.
+STORAGE_S3_BUCKET = env.str("STORAGE_S3_BUCKET", default="")
+STORAGE_S3_ENDPOINT_URL = env.str("STORAGE_S3_ENDPOINT_URL", default="")
+STORAGE_S3_REGION = env.str("STORAGE_S3_REGION", default="")
+STORAGE_S3_ACCESS_KEY_ID = env.str("STORAGE_S3_ACCESS_KEY_ID", default="")
+STORAGE_S3_SECRET_ACCESS_KEY = env.str("STORAGE_S3_SECRET_ACCESS_KEY", default="")
+STORAGE_S3_PREFIX = env.str("STORAGE_S3_PREFIX", default="").strip("/")
+# "path" for most self-hosted servers (MinIO, Ceph); "virtual" or "auto" for AWS.
+STORAGE_S3_ADDRESSING_STYLE = env.str("STORAGE_S3_ADDRESSING_STYLE", default="path")
+# False, or a CA bundle's path, for an endpoint with a private certificate.
+STORAGE_S3_VERIFY = env.str("STORAGE_S3_VERIFY", default="true")
+
+
+def originals_storage(
+    *,
+    bucket: str,
+    endpoint_url: str = "",
+    region: str = "",
+    access_key: str = "",
+    secret_key: str = "",
+    prefix: str = "",
+    addressing_style: str = "path",
+    verify: str = "true",
+) -> dict[str, Any]:
+    """``STORAGES["default"]``: the originals' folder (MEDIA_ROOT), or ``bucket`` when one is named."""
+    if not bucket:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    checked: bool | str = verify
+    if verify.strip().lower() in ("true", "1", "yes", "on", ""):
+        checked = True
+    elif verify.strip().lower() in ("false", "0", "no", "off"):
+        checked = False
+    options = {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url or None,
+        "region_name": region or None,
+        "access_key": access_key or None,
+        "secret_key": secret_key or None,
+        "location": prefix,
+        "addressing_style": addressing_style or None,
+        "verify": checked,
+        # Stored names are unique (a UUID each), and a restore must put every object
+        # back under the very name its row holds.
+        "file_overwrite": True,
+        "default_acl": None,
+        # Never handed to a browser: downloads go through the permission check.
+        "querystring_auth": False,
+        # A read spools to disk past this size instead of holding the object in memory.
+        "max_memory_size": FILE_UPLOAD_MAX_MEMORY_SIZE,
+    }
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": originals_storage(
+        bucket=STORAGE_S3_BUCKET,
+        endpoint_url=STORAGE_S3_ENDPOINT_URL,
+        region=STORAGE_S3_REGION,
+        access_key=STORAGE_S3_ACCESS_KEY_ID,
+        secret_key=STORAGE_S3_SECRET_ACCESS_KEY,
+        prefix=STORAGE_S3_PREFIX,
+        addressing_style=STORAGE_S3_ADDRESSING_STYLE,
+        verify=STORAGE_S3_VERIFY,
+    ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 # Tests and ``runserver`` serve static files without a collectstatic step.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=DEBUG)
 MEDIA_URL = "media/"  # never served directly: originals are downloaded through a permission check
-
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Ingestion limits (each exceeded limit fails that file with a reason) -------------
 # Defaults let a real 1,000-page manual through: 200 MB, 10,000 pages, two hours.

@@ -1,7 +1,8 @@
 """The disk holding the data directory running full: how it is recognised, and what people are told.
 
-Uploaded originals (``MEDIA_ROOT``) and the index files (``INDEX_DIR``) live in the
-data directory. When it is full, an upload is refused and a document being processed
+Uploaded originals (``MEDIA_ROOT``, unless ``ORIGINALS_DIR`` puts them elsewhere or
+they are kept in a bucket: ``ingest/originals.py``) and the index files (``INDEX_DIR``)
+live in the data directory. When it is full, an upload is refused and a document being processed
 fails, each with a reason that says so, and nothing half-written stays behind: the
 partial original is removed, an index write leaves the previous file as it was, and
 the chunks' transaction rolls back. Once space is back, the upload is sent again or

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from assistant.replica import fence_after_commit
-from ingest import claims, context, disk, queue, services
+from ingest import claims, context, disk, originals, queue, services
 from ingest.models import FINISHED, Chunk, Document
 from ingest.parsers import ParseError, parse_file
 from ingest.parsers.base import progress_reported_to
@@ -192,10 +193,14 @@ class _BatchRun:
         self.ids = [d.pk for d in documents]
         self.settled: set[int] = set()  # failed (or gone) documents: no longer this batch's to release
         self.current: int | None = None  # the document being parsed, to blame for a time limit
+        # Local copies of originals kept in object storage: archive members are read
+        # from them after the parse, when the members are stored, so they live as long
+        # as the run.
+        self.local_files = ExitStack()
 
     def run(self) -> None:
         try:
-            with claims.documents_heartbeat(self.ids):
+            with self.local_files, claims.documents_heartbeat(self.ids):
                 prepared = self._prepare_all()
                 if prepared:
                     self._embed_and_store(prepared)
@@ -242,7 +247,8 @@ class _BatchRun:
             clock = time.monotonic()
             try:
                 with progress_reported_to(_parse_progress(document.pk)):
-                    file_type, parsed = parse_file(Path(document.file.path), name=document.name, depth=_depth(document))
+                    path = self.local_files.enter_context(originals.original_local_path(document.file.name))
+                    file_type, parsed = parse_file(path, name=document.name, depth=_depth(document))
             except ParseError as exc:
                 claims.document_fail(document_id=document.pk, reason=str(exc))
                 self.settled.add(document.pk)
@@ -328,7 +334,7 @@ class _BatchRun:
         from ingest.embedding import to_bytes
 
         clock = time.monotonic()
-        replaced_files: list[tuple[Any, str]] = []
+        replaced_files: list[str] = []
         ready: list[tuple[_Prepared, list[Chunk]]] = []
         new_ids: list[int] = []
         new_texts: list[str] = []
@@ -371,7 +377,7 @@ class _BatchRun:
                     if old_version is not None:
                         old_ids += list(old_version.chunks.values_list("id", flat=True))
                         if old_version.file.name:
-                            replaced_files.append((old_version.file.storage, old_version.file.name))
+                            replaced_files.append(old_version.file.name)
                         services.document_retire(document=old_version, replaced_by_id=document_id)
                 p.document = locked
                 ready.append((p, created))
@@ -412,8 +418,7 @@ class _BatchRun:
             # The uploaders see their documents ready at once, even when searches read a replica.
             fence_after_commit(user_ids=[p.document.uploaded_by_id for p, _ in ready])
         self.settled.update(p.document.pk for p, _ in ready)
-        for storage, name in replaced_files:
-            storage.delete(name)
+        originals.originals_delete(replaced_files)
         logger.info("Documents ready: %d, %d chunks", len(ready), len(new_ids))
 
 

@@ -21,7 +21,6 @@ from django import db
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
-from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from assistant.accounts.models import Role
@@ -29,7 +28,7 @@ from assistant.accounts.selectors import documents_visible_to, user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.replica import fence_after_commit
-from ingest import claims, disk, queue
+from ingest import claims, originals, queue
 from ingest.models import IN_PROGRESS, Collection, Document, RemovedDocument
 from ingest.vector_store import vector_store
 
@@ -80,15 +79,14 @@ def collection_get_or_create(*, name: str, user: Any = None) -> tuple[Collection
 def collection_delete(*, collection: Collection, user: Any = None) -> None:
     """Delete a collection, its documents' files and its index (``user``: who did, for the audit log)."""
     collection_id = collection.pk
-    stored = [(d.file.storage, d.file.name) for d in collection.documents.all() if d.file.name]
+    stored = [d.file.name for d in collection.documents.all() if d.file.name]
     with transaction.atomic():
         audit_record(
             action=AuditEvent.Action.COLLECTION_DELETED, actor=user, collection=collection, target=collection,
             details={"documents": len(stored)},
         )  # fmt: skip
         collection.delete()
-    for storage, name in stored:
-        storage.delete(name)
+    originals.originals_delete(stored)
     vector_store().drop(collection_id=collection_id)
 
 
@@ -251,27 +249,17 @@ def _stored(
             if enqueue:
                 transaction.on_commit(lambda: queue.document_enqueue(document.pk))
     except IntegrityError:
-        document.file.delete(save=False)
+        originals.originals_delete([document.file.name])
         return None
     return document
 
 
 def _store_original(document: Document, name: str, spooled: IO[bytes]) -> None:
-    """Write the uploaded bytes under the document's (opaque) file name.
-
-    A full data disk refuses the upload with a reason, and the part already written is removed.
-    """
-    storage = document.file.storage
-    target = document.file.field.generate_filename(document, name)
+    """Write the uploaded bytes to the originals' storage; a refusal (a full disk, a failing bucket) has a reason."""
     try:
-        document.file = storage.save(target, File(spooled), max_length=document.file.field.max_length)
-    except OSError as exc:
-        if storage.exists(target):
-            storage.delete(target)
-        if disk.caused_by_full_disk(exc):
-            logger.error("Upload of %r refused: no space left on the data disk (%s)", name, exc)
-            raise UploadRejected(disk.UPLOAD_REFUSED, name=name) from exc
-        raise
+        originals.original_save(document=document, name=name, fileobj=spooled)
+    except originals.OriginalRefused as exc:
+        raise UploadRejected(str(exc), name=name) from exc
 
 
 @dataclass(frozen=True)
@@ -415,7 +403,6 @@ def document_delete(*, document: Document, user: Any = None) -> None:
     collection_id = document.collection_id
     chunk_ids = list(document.chunks.values_list("id", flat=True))
     file_name = document.file.name
-    storage = document.file.storage
     with transaction.atomic():
         audit_record(
             action=AuditEvent.Action.DOCUMENT_DELETED, actor=user, collection=document.collection, target=document,
@@ -423,8 +410,7 @@ def document_delete(*, document: Document, user: Any = None) -> None:
         )  # fmt: skip
         document_retire(document=document)
         fence_after_commit(user_ids=[getattr(user, "pk", None)])
-    if file_name:
-        storage.delete(file_name)
+    originals.originals_delete([file_name])
     vector_store().remove(collection_id=collection_id, ids=chunk_ids)
 
 

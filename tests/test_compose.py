@@ -394,6 +394,22 @@ def test_data_dir_is_a_volume_shared_by_web_and_workers(compose: dict[str, Any],
     assert source in compose["volumes"]
 
 
+def test_originals_are_a_volume_of_their_own_shared_by_web_and_workers(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    sources = set()
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        originals = environment["ORIGINALS_DIR"]
+        assert not originals.startswith(environment["ASSISTANT_DATA_DIR"] + "/")
+        sources.add(volume_mounts(services[name]).get(originals))
+    assert len(sources) == 1
+    (source,) = sources
+    assert source in compose["volumes"] and source != volume_mounts(services["web"])["/data"]
+    # The image creates the mount point for its user, so a fresh volume is writable.
+    assert "/originals" in services["web"]["build"]["dockerfile_inline"].split("chown assistant:assistant", 1)[1]
+
+
 def test_stateful_services_keep_their_data_in_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
     assert volume_mounts(services["postgres"])["/var/lib/postgresql/data"] in compose["volumes"]
     assert volume_mounts(services["redis"])["/data"] in compose["volumes"]

@@ -81,6 +81,16 @@ def _llm() -> Endpoint:
     )
 
 
+def _originals() -> Endpoint:
+    purpose = "Uploaded originals"
+    if not settings.STORAGE_S3_BUCKET:
+        return Endpoint(purpose, "local folder", str(settings.MEDIA_ROOT), "a shared mount when ORIGINALS_DIR is one")
+    where = settings.STORAGE_S3_ENDPOINT_URL
+    address = _url_without_secrets(where) if where else f"AWS S3 {settings.STORAGE_S3_REGION}".strip()
+    prefix = f", prefix {settings.STORAGE_S3_PREFIX}" if settings.STORAGE_S3_PREFIX else ""
+    return Endpoint(purpose, "S3 (object storage)", address, f"bucket {settings.STORAGE_S3_BUCKET}{prefix}")
+
+
 def _oidc() -> list[Endpoint]:
     if not settings.OIDC_ENABLED:
         return []
@@ -110,7 +120,7 @@ def _email() -> list[Endpoint]:
 
 def endpoints() -> list[Endpoint]:
     """Every remote (or local) endpoint the instance talks to, in the order a request meets them."""
-    return [*_database(), _broker(), _llm(), *_oidc(), *_email()]
+    return [*_database(), _broker(), _originals(), _llm(), *_oidc(), *_email()]
 
 
 def local_models() -> list[Endpoint]:

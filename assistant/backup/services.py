@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection
 
 from assistant.backup import postgresql, sqlite
@@ -38,6 +37,7 @@ from assistant.backup.archive import (
     Manifest,
     archive_unpack,
 )
+from ingest import originals as stored_originals
 
 __all__ = [
     "BackupError",
@@ -187,11 +187,15 @@ def _write(writer: ArchiveWriter, *, vendor: str, database: Path) -> Manifest:
     database.unlink()
     missing = []
     for name in originals:
-        path = Path(default_storage.path(name))
-        if not path.is_file():
+        # Wherever the originals are kept (the data dir, a shared folder, a bucket),
+        # the archive holds their bytes: a restore needs nothing but the archive.
+        try:
+            with stored_originals.original_local_path(name) as path:
+                if not path.is_file():
+                    raise FileNotFoundError(name)
+                writer.add_file(ORIGINALS + name, path)
+        except FileNotFoundError:
             missing.append(name)  # deleted since the snapshot, or lost before it
-            continue
-        writer.add_file(ORIGINALS + name, path)
     key = _secret_key_from_file()
     if key is not None:
         writer.add_bytes(SECRET_KEY, key)
@@ -213,8 +217,7 @@ def target_contents() -> dict[str, int]:
     with connection.cursor() as cursor:
         counts = database_counts(cursor, connection.vendor)
     held = {name: n for name in _HOLDING if (n := counts.get(name))}
-    media = Path(settings.MEDIA_ROOT)
-    files = sum(1 for p in media.rglob("*") if p.is_file()) if media.is_dir() else 0
+    files = len(stored_originals.originals_stored())
     if files:
         held["original files"] = files
     return held
@@ -244,9 +247,9 @@ def _check_compatible(manifest: Manifest, vendor: str) -> None:
 def backup_restore(*, archive: Path | str, force: bool = False) -> RestoreResult:
     """Restore ``archive`` into this instance; see the module's docstring for the checks and the order."""
     vendor = _vendor()
-    media = Path(settings.MEDIA_ROOT)
-    media.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=media.parent, prefix=".restore-"))
+    parent = stored_originals.staging_parent()
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=".restore-"))
     try:
         manifest = archive_unpack(Path(archive).expanduser().absolute(), staging)
         _check_compatible(manifest, vendor)
@@ -273,7 +276,7 @@ def backup_restore(*, archive: Path | str, force: bool = False) -> RestoreResult
             raise BackupError(f"the restored database does not match the manifest: {counts} != {manifest.counts}")
         migrated = _migrate()
         _check_audit_guard()
-        _swap_folder(staging / ORIGINALS.rstrip("/"), media)
+        stored_originals.originals_replace(staging / ORIGINALS.rstrip("/"))
         secret_restored = _restore_secret_key(staging / SECRET_KEY)
         indexed = _rebuild_indexes()
     finally:
@@ -299,19 +302,6 @@ def _check_audit_guard() -> None:
 
     if not triggers.installed(connection):
         raise BackupError("the restored audit log has lost its append-only triggers; do not use this database")
-
-
-def _swap_folder(source: Path, target: Path) -> None:
-    """Put ``source`` in ``target``'s place (same file system: renames), removing what was there."""
-    if not source.is_dir():
-        source.mkdir(parents=True)
-    aside = None
-    if target.exists():
-        aside = target.with_name(f".{target.name}-replaced-{os.getpid()}")
-        target.rename(aside)
-    source.rename(target)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _restore_secret_key(source: Path) -> bool:

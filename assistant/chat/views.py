@@ -26,6 +26,7 @@ from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.chat.models import Feedback
 from assistant.chat.rendering import answer_html
 from assistant.chat.sse import sse_event, sse_response
+from ingest import originals
 
 
 def _not_found(request: HttpRequest) -> HttpResponse:
@@ -186,8 +187,12 @@ def document_original(request: HttpRequest, document_id: int) -> HttpResponseBas
         found, content_type = sources.document_original(user=request.user, document_id=document_id)
     except PermissionDenied:
         return _not_found(request)
+    try:
+        stored = originals.original_open(found.file.name)
+    except FileNotFoundError:
+        return _not_found(request)
     inline = content_type != "application/octet-stream"
-    return FileResponse(found.file.open("rb"), as_attachment=not inline, filename=found.name, content_type=content_type)
+    return FileResponse(stored, as_attachment=not inline, filename=found.name, content_type=content_type)
 
 
 @login_required

@@ -3,8 +3,9 @@
 ``/healthz`` only says the process is alive; ``/readyz`` asks every part the product
 depends on, each within ``READYZ_TIMEOUT_S``: the database, the Celery broker, the
 language model servers (each one's state), the embedding server or the embedding
-model's folder when one is configured, and the index folder (it must exist and be
-writable: every upload writes there; a full disk fails here, named). Index files
+model's folder when one is configured, the index folder (it must exist and be
+writable: every upload writes there; a full disk fails here, named), and where the
+originals go (their folder writable, or their bucket answering). Index files
 whose header and length disagree (truncated) are named in the index check's detail
 without failing it: the next search rebuilds them.
 With a read replica (``DATABASE_REPLICA_URL``) a ``replica`` part says how far behind it
@@ -172,12 +173,19 @@ def _replica(timeout: float) -> str:
     return f"streaming, {max(0, int(current) - int(replayed or 0))} bytes of WAL behind the primary"
 
 
+def _originals(timeout: float) -> str:
+    from ingest.originals import originals_check
+
+    return originals_check()
+
+
 CHECKS: dict[str, Callable[[float], str]] = {
     "database": _database,
     "broker": _broker,
     "llm": _llm,
     "embedding": _embedding,
     "indexes": _indexes,
+    "originals": _originals,
 }
 
 

@@ -153,11 +153,17 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"  # the tests run with locmem
     settings.EMAIL_HOST = "mail.internal"
     settings.EMAIL_HOST_PASSWORD = "smtp-secret"
+    settings.STORAGE_S3_BUCKET, settings.STORAGE_S3_ENDPOINT_URL = (
+        "originals",
+        "https://s3user:s3-secret@s3.internal:9000",
+    )
+    settings.STORAGE_S3_SECRET_ACCESS_KEY = "s3-key-secret"
     page = client.get(reverse("audit:boundary"))
     assert page.status_code == 200
     text = page.content.decode()
     for shown in ("cache.internal:6380", "http://vllm.internal:8000/v1", "Qwen-7B", "https://sso.example.com/token",
-                  "mail.internal:25", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else"):  # fmt: skip
+                  "mail.internal:25", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else", "https://s3.internal:9000",
+                  "bucket originals"):  # fmt: skip
         assert shown in text, shown
     for secret in (
         "broker-secret",
@@ -167,6 +173,9 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor
         "sk-api-secret",
         "oidc-secret",
         "smtp-secret",
+        "s3user",
+        "s3-secret",
+        "s3-key-secret",
     ):
         assert secret not in text, secret
 

@@ -14,7 +14,7 @@ def test_ready_when_every_part_answers_without_a_sign_in(client, recording_llm) 
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok" and body["failing"] == []
-    assert set(body["checks"]) == {"database", "broker", "llm", "embedding", "indexes"}
+    assert set(body["checks"]) == {"database", "broker", "llm", "embedding", "indexes", "originals"}
     assert all(part["status"] == "ok" for part in body["checks"].values())
     assert "scripted-model" in body["checks"]["llm"]["detail"]  # loopback callers see the reasons
 
@@ -43,6 +43,15 @@ def test_an_index_folder_that_cannot_be_written_is_named(client, settings, recor
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failing"] == ["indexes"]
+
+
+def test_an_originals_folder_that_cannot_be_written_is_named(client, settings, recording_llm, tmp_path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the shared originals' mount should be")
+    settings.MEDIA_ROOT = blocker / "originals"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["originals"]
 
 
 def test_reasons_are_kept_from_callers_outside_the_allowed_networks(client, settings) -> None:

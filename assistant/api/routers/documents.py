@@ -13,7 +13,7 @@ from assistant.api.errors import ApiError
 from assistant.api.idempotent import IDEMPOTENCY_KEY, idempotent
 from assistant.api.lookups import collection_for, document_for, hidden_documents, paginate
 from assistant.api.schemas import DocumentOut, DocumentPage, ErrorOut, UploadOut
-from ingest import selectors, services
+from ingest import originals, selectors, services
 from ingest.models import Document
 
 router = Router(tags=["documents"])
@@ -129,12 +129,12 @@ def documents_get(request: HttpRequest, document_id: int) -> Any:
 def documents_download(request: HttpRequest, document_id: int) -> Any:
     """The original file as it was uploaded."""
     document = document_for(user=caller(request), document_id=document_id)
-    if not document.file.name or not document.file.storage.exists(document.file.name):
-        raise ApiError(404, "not_found", "The original file of this document is no longer stored.")
+    try:
+        stored = originals.original_open(document.file.name)
+    except FileNotFoundError as exc:
+        raise ApiError(404, "not_found", "The original file of this document is no longer stored.") from exc
     # The stored name is opaque; the download carries the uploaded name.
-    return FileResponse(
-        document.file.open("rb"), as_attachment=True, filename=document.name, content_type="application/octet-stream"
-    )
+    return FileResponse(stored, as_attachment=True, filename=document.name, content_type="application/octet-stream")
 
 
 @router.delete("/documents/{document_id}", response={204: None, **ERRORS}, auth=WRITE)
