@@ -15,7 +15,10 @@ For each item the source lists (in source-id order), compared with its
 * rows whose source id is no longer listed (and were not renamed) are deleted with
   their documents;
 * the same source id and version at a new link (an item moved or renamed where its id
-  is stable, as in SharePoint) keeps its document: only its name and link change.
+  is stable, as in SharePoint) keeps its document: only its name and link change;
+* an item that names a ``parent`` (a Confluence page's attachment) becomes a child
+  document of the parent's document: it stays with the parent's newest version and is
+  deleted with it. The source gives it the parent's access.
 
 A source with its own change tracking (``Source.list_changes``, SharePoint's delta
 query) lists only what changed since the cursor stored on the connector, and names
@@ -377,8 +380,14 @@ class _Run:
             groups, applied = self._groups(access)
             result = services.document_upload(
                 collection=self.connector.collection, name=item.name, fileobj=spooled, enqueue=False,
-                restrict_to_groups=groups, from_source=True, supersedes=previous,
+                restrict_to_groups=groups, from_source=True, supersedes=previous, parent=self._parent(item),
             )  # fmt: skip
+            if previous is not None:
+                # The old version is deleted with what came out of it once the new one is
+                # ready; the source's own children (attachments) move to the new one.
+                Document.objects.filter(parent=previous, connector_items__connector=self.connector).update(
+                    parent=result.document
+                )
             ConnectorItem.objects.update_or_create(
                 connector=self.connector, source_id=item.source_id,
                 defaults={"link": item.link, "version": item.version, "content_hash": digest,
@@ -390,6 +399,20 @@ class _Run:
             self.flush_queue()
         return "updated" if previous is not None else "added"
 
+    def _parent(self, item: SourceItem) -> Document | None:
+        """The document of the item ``item`` belongs to (``ItemError`` while it has none)."""
+        if not item.parent:
+            return None
+        found = (
+            ConnectorItem.objects.filter(connector=self.connector, source_id=item.parent)
+            .exclude(document=None)
+            .select_related("document")
+            .first()
+        )
+        if found is None or found.document is None:
+            raise ItemError(f"It belongs to {item.parent}, which is not in the collection yet; retried next sync.")
+        return found.document
+
     def _rename(self, row: ConnectorItem, item: SourceItem, access: list[str]) -> str:
         self.vanished.pop(row.source_id, None)
         if self.dry_run:
@@ -399,7 +422,8 @@ class _Run:
                 source_id=item.source_id, link=item.link, version=item.version, error=""
             )
             # The name shown in lists and citations; the passages stay as they were embedded.
-            Document.objects.filter(connector_items=row.pk).update(name=item.name[:500])
+            moved = {"parent": self._parent(item)} if item.parent else {}
+            Document.objects.filter(connector_items=row.pk).update(name=item.name[:500], **moved)
             row.source_id = item.source_id
             self._restrict(row, access)
         return "renamed"
@@ -439,6 +463,11 @@ class _Run:
         if self.dry_run:
             return "deleted"
         document = Document.objects.filter(pk=row.document_id).first() if row.document_id else None
+        if document is not None:
+            # The source's own children (a page's attachments) first: deleting a document
+            # removes its children's rows, not their files and passages.
+            for child in Document.objects.filter(parent=document, connector_items__connector=self.connector):
+                services.document_delete(document=child)
         while document is not None:
             older = Document.objects.filter(pk=document.supersedes_id).first() if document.supersedes_id else None
             services.document_delete(document=document)  # its row goes with it (CASCADE)

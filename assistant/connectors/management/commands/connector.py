@@ -10,7 +10,7 @@ connector add ... --type imap --host H [--port N] [--security imaps|starttls] --
 connector add ... --type smb --host H [--port N] --share S [--path FOLDER] --user U [--encrypt]
               [--permissions map|acl] [--acl-map SID=GROUP[,GROUP]]...
 connector add ... --type confluence --url URL --space KEY... [--deployment cloud|datacenter]
-              [--email ADDRESS] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
+              [--email ADDRESS] [--no-attachments] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector add ... --type sharepoint --tenant T --drive ID --client-id ID [--site ID]
               [--map ENTRA_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector list [--json]
@@ -78,6 +78,8 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     for flag in ("allow_plain", "encrypt"):
         if options.get(flag):
             found[flag] = True
+    if options.get("no_attachments"):
+        found["attachments"] = False
     if options.get("permissions"):
         found["permissions"] = options["permissions"]
     if options.get("acl_map"):
@@ -121,6 +123,7 @@ def _cloud_arguments(sub: Any) -> None:
     sub.add_argument("--space", action="append", metavar="KEY", help="confluence: a space key to read (repeatable).")
     sub.add_argument("--deployment", choices=["cloud", "datacenter"], help="confluence: cloud (default) or datacenter.")
     sub.add_argument("--email", help="confluence cloud: the account the API token (the secret) belongs to.")
+    sub.add_argument("--no-attachments", action="store_true", help="confluence: the pages only, not their files.")
     sub.add_argument("--tenant", help="sharepoint: the directory (tenant) id or domain.")
     sub.add_argument("--drive", help="sharepoint: the document library's drive id.")
     sub.add_argument("--site", help="sharepoint: the site id (for the record).")
