@@ -292,11 +292,10 @@ class FakeConfluence(FakeService):
             )
             return 200, {"results": results, "_links": links}, {}
         if len(parts) == 5 and parts[:3] == ["api", "v2", "pages"] and parts[3] in self.pages:
-            page = self.pages[parts[3]]
             if parts[4] == "attachments":
-                return 200, self._attachments(page, q), {}
+                return 200, self._attachments(self.pages[parts[3]], q), {}
             if parts[4] == "ancestors":  # the highest first
-                found = [{"id": a.id, "type": "page"} for a in self._ancestors(page)]
+                found = [{"id": a.id, "type": "page"} for a in self._ancestors(self.pages[parts[3]])]
                 return 200, {"results": found, "_links": {"base": self.site}}, {}
         if len(parts) == 4 and parts[:3] == ["api", "v2", "pages"]:
             page = self.pages.get(parts[3])

@@ -263,6 +263,15 @@ def test_a_manager_adds_a_share_in_the_portal(client, collection) -> None:
     assert connector.settings["include"] == ["*.pdf"]
     page = client.get(f"/portal/collections/{collection.pk}/").content.decode()
     assert "fs.example.com/Public" in page and "pw-from-the-form" not in page
+    assert connector.settings["permissions"] == "map"
+    # The file's own ACLs instead, with the SIDs they name mapped to groups.
+    client.post(
+        f"/portal/collections/{collection.pk}/connectors/add",
+        {"kind": "smb", "name": "ACL share", "host": "fs", "share": "s", "user": "u", "password": "pw", "every": "0",
+         "permissions": "acl", "acl_groups": "S-1-5-21-1-2-3-1105=hr\nS-1-1-0=staff"},
+    )  # fmt: skip
+    acl = Connector.objects.get(name="ACL share").settings
+    assert acl["permissions"] == "acl" and acl["acl_groups"] == {"S-1-5-21-1-2-3-1105": ["hr"], "S-1-1-0": ["staff"]}
     # Without a password the form is refused and nothing is added.
     client.post(
         f"/portal/collections/{collection.pk}/connectors/add",
