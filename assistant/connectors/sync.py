@@ -37,11 +37,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -53,6 +52,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from assistant.connectors import liveness
 from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import credentials_open
 from assistant.connectors.sources import (
@@ -123,12 +123,6 @@ def source_for(connector: Connector) -> Source:
     return source_type(connector.kind)(connector.settings, credentials_open(connector.credentials))
 
 
-def connector_enqueue(connector_id: int) -> None:
-    from assistant.connectors import tasks
-
-    tasks.sync_connector.delay(connector_id)
-
-
 def connector_claim(connector_id: int) -> Connector:
     """Take the connector for a run, under its row lock (``SyncBusy``/``SyncRefused`` if not ours)."""
     now = timezone.now()
@@ -170,7 +164,7 @@ def connector_sync(
         connector = connector_claim(connector.pk)
     run = _Run(connector, dry_run=dry_run, enqueue=enqueue, on_item=on_item)
     try:
-        with nullcontext() if dry_run else _heartbeat(connector.pk):
+        with nullcontext() if dry_run else liveness.heartbeat(connector.pk):
             run.run()
     except (db.OperationalError, db.InterfaceError):
         # Transient: the task retries; a stale heartbeat lets the retry take the connector.
@@ -190,33 +184,6 @@ def connector_sync(
     if not dry_run:
         run.finish()
     return run.report
-
-
-@contextmanager
-def _heartbeat(connector_id: int) -> Iterator[None]:
-    """Touch the connector's heartbeat from a side thread while the run works.
-
-    A side thread, so that one slow item (a large file on a slow mount) does not make
-    a live run look stalled; a killed worker's heartbeat stops with it.
-    """
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(settings.CONNECTOR_HEARTBEAT_S):
-                Connector.objects.filter(pk=connector_id, state=State.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception:  # a missed beat is not worth failing the run for
-            logger.warning("Heartbeat for connector %s stopped", connector_id, exc_info=True)
-        finally:
-            db.connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"connector-heartbeat-{connector_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 class _Run:
@@ -517,44 +484,3 @@ def _record_failure(connector: Connector, item: SourceItem, error: str) -> None:
     ConnectorItem.objects.update_or_create(
         connector=connector, source_id=item.source_id, defaults={"link": item.link, "error": error[:4000]}
     )
-
-
-def connectors_sweep() -> dict[str, int]:
-    """Send again the runs nobody is doing any more, then the connectors whose time has come.
-
-    * running with a stopped heartbeat (a killed worker), or queued for as long
-      (a lost message): sent again; the run resumes where the last one stopped.
-      After ``CONNECTOR_MAX_ATTEMPTS`` interrupted runs in a row the connector
-      stops with the reason, until its next scheduled time;
-    * idle, not paused, scheduled, and due: queued.
-    """
-    now = timezone.now()
-    stalled_before = now - timedelta(seconds=settings.CONNECTOR_STALL_AFTER_S)
-    resent = gave_up = due = 0
-    stalled = Connector.objects.filter(state__in=[State.RUNNING, State.QUEUED]).filter(
-        db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None)
-    )
-    for connector in stalled:
-        if connector.attempts >= settings.CONNECTOR_MAX_ATTEMPTS:
-            reason = (
-                f"The sync was interrupted {connector.attempts} times without finishing; stopped until its next run."
-            )
-            Connector.objects.filter(pk=connector.pk).update(
-                state=State.IDLE, heartbeat_at=None, finished_at=now, attempts=0, last_error=reason
-            )
-            gave_up += 1
-            continue
-        if Connector.objects.filter(pk=connector.pk, state=connector.state, heartbeat_at=connector.heartbeat_at).update(
-            state=State.QUEUED, heartbeat_at=now
-        ):
-            logger.warning("Connector %s stopped answering; its sync is sent again", connector.pk)
-            transaction.on_commit(partial(connector_enqueue, connector.pk))
-            resent += 1
-    for connector in Connector.objects.filter(state=State.IDLE, paused=False, every_minutes__gt=0):
-        last = connector.finished_at or connector.started_at
-        if last is not None and last + timedelta(minutes=connector.every_minutes) > now:
-            continue
-        if Connector.objects.filter(pk=connector.pk, state=State.IDLE).update(state=State.QUEUED, heartbeat_at=now):
-            transaction.on_commit(partial(connector_enqueue, connector.pk))
-            due += 1
-    return {"resent": resent, "gave_up": gave_up, "due": due}
