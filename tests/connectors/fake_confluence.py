@@ -36,6 +36,7 @@ class Page:
     restricted_groups: list[str] = field(default_factory=list)
     restricted_users: list[str] = field(default_factory=list)
     parent: str = ""  # the parent page's id ("": at the space's top)
+    folder: str = ""  # Cloud: the id of a folder the page is in (its parent then, not a page)
     attachments: dict[str, Attachment] = field(default_factory=dict)
 
 
@@ -52,6 +53,7 @@ class FakeConfluence(FakeService):
         self.spaces: dict[str, dict[str, Any]] = {}
         self.pages: dict[str, Page] = {}
         self.groups = {"g-1": "confluence-users", "g-2": "hr-team", "g-3": "board"}  # Cloud ids -> names
+        self.folders: dict[str, list[str]] = {}  # Cloud folder id -> the groups its read restriction names
 
     @property
     def site(self) -> str:
@@ -161,8 +163,8 @@ class FakeConfluence(FakeService):
                 "status": "current",
                 "title": page.title,
                 "spaceId": space_id,
-                "parentId": page.parent,
-                "parentType": "page",
+                "parentId": page.folder or page.parent,
+                "parentType": "folder" if page.folder else "page",
                 "position": 0,
                 "authorId": "5b10ac8d82e05b22cc7d4ef5",
                 "ownerId": "5b10ac8d82e05b22cc7d4ef5",
@@ -222,7 +224,7 @@ class FakeConfluence(FakeService):
 
     def _restrictions(self, page_id: str) -> dict[str, Any]:
         page = self.pages.get(page_id)
-        groups = page.restricted_groups if page else []
+        groups = page.restricted_groups if page else self.folders.get(page_id, [])
         users = page.restricted_users if page else []
         ids = {name: gid for gid, name in self.groups.items()}
         group_results = [
@@ -295,7 +297,9 @@ class FakeConfluence(FakeService):
             if parts[4] == "attachments":
                 return 200, self._attachments(self.pages[parts[3]], q), {}
             if parts[4] == "ancestors":  # the highest first
-                found = [{"id": a.id, "type": "page"} for a in self._ancestors(self.pages[parts[3]])]
+                page = self.pages[parts[3]]
+                folder = [{"id": page.folder, "type": "folder"}] if page.folder else []
+                found = [{"id": a.id, "type": "page"} for a in self._ancestors(page)] + folder
                 return 200, {"results": found, "_links": {"base": self.site}}, {}
         if len(parts) == 4 and parts[:3] == ["api", "v2", "pages"]:
             page = self.pages.get(parts[3])

@@ -172,6 +172,20 @@ def test_cloud_attachments_follow_their_page_and_restrictions_come_down_from_anc
     assert set(actions(run(connector)).values()) == {"unchanged"}
 
 
+def test_a_cloud_page_in_a_folder_asks_for_its_ancestors_and_keeps_the_folders_restriction(
+    cloud_wiki, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    cloud_wiki.add_space("ENG", ["confluence-users"])
+    cloud_wiki.folders["f-7"] = ["hr-team"]
+    cloud_wiki.put_page("31", "ENG", "Reviews", "<p>Staff reviews are in March.</p>", folder="f-7")
+    cloud_wiki.put_page("32", "ENG", "Lunch", "<p>Staff lunch is at noon.</p>")
+    run(wiki_connector(collection, cloud_wiki))
+    assert cloud_wiki.paths("/ancestors") == ["/wiki/api/v2/pages/31/ancestors?limit=250"]
+    assert set(found(readers["outsider"], collection, "staff")) == {"Lunch.html"}
+    assert set(found(readers["member"], collection, "staff")) == {"Reviews.html", "Lunch.html"}
+
+
 def test_data_center_reads_ancestors_with_the_listing_and_attachments_of_restricted_pages(
     dc_wiki, collection, readers, settings
 ) -> None:
