@@ -297,9 +297,9 @@ class FakeConfluence(FakeService):
             if parts[4] == "attachments":
                 return 200, self._attachments(self.pages[parts[3]], q), {}
             if parts[4] == "ancestors":  # the highest first
-                page = self.pages[parts[3]]
-                folder = [{"id": page.folder, "type": "folder"}] if page.folder else []
-                found = [{"id": a.id, "type": "page"} for a in self._ancestors(page)] + folder
+                child = self.pages[parts[3]]
+                folder = [{"id": child.folder, "type": "folder"}] if child.folder else []
+                found = [{"id": a.id, "type": "page"} for a in self._ancestors(child)] + folder
                 return 200, {"results": found, "_links": {"base": self.site}}, {}
         if len(parts) == 4 and parts[:3] == ["api", "v2", "pages"]:
             page = self.pages.get(parts[3])
