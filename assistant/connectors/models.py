@@ -36,7 +36,7 @@ class Connector(models.Model):
     # State of the current or last run.
     state = models.CharField(max_length=10, choices=State.choices, default=State.IDLE)
     # Touched while a run works; a running connector whose heartbeat stopped is
-    # taken up again by the sweep (``sync.connectors_sweep``).
+    # taken up again by the sweep (``liveness.connectors_sweep``).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)

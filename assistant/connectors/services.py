@@ -18,7 +18,7 @@ from assistant.accounts.models import Role
 from assistant.accounts.selectors import user_can
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
-from assistant.connectors import sync
+from assistant.connectors import liveness, sync
 from assistant.connectors.models import Connector
 from assistant.connectors.secrets import credentials_seal
 from assistant.connectors.sources import source_type
@@ -145,5 +145,5 @@ def connector_sync_request(*, connector: Connector, actor: Any = None) -> bool:
                 action=Action.CONNECTOR_SYNC_REQUESTED, actor=actor, collection=connector.collection,
                 target=connector, details={"name": connector.name},
             )  # fmt: skip
-            transaction.on_commit(lambda: sync.connector_enqueue(connector.pk))
+            transaction.on_commit(lambda: liveness.connector_enqueue(connector.pk))
     return bool(queued)

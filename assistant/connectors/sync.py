@@ -15,7 +15,10 @@ For each item the source lists (in source-id order), compared with its
 * rows whose source id is no longer listed (and were not renamed) are deleted with
   their documents;
 * the same source id and version at a new link (an item moved or renamed where its id
-  is stable, as in SharePoint) keeps its document: only its name and link change.
+  is stable, as in SharePoint) keeps its document: only its name and link change;
+* an item that names a ``parent`` (a Confluence page's attachment) becomes a child
+  document of the parent's document: it stays with the parent's newest version and is
+  deleted with it. The source gives it the parent's access.
 
 A source with its own change tracking (``Source.list_changes``, SharePoint's delta
 query) lists only what changed since the cursor stored on the connector, and names
@@ -34,11 +37,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -50,6 +52,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from assistant.connectors import liveness
 from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import credentials_open
 from assistant.connectors.sources import (
@@ -120,12 +123,6 @@ def source_for(connector: Connector) -> Source:
     return source_type(connector.kind)(connector.settings, credentials_open(connector.credentials))
 
 
-def connector_enqueue(connector_id: int) -> None:
-    from assistant.connectors import tasks
-
-    tasks.sync_connector.delay(connector_id)
-
-
 def connector_claim(connector_id: int) -> Connector:
     """Take the connector for a run, under its row lock (``SyncBusy``/``SyncRefused`` if not ours)."""
     now = timezone.now()
@@ -167,7 +164,7 @@ def connector_sync(
         connector = connector_claim(connector.pk)
     run = _Run(connector, dry_run=dry_run, enqueue=enqueue, on_item=on_item)
     try:
-        with nullcontext() if dry_run else _heartbeat(connector.pk):
+        with nullcontext() if dry_run else liveness.heartbeat(connector.pk):
             run.run()
     except (db.OperationalError, db.InterfaceError):
         # Transient: the task retries; a stale heartbeat lets the retry take the connector.
@@ -187,33 +184,6 @@ def connector_sync(
     if not dry_run:
         run.finish()
     return run.report
-
-
-@contextmanager
-def _heartbeat(connector_id: int) -> Iterator[None]:
-    """Touch the connector's heartbeat from a side thread while the run works.
-
-    A side thread, so that one slow item (a large file on a slow mount) does not make
-    a live run look stalled; a killed worker's heartbeat stops with it.
-    """
-    stop = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(settings.CONNECTOR_HEARTBEAT_S):
-                Connector.objects.filter(pk=connector_id, state=State.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception:  # a missed beat is not worth failing the run for
-            logger.warning("Heartbeat for connector %s stopped", connector_id, exc_info=True)
-        finally:
-            db.connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"connector-heartbeat-{connector_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 class _Run:
@@ -377,8 +347,14 @@ class _Run:
             groups, applied = self._groups(access)
             result = services.document_upload(
                 collection=self.connector.collection, name=item.name, fileobj=spooled, enqueue=False,
-                restrict_to_groups=groups, from_source=True, supersedes=previous,
+                restrict_to_groups=groups, from_source=True, supersedes=previous, parent=self._parent(item),
             )  # fmt: skip
+            if previous is not None:
+                # The old version is deleted with what came out of it once the new one is
+                # ready; the source's own children (attachments) move to the new one.
+                Document.objects.filter(parent=previous, connector_items__connector=self.connector).update(
+                    parent=result.document
+                )
             ConnectorItem.objects.update_or_create(
                 connector=self.connector, source_id=item.source_id,
                 defaults={"link": item.link, "version": item.version, "content_hash": digest,
@@ -390,6 +366,20 @@ class _Run:
             self.flush_queue()
         return "updated" if previous is not None else "added"
 
+    def _parent(self, item: SourceItem) -> Document | None:
+        """The document of the item ``item`` belongs to (``ItemError`` while it has none)."""
+        if not item.parent:
+            return None
+        found = (
+            ConnectorItem.objects.filter(connector=self.connector, source_id=item.parent)
+            .exclude(document=None)
+            .select_related("document")
+            .first()
+        )
+        if found is None or found.document is None:
+            raise ItemError(f"It belongs to {item.parent}, which is not in the collection yet; retried next sync.")
+        return found.document
+
     def _rename(self, row: ConnectorItem, item: SourceItem, access: list[str]) -> str:
         self.vanished.pop(row.source_id, None)
         if self.dry_run:
@@ -399,7 +389,8 @@ class _Run:
                 source_id=item.source_id, link=item.link, version=item.version, error=""
             )
             # The name shown in lists and citations; the passages stay as they were embedded.
-            Document.objects.filter(connector_items=row.pk).update(name=item.name[:500])
+            moved = {"parent": self._parent(item)} if item.parent else {}
+            Document.objects.filter(connector_items=row.pk).update(name=item.name[:500], **moved)
             row.source_id = item.source_id
             self._restrict(row, access)
         return "renamed"
@@ -439,6 +430,11 @@ class _Run:
         if self.dry_run:
             return "deleted"
         document = Document.objects.filter(pk=row.document_id).first() if row.document_id else None
+        if document is not None:
+            # The source's own children (a page's attachments) first: deleting a document
+            # removes its children's rows, not their files and passages.
+            for child in Document.objects.filter(parent=document, connector_items__connector=self.connector):
+                services.document_delete(document=child)
         while document is not None:
             older = Document.objects.filter(pk=document.supersedes_id).first() if document.supersedes_id else None
             services.document_delete(document=document)  # its row goes with it (CASCADE)
@@ -488,44 +484,3 @@ def _record_failure(connector: Connector, item: SourceItem, error: str) -> None:
     ConnectorItem.objects.update_or_create(
         connector=connector, source_id=item.source_id, defaults={"link": item.link, "error": error[:4000]}
     )
-
-
-def connectors_sweep() -> dict[str, int]:
-    """Send again the runs nobody is doing any more, then the connectors whose time has come.
-
-    * running with a stopped heartbeat (a killed worker), or queued for as long
-      (a lost message): sent again; the run resumes where the last one stopped.
-      After ``CONNECTOR_MAX_ATTEMPTS`` interrupted runs in a row the connector
-      stops with the reason, until its next scheduled time;
-    * idle, not paused, scheduled, and due: queued.
-    """
-    now = timezone.now()
-    stalled_before = now - timedelta(seconds=settings.CONNECTOR_STALL_AFTER_S)
-    resent = gave_up = due = 0
-    stalled = Connector.objects.filter(state__in=[State.RUNNING, State.QUEUED]).filter(
-        db.models.Q(heartbeat_at__lt=stalled_before) | db.models.Q(heartbeat_at=None)
-    )
-    for connector in stalled:
-        if connector.attempts >= settings.CONNECTOR_MAX_ATTEMPTS:
-            reason = (
-                f"The sync was interrupted {connector.attempts} times without finishing; stopped until its next run."
-            )
-            Connector.objects.filter(pk=connector.pk).update(
-                state=State.IDLE, heartbeat_at=None, finished_at=now, attempts=0, last_error=reason
-            )
-            gave_up += 1
-            continue
-        if Connector.objects.filter(pk=connector.pk, state=connector.state, heartbeat_at=connector.heartbeat_at).update(
-            state=State.QUEUED, heartbeat_at=now
-        ):
-            logger.warning("Connector %s stopped answering; its sync is sent again", connector.pk)
-            transaction.on_commit(partial(connector_enqueue, connector.pk))
-            resent += 1
-    for connector in Connector.objects.filter(state=State.IDLE, paused=False, every_minutes__gt=0):
-        last = connector.finished_at or connector.started_at
-        if last is not None and last + timedelta(minutes=connector.every_minutes) > now:
-            continue
-        if Connector.objects.filter(pk=connector.pk, state=State.IDLE).update(state=State.QUEUED, heartbeat_at=now):
-            transaction.on_commit(partial(connector_enqueue, connector.pk))
-            due += 1
-    return {"resent": resent, "gave_up": gave_up, "due": due}

@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from assistant.connectors import sync
+from assistant.connectors import liveness, sync
 from assistant.connectors.models import Connector
 
 
@@ -41,4 +41,4 @@ def sync_connector(connector_id: int) -> None:
 @shared_task(ignore_result=True)
 def connectors_tick() -> dict[str, Any]:
     """From the beat: resume stalled runs, start due ones."""
-    return sync.connectors_sweep()
+    return liveness.connectors_sweep()

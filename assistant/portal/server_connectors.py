@@ -70,13 +70,26 @@ class SmbConnectorForm(_ServerForm, GlobFields):
     share = forms.CharField(label=gettext_lazy("Share"), max_length=255)
     path = forms.CharField(label=gettext_lazy("Folder inside the share (empty: all of it)"), required=False,
                            max_length=1000)  # fmt: skip
-    field_order = ["name", "host", "port", "share", "path", "user", "password", "include", "exclude", "groups"]
+    permissions = forms.ChoiceField(
+        label=gettext_lazy("Who reads a file"), required=False,
+        choices=[("map", gettext_lazy("The mapping below (folder globs)")),
+                 ("acl", gettext_lazy("The file's own ACL on the share (SIDs mapped below)"))],
+    )  # fmt: skip
+    acl_groups = forms.CharField(
+        label=gettext_lazy("With ACLs: the group a SID stands for (SID=GROUP,GROUP, one per line)"),
+        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+    )  # fmt: skip
+    field_order = [
+        "name", "host", "port", "share", "path", "user", "password", "include", "exclude", "permissions", "groups",
+        "acl_groups",
+    ]  # fmt: skip
 
     def settings(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
             **super().settings(), "share": data["share"], "path": data["path"], "include": form_lines(data["include"]),
             "exclude": form_lines(data["exclude"]), "groups": mapping_parse(form_lines(data["groups"])),
+            "permissions": data["permissions"] or "map", "acl_groups": mapping_parse(form_lines(data["acl_groups"])),
         }  # fmt: skip
 
 

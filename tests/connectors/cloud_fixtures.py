@@ -11,7 +11,8 @@ from assistant.accounts.services import collection_grant
 from assistant.chat import services as chat_services
 from assistant.connectors import http
 from assistant.connectors.secrets import new_key
-from tests.connectors.vendor_fakes import FakeConfluence, FakeGraph, FakeService, serve
+from tests.connectors.fake_confluence import FakeConfluence
+from tests.connectors.vendor_fakes import FakeGraph, FakeService, serve
 from tests.factories import GroupFactory, UserFactory
 
 

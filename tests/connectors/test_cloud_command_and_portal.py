@@ -34,6 +34,7 @@ def test_the_command_adds_a_confluence_and_a_sharepoint_connector(collection, mo
     assert wiki.kind == "confluence" and wiki.settings == {
         "base_url": "https://example.atlassian.net/wiki", "deployment": "cloud", "spaces": ["ENG", "HR"],
         "email": "bot@example.com", "groups": {"confluence-users": ["*"], "hr-team": ["hr", "managers"]},
+        "attachments": True,
     }  # fmt: skip
     assert credentials_open(wiki.credentials) == {"secret": TOKEN} and TOKEN not in manage("list", "--json")
 

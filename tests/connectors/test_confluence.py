@@ -13,7 +13,7 @@ from assistant.connectors.models import Connector, ConnectorItem
 from ingest.models import Document
 from tests.connectors.cloud_fixtures import found
 from tests.connectors.conftest import actions, run
-from tests.connectors.vendor_fakes import FakeConfluence
+from tests.connectors.fake_confluence import FakeConfluence
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sealing_key")]
 
@@ -118,6 +118,90 @@ def test_data_center_pages_with_a_token_start_limit_paging_and_a_failing_page(
     wiki.throttles.clear()  # the page answers again: the next run brings it in
     second = run(connector)
     assert actions(second)["ENG/13"] == "added" and ConnectorItem.objects.filter(error="").count() == 3
+
+
+def test_cloud_attachments_follow_their_page_and_restrictions_come_down_from_ancestors(
+    cloud_wiki, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    wiki = cloud_wiki
+    wiki.add_space("ENG", ["confluence-users"])
+    wiki.put_page("10", "ENG", "People", "<p>The people team's pages.</p>", restricted_groups=["hr-team"])
+    wiki.put_page("11", "ENG", "Benefits", "<p>Staff benefits include a bike lease.</p>", parent="10")
+    wiki.put_page("12", "ENG", "Handbook", "<p>The staff handbook.</p>")
+    wiki.attach("12", "att-1", "travel-policy.md", b"# Travel\n\nStaff travel by night train is refunded in full.\n")
+    wiki.attach("11", "att-2", "bonus-scheme.md", b"# Bonus\n\nThe staff bonus scheme pays in March.\n")
+    connector = wiki_connector(collection, wiki)
+
+    first = run(connector)
+    assert actions(first) == {
+        "ENG/10": "added", "ENG/11": "added", "ENG/11/attachments/att-2": "added", "ENG/12": "added",
+        "ENG/12/attachments/att-1": "added",
+    }  # fmt: skip
+    handbook, travel = Document.objects.get(name="Handbook.html"), Document.objects.get(name="travel-policy.md")
+    assert travel.parent_id == handbook.pk and travel.status == "ready"
+    assert Document.objects.get(name="bonus-scheme.md").parent_id == Document.objects.get(name="Benefits.html").pk
+    # "Benefits" has no restriction of its own, but its parent's keeps it (and its attachment) from the outsider.
+    assert set(found(readers["outsider"], collection, "staff")) == {"Handbook.html", "travel-policy.md"}
+    assert set(found(readers["member"], collection, "staff")) == {
+        "People.html", "Benefits.html", "bonus-scheme.md", "Handbook.html", "travel-policy.md",
+    }  # fmt: skip
+    assert "night train" in found(readers["outsider"], collection, "night train")["travel-policy.md"]
+    assert not wiki.paths("/ancestors")  # every parent was a listed page: no extra request
+    assert len(wiki.paths("/restriction/byOperation/read")) == 3  # once per page, attachments included
+
+    # A new version of the attachment (the page's version stays), an edited page, a lifted parent restriction.
+    wiki.attach("12", "att-1", "travel-policy.md", b"# Travel\n\nStaff travel: the quokka express is refunded.\n")
+    wiki.put_page("12", "ENG", "Handbook", "<p>The staff handbook, second edition.</p>")
+    wiki.pages["10"].restricted_groups = []
+    second = run(connector)
+    assert actions(second) == {
+        "ENG/10": "permissions", "ENG/11": "permissions", "ENG/11/attachments/att-2": "permissions",
+        "ENG/12": "updated", "ENG/12/attachments/att-1": "updated",
+    }  # fmt: skip
+    new_handbook, new_travel = Document.objects.get(name="Handbook.html"), Document.objects.get(name="travel-policy.md")
+    assert new_handbook.pk != handbook.pk and new_travel.parent_id == new_handbook.pk
+    outsider = found(readers["outsider"], collection, "quokka express")
+    assert "quokka" in outsider["travel-policy.md"] and "night train" not in outsider["travel-policy.md"]
+    assert {"Benefits.html", "bonus-scheme.md"} <= set(outsider)
+
+    del wiki.pages["12"]  # the page goes, and its attachment with it
+    third = run(connector)
+    assert actions(third)["ENG/12"] == "deleted" and actions(third)["ENG/12/attachments/att-1"] == "deleted"
+    assert not Document.objects.filter(name__in=["Handbook.html", "travel-policy.md"]).exists()
+    assert set(actions(run(connector)).values()) == {"unchanged"}
+
+
+def test_a_cloud_page_in_a_folder_asks_for_its_ancestors_and_keeps_the_folders_restriction(
+    cloud_wiki, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    cloud_wiki.add_space("ENG", ["confluence-users"])
+    cloud_wiki.folders["f-7"] = ["hr-team"]
+    cloud_wiki.put_page("31", "ENG", "Reviews", "<p>Staff reviews are in March.</p>", folder="f-7")
+    cloud_wiki.put_page("32", "ENG", "Lunch", "<p>Staff lunch is at noon.</p>")
+    run(wiki_connector(collection, cloud_wiki))
+    assert cloud_wiki.paths("/ancestors") == ["/wiki/api/v2/pages/31/ancestors?limit=250"]
+    assert set(found(readers["outsider"], collection, "staff")) == {"Lunch.html"}
+    assert set(found(readers["member"], collection, "staff")) == {"Reviews.html", "Lunch.html"}
+
+
+def test_data_center_reads_ancestors_with_the_listing_and_attachments_of_restricted_pages(
+    dc_wiki, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    dc_wiki.add_space("ENG", ["confluence-users"])
+    dc_wiki.put_page("21", "ENG", "Board", "<p>The board's staff pages.</p>", restricted_groups=["hr-team"])
+    dc_wiki.put_page("22", "ENG", "Minutes", "<p>Staff minutes.</p>", parent="21")
+    dc_wiki.put_page("23", "ENG", "Deep", "<p>Staff notes, deeper down.</p>", parent="22")
+    dc_wiki.attach("23", "att-9", "plan.txt", b"The staff plan for the merger.\n", "text/plain")
+    dc_wiki.put_page("24", "ENG", "Canteen", "<p>Staff lunch is at noon.</p>")
+    run(wiki_connector(collection, dc_wiki))
+    assert any("expand=version%2Cancestors" in p for p in dc_wiki.paths("/rest/api/content?"))
+    assert set(found(readers["outsider"], collection, "staff")) == {"Canteen.html"}
+    assert set(found(readers["member"], collection, "staff")) == {
+        "Board.html", "Minutes.html", "Deep.html", "plan.txt", "Canteen.html",
+    }  # fmt: skip
 
 
 def test_a_space_whose_groups_are_not_mapped_is_seen_by_managers_only(dc_wiki, collection, readers) -> None:

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 
 from assistant.connectors.http import Backoff, HttpClient, HttpError, retry_after_s
-from tests.connectors.vendor_fakes import FakeConfluence
+from tests.connectors.fake_confluence import FakeConfluence
 
 
 def client(wiki: FakeConfluence, attempts: int = 5, max_wait_s: float = 60) -> HttpClient:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pwd
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +128,74 @@ def test_the_glob_mapping_restricts_who_reads_what(server: Server, share: Path, 
     assert names(manager) == {"holidays.md", "salaries.md", "minutes.md"}
 
 
+def test_the_files_own_acls_restrict_who_reads_what_and_an_acl_change_re_restricts(
+    server: Server, share: Path, collection, settings
+) -> None:
+    """Samba reports POSIX owners and groups as SIDs: a Unix group is S-1-22-2-<gid>
+    (no idmap here), the "other" bits are Everyone (S-1-1-0)."""
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    account = pwd.getpwnam(server.user)  # what smbd reads the share as
+    public = write(share, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
+    salaries = write(share, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
+    minutes = write(share, "board/minutes.md", "# Minutes\n\nThe board's policy of the company on mergers.")
+    public.chmod(0o644)  # other: read -> Everyone
+    os.chown(salaries, -1, account.pw_gid)  # chgrp to the account's group: it reads the file through it
+    salaries.chmod(0o640)
+    os.chown(minutes, account.pw_uid, -1)  # only its owner reads it: a SID nobody mapped
+    minutes.chmod(0o600)
+    hr_sid = f"S-1-22-2-{account.pw_gid}"
+    hr = GroupFactory.create(name="hr")
+    outsider, member, manager = UserFactory.create(), UserFactory.create(), UserFactory.create()
+    member.groups.add(hr)
+    for user in (outsider, member):
+        collection_grant(collection=collection, user=user, role=Role.READ)
+    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
+    connector = smb_connector(
+        collection, server, permissions="acl", acl_groups={hr_sid: ["hr"]},
+        groups=[{"glob": "**", "groups": ["*"]}],  # not used: the ACLs decide
+    )  # fmt: skip
+
+    def names(user) -> set[str]:
+        ranked = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+        return {p.document_name for p in ranked}
+
+    first = run(connector)
+    assert not first.error and set(actions(first).values()) == {"added"}
+    assert dict(ConnectorItem.objects.values_list("source_id", "access")) == {
+        "public/holidays.md": ["*"], "hr/salaries.md": ["hr"], "board/minutes.md": [sync.MANAGERS_ONLY_GROUP],
+    }  # fmt: skip
+    assert names(outsider) == {"holidays.md"}
+    assert names(member) == {"holidays.md", "salaries.md"}
+    assert names(manager) == {"holidays.md", "salaries.md", "minutes.md"}
+    chunks = set(Document.objects.get(name="salaries.md").chunks.values_list("pk", flat=True))
+
+    # The ACL changes at the source (the content does not): re-restricted, nothing read or re-embedded.
+    salaries.chmod(0o644)
+    opened = run(connector)
+    assert actions(opened) == {
+        "board/minutes.md": "unchanged", "hr/salaries.md": "permissions", "public/holidays.md": "unchanged",
+    }  # fmt: skip
+    assert opened.fetched == 0 and opened.bytes_read == 0
+    assert names(outsider) == {"holidays.md", "salaries.md"}
+    salaries.chmod(0o640)
+    closed = run(connector)
+    assert actions(closed)["hr/salaries.md"] == "permissions" and closed.bytes_read == 0
+    assert names(outsider) == {"holidays.md"} and names(member) == {"holidays.md", "salaries.md"}
+    assert set(Document.objects.get(name="salaries.md").chunks.values_list("pk", flat=True)) == chunks
+
+
+def test_acl_settings_name_sids() -> None:
+    clean = source_type("smb").clean_settings
+    base = {"host": "fs", "share": "s", "user": "u"}
+    assert clean(base)["permissions"] == "map"
+    found = clean({**base, "permissions": "acl", "acl_groups": [{"glob": "s-1-5-21-1-2-3-513", "groups": ["staff"]}]})
+    assert found["acl_groups"] == {"S-1-5-21-1-2-3-513": ["staff"]}
+    with pytest.raises(ValueError, match="not a SID: hr"):
+        clean({**base, "permissions": "acl", "acl_groups": {"hr": ["hr"]}})
+    with pytest.raises(ValueError, match="--permissions"):
+        clean({**base, "permissions": "both"})
+
+
 def test_a_wrong_password_is_a_clear_error_that_changes_nothing(server: Server, share: Path, collection) -> None:
     write(share, "kept.md", "# Kept\n\nA file that stays.")
     connector = smb_connector(collection, server, groups=[{"glob": "**", "groups": ["*"]}])
@@ -193,6 +263,15 @@ def test_a_manager_adds_a_share_in_the_portal(client, collection) -> None:
     assert connector.settings["include"] == ["*.pdf"]
     page = client.get(f"/portal/collections/{collection.pk}/").content.decode()
     assert "fs.example.com/Public" in page and "pw-from-the-form" not in page
+    assert connector.settings["permissions"] == "map"
+    # The file's own ACLs instead, with the SIDs they name mapped to groups.
+    client.post(
+        f"/portal/collections/{collection.pk}/connectors/add",
+        {"kind": "smb", "name": "ACL share", "host": "fs", "share": "s", "user": "u", "password": "pw", "every": "0",
+         "permissions": "acl", "acl_groups": "S-1-5-21-1-2-3-1105=hr\nS-1-1-0=staff"},
+    )  # fmt: skip
+    acl = Connector.objects.get(name="ACL share").settings
+    assert acl["permissions"] == "acl" and acl["acl_groups"] == {"S-1-5-21-1-2-3-1105": ["hr"], "S-1-1-0": ["staff"]}
     # Without a password the form is refused and nothing is added.
     client.post(
         f"/portal/collections/{collection.pk}/connectors/add",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.chat import services as chat_services
-from assistant.connectors import selectors, sync
+from assistant.connectors import liveness, selectors, sync
 from assistant.connectors.models import Connector, ConnectorItem
 from ingest import pipeline
 from ingest.models import Chunk, Document
@@ -150,7 +150,7 @@ def test_a_sync_interrupted_mid_way_resumes_without_duplicates_or_losses(source:
         sync.connector_sync(connector=connector)
     # ...and once it has stalled, the sweep sends it again, like a stalled document.
     settings.CONNECTOR_STALL_AFTER_S = 0
-    assert sync.connectors_sweep()["resent"] == 1
+    assert liveness.connectors_sweep()["resent"] == 1
     connector.refresh_from_db()
     assert connector.state == Connector.State.QUEUED
 
@@ -190,13 +190,13 @@ def test_the_sweep_queues_due_connectors_only(source: Path, collection, django_c
     )
     on_demand = Connector.objects.create(collection=collection, name="manual", kind="folder", settings=due.settings)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert sync.connectors_sweep()["due"] == 1
+        assert liveness.connectors_sweep()["due"] == 1
     assert len(callbacks) == 1
     states = dict(Connector.objects.values_list("name", "state"))
     assert states == {due.name: "queued", paused.name: "idle", on_demand.name: "idle"}
     # Just finished: not due again until its interval has passed.
     run(Connector.objects.get(pk=due.pk))
-    assert sync.connectors_sweep()["due"] == 0
+    assert liveness.connectors_sweep()["due"] == 0
 
 
 def test_a_paused_connector_does_not_run(source: Path, collection) -> None:

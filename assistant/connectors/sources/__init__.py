@@ -47,6 +47,9 @@ class SourceItem:
     link: str  # what a person opens: the absolute path, the URL
     version: str  # changes whenever the content may have changed (mtime and size, an ETag)
     size: int = 0
+    # The source id of the item this one belongs to (a page's attachment): its document
+    # becomes a child of that item's document, as a mail's attachments are of the mail.
+    parent: str = ""
     # The source's own words for who may read it (ACL groups, a mailbox owner); the
     # source maps them to product group names in ``access``. ``open_item`` may set
     # ``extra["name"]`` when the name shows only in the content (a message's subject).

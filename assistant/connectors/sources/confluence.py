@@ -9,11 +9,16 @@ the email) or a Data Center personal access token (bearer).
 
 Each current page is an item: its id is stable across renames and moves, its version
 is the page's version number, its bytes are the storage format (XHTML) wrapped as an
-HTML document the parsers read, its link is the page's ``webui`` link. Who may read
-it: the groups with the space's read permission, narrowed by the page's read
-restrictions (``restriction/byOperation/read``); users named alone in a restriction,
-and groups the mapping does not name, grant nothing (least permissive). Restrictions
-inherited from ancestor pages are not read.
+HTML document the parsers read, its link is the page's ``webui`` link. Each of a
+page's current attachments (setting ``attachments``, on by default) is an item too,
+a child of the page's item (``SourceItem.parent``): versioned by the attachment's
+version number, read from its download link, and read by whoever reads the page.
+
+Who may read a page: the groups with the space's read permission, narrowed by the
+page's read restriction (``restriction/byOperation/read``) and by that of every
+ancestor page (Confluence lets a reader see a page only if they pass every
+ancestor's read restriction too). Users named alone in a restriction, and groups the
+mapping does not name, grant nothing (least permissive).
 """
 
 from __future__ import annotations
@@ -61,9 +66,9 @@ def page_html(title: str, storage: str) -> bytes:
     return document.encode("utf-8")
 
 
-def _file_name(title: str) -> str:
+def _file_name(title: str, suffix: str = ".html") -> str:
     cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', " ", title).strip() or "page"
-    return f"{cleaned[:200]}.html"
+    return f"{cleaned[:200]}{suffix}"
 
 
 class ConfluenceSource:
@@ -81,8 +86,12 @@ class ConfluenceSource:
         else:
             bearer = {"Authorization": f"Bearer {secret}"}
             self.http = HttpClient(base_url=self.base_url, service="Confluence", auth_headers=lambda _: bearer)
+        self.attachments = settings.get("attachments", True) is not False
         self._space_access: dict[str, set[str]] = {}
         self._group_names: dict[str, str] = {}
+        self._restrictions: dict[str, set[str] | None] = {}  # content id -> its read restriction, per run
+        self._parents: dict[str, str] = {}  # Cloud: page id -> its parent's id, from the listing
+        self._ancestors: dict[str, list[str]] = {}  # page id -> its ancestors' ids
 
     @staticmethod
     def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +108,7 @@ class ConfluenceSource:
         return {
             "base_url": base_url, "deployment": deployment, "spaces": _spaces(settings.get("spaces")),
             "email": email, "groups": groupmap_clean(settings.get("groups")),
+            "attachments": settings.get("attachments", True) not in (False, "false", "no", "0", 0),
         }  # fmt: skip
 
     # --- listing -------------------------------------------------------------------
@@ -107,8 +117,11 @@ class ConfluenceSource:
         for key in self.spaces:
             try:
                 pages = list(self._pages_cloud(key) if self.cloud else self._pages_datacenter(key))
+                if self.attachments:
+                    pages += [found for page in pages for found in self._attachments(page)]
             except HttpError as exc:
                 raise SourceError(f"Cannot list the pages of the Confluence space {key}: {exc}") from None
+            # A page sorts before its attachments ("ENG/1" < "ENG/1/attachments/..."): stored first.
             yield from sorted(pages, key=lambda item: item.source_id)
 
     def _pages_cloud(self, key: str) -> Iterator[SourceItem]:
@@ -131,7 +144,7 @@ class ConfluenceSource:
     def _pages_datacenter(self, key: str) -> Iterator[SourceItem]:
         start = 0
         url: str | None = "rest/api/content?" + urlencode(
-            {"spaceKey": key, "type": "page", "status": "current", "expand": "version", "start": start,
+            {"spaceKey": key, "type": "page", "status": "current", "expand": "version,ancestors", "start": start,
              "limit": PAGE_SIZE}
         )  # fmt: skip
         while url:
@@ -147,6 +160,13 @@ class ConfluenceSource:
     def _item(self, key: str, space_id: str, result: dict[str, Any], webui: str, base: str) -> SourceItem:
         title = str(result.get("title") or result["id"])
         link = base.rstrip("/") + webui if webui.startswith("/") else (webui or self.base_url)
+        page_id = str(result["id"])
+        if self.cloud:  # v2 names the parent; the chain is walked through the listing (``_ancestors_of``)
+            self._parents[page_id] = (
+                str(result.get("parentId") or "") if result.get("parentType", "page") == "page" else "?"
+            )
+        elif "ancestors" in result:  # v1 with expand=ancestors lists them all, the highest first
+            self._ancestors[page_id] = [str(a["id"]) for a in result["ancestors"] or [] if a.get("id")]
         return SourceItem(
             source_id=f"{key}/{result['id']}", name=_file_name(title), link=link,
             version=str((result.get("version") or {}).get("number", "")),
@@ -155,7 +175,47 @@ class ConfluenceSource:
 
     # --- content ---------------------------------------------------------------------
 
+    def _attachments(self, page: SourceItem) -> Iterator[SourceItem]:
+        """The page's current attachments, as items belonging to the page."""
+        page_id = page.extra["page_id"]
+        if self.cloud:
+            url: str | None = f"api/v2/pages/{page_id}/attachments?" + urlencode(
+                {"limit": PAGE_SIZE, "status": "current"}
+            )
+        else:
+            url = f"rest/api/content/{page_id}/child/attachment?" + urlencode(
+                {"expand": "version", "start": 0, "limit": PAGE_SIZE}
+            )
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(self.base_url))
+        while url:
+            found = self.http.get_json(url)
+            links = found.get("_links") or {}
+            base = str(links.get("base") or self.base_url).rstrip("/")
+            for result in found.get("results", []):
+                own = result.get("_links") or {}
+                download = str(result.get("downloadLink") or own.get("download") or "")
+                webui = str(result.get("webuiLink") or own.get("webui") or "")
+                if not download:
+                    continue
+                yield SourceItem(
+                    source_id=f"{page.source_id}/attachments/{result['id']}",
+                    name=_file_name(str(result.get("title") or result["id"]), suffix=""),
+                    link=base + webui if webui.startswith("/") else page.link,
+                    version=str((result.get("version") or {}).get("number", "")),
+                    size=int(result.get("fileSize") or (result.get("extensions") or {}).get("fileSize") or 0),
+                    parent=page.source_id,
+                    extra={**page.extra, "download": base + download if download.startswith("/") else download,
+                           "attachment": str(result.get("title") or "")},
+                )  # fmt: skip
+            following = links.get("next")
+            if not following or not following.startswith("/"):
+                url = following
+            else:  # v2 "next" links start at the site's root; v1 ones at its base
+                url = (origin if self.cloud else base) + following
+
     def open_item(self, item: SourceItem) -> AbstractContextManager[IO[bytes]]:
+        if item.extra.get("download"):
+            return self._download(item)
         page_id = item.extra.get("page_id") or item.source_id.rpartition("/")[2]
         try:
             if self.cloud:
@@ -167,25 +227,51 @@ class ConfluenceSource:
         storage = ((found.get("body") or {}).get("storage") or {}).get("value", "")
         return _opened(page_html(str(found.get("title") or item.extra.get("title", "")), storage))
 
+    @contextmanager
+    def _download(self, item: SourceItem) -> Iterator[IO[bytes]]:
+        try:
+            with self.http.stream(item.extra["download"]) as stream:
+                yield stream
+        except HttpError as exc:
+            raise ItemError(f"Cannot read the attachment {item.extra.get('attachment')}: {exc}") from None
+
     # --- who may read ------------------------------------------------------------------
 
     def access(self, item: SourceItem) -> list[str]:
+        """The page's readers (an attachment's too): the space's, within every restriction on the way down."""
+        page_id = item.extra["page_id"]
         try:
-            space = self._space_readers(item.extra["space"], item.extra["space_id"])
-            restricted = self._restricted_to(item.extra["page_id"])
+            allowed = self._space_readers(item.extra["space"], item.extra["space_id"])
+            for content_id in [*self._ancestors_of(page_id), page_id]:
+                restricted = self._restricted_to(content_id)
+                if restricted is None or EVERYONE in restricted:
+                    continue
+                # Each restriction must let a reader in; a group in both is the safe reading of that.
+                allowed = restricted if EVERYONE in allowed else allowed & restricted
         except HttpError as exc:
             raise ItemError(f"Cannot read who may see {item.extra.get('title')}: {exc}") from None
-        if not space:
-            return []  # unknown: the collection's managers only
-        if restricted is None:
-            return sorted(space)
-        if EVERYONE in restricted:
-            allowed = space
-        elif EVERYONE in space:
-            allowed = restricted
-        else:  # both must let a reader in; a group in both is the safe reading of that
-            allowed = restricted & space
-        return sorted(allowed)
+        return sorted(allowed)  # empty: unknown, the collection's managers only
+
+    def _ancestors_of(self, page_id: str) -> list[str]:
+        """The ids of the page's ancestors. Cloud: through the listing's parent ids, else asked."""
+        if page_id in self._ancestors:
+            return self._ancestors[page_id]
+        if not self.cloud:  # not expanded in the listing (never left out: that would open the page)
+            found = self.http.get_json(f"rest/api/content/{page_id}?expand=ancestors")
+            self._ancestors[page_id] = [str(a["id"]) for a in found.get("ancestors") or [] if a.get("id")]
+            return self._ancestors[page_id]
+        chain: list[str] = []
+        parent = self._parents.get(page_id, "?")
+        while parent and parent not in chain:
+            if parent == "?" or parent not in self._parents:
+                # A parent that is not a listed page (a folder, another type): ask for the chain.
+                found = self.http.get_json(f"api/v2/pages/{page_id}/ancestors?limit=250")
+                chain = [str(a["id"]) for a in found.get("results", []) if a.get("id")]
+                break
+            chain.insert(0, parent)
+            parent = self._parents[parent]
+        self._ancestors[page_id] = chain
+        return chain
 
     def _space_readers(self, key: str, space_id: str) -> set[str]:
         """Product groups mapped from the groups with read permission on the space (cached per run)."""
@@ -224,14 +310,15 @@ class ConfluenceSource:
 
     def _restricted_to(self, page_id: str) -> set[str] | None:
         """None for a page without read restrictions, else the product groups its restriction names."""
+        if page_id in self._restrictions:
+            return self._restrictions[page_id]
         found = self.http.get_json(f"rest/api/content/{page_id}/restriction/byOperation/read")
         restrictions = found.get("restrictions") or {}
         users = (restrictions.get("user") or {}).get("results") or []
         groups = (restrictions.get("group") or {}).get("results") or []
-        if not users and not groups:
-            return None
         names = [str(g.get(k)) for g in groups for k in ("name", "id") if g.get(k)]
-        return groupmap_apply(self.mapping, names)
+        self._restrictions[page_id] = groupmap_apply(self.mapping, names) if users or groups else None
+        return self._restrictions[page_id]
 
 
 @contextmanager

@@ -20,6 +20,7 @@ cache of its own, so two connectors to one server never share a login.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import IO, Any
@@ -27,8 +28,11 @@ from typing import IO, Any
 from assistant.connectors.sources import EVERYONE, ItemError, SourceError, SourceItem
 from assistant.connectors.sources.folder import _mapping, _patterns
 from assistant.connectors.sources.globs import first_match, glob_matches
+from assistant.connectors.sources.groupmap import groupmap_clean
+from assistant.connectors.sources.smb_acl import acl_groups, acl_parse, descriptor_read, is_sid
 
 TIMEOUT_S = 60
+PERMISSIONS = ("map", "acl")
 
 
 def _folder(value: Any) -> str:
@@ -42,6 +46,8 @@ class SmbSource:
         self.include: list[str] = settings.get("include") or ["**"]
         self.exclude: list[str] = settings.get("exclude") or []
         self.mapping: list[dict[str, Any]] = settings.get("groups") or []
+        self.from_acl = settings.get("permissions") == "acl"
+        self.acl_mapping: dict[str, list[str]] = settings.get("acl_groups") or {}
         self._cache: dict[str, Any] = {}
         self._registered = False
 
@@ -66,10 +72,18 @@ class SmbSource:
         folder = _folder(settings.get("path"))
         if ".." in folder.split("/"):
             raise ValueError("The folder inside the share must not contain '..'.")
+        permissions = str(settings.get("permissions") or "map").strip().lower()
+        if permissions not in PERMISSIONS:
+            raise ValueError("--permissions must be 'map' (the glob mapping) or 'acl' (the files' own ACLs).")
+        acl_mapping = groupmap_clean(settings.get("acl_groups"))
+        wrong = [sid for sid in acl_mapping if not is_sid(sid)]
+        if wrong:
+            raise ValueError(f"--acl-map names a SID (S-1-5-21-...=GROUP); not a SID: {wrong[0]}")
         return {
             "host": host, "port": port, "share": share, "path": folder, "user": user,
             "encrypt": bool(settings.get("encrypt")), "include": _patterns(settings.get("include"), "include"),
             "exclude": _patterns(settings.get("exclude"), "exclude"), "groups": _mapping(settings.get("groups")),
+            "permissions": permissions, "acl_groups": {sid.upper(): groups for sid, groups in acl_mapping.items()},
         }  # fmt: skip
 
     def _where(self) -> str:
@@ -183,8 +197,34 @@ class SmbSource:
         return stream
 
     def access(self, item: SourceItem) -> list[str]:
+        if self.from_acl:
+            return self._acl_access(item)
         for entry in self.mapping:
             if glob_matches(entry["glob"], item.source_id):
                 groups: list[str] = entry["groups"]
                 return [EVERYONE] if EVERYONE in groups else sorted(set(groups))
         return []
+
+    def _acl_access(self, item: SourceItem) -> list[str]:
+        """The groups the file's own ACL lets read it (``[]``: the managers only)."""
+        from smbprotocol.exceptions import AccessDenied, SMBException, SMBOSError
+        from smbprotocol.header import NtStatus
+
+        try:
+            self._session()
+            descriptor = descriptor_read(self._unc(item.source_id), **self._kwargs())
+        except SourceError as exc:
+            raise ItemError(str(exc)) from None
+        except (AccessDenied, PermissionError):
+            return []  # the account may read the file but not its ACL: unknown, least permissive
+        except SMBOSError as exc:
+            if exc.ntstatus == NtStatus.STATUS_ACCESS_DENIED:
+                return []
+            raise ItemError(f"Cannot read who may see {item.source_id}: {exc}") from None
+        except (SMBException, OSError, ValueError) as exc:
+            raise ItemError(f"Cannot read who may see {item.source_id}: {exc}") from None
+        try:
+            acl = acl_parse(descriptor)
+        except (ValueError, struct.error, IndexError) as exc:
+            raise ItemError(f"Cannot read who may see {item.source_id}: {exc}") from None
+        return acl_groups(acl, self.acl_mapping)

@@ -8,8 +8,9 @@ connector add ... --type web --url URL... | --sitemap URL [--depth N] [--max-pag
 connector add ... --type webdav --url FOLDER_URL --username USER --secret-env VAR [--timeout S]
 connector add ... --type imap --host H [--port N] [--security imaps|starttls] --user U [--folder F]...
 connector add ... --type smb --host H [--port N] --share S [--path FOLDER] --user U [--encrypt]
+              [--permissions map|acl] [--acl-map SID=GROUP[,GROUP]]...
 connector add ... --type confluence --url URL --space KEY... [--deployment cloud|datacenter]
-              [--email ADDRESS] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
+              [--email ADDRESS] [--no-attachments] [--map CONFLUENCE_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector add ... --type sharepoint --tenant T --drive ID --client-id ID [--site ID]
               [--map ENTRA_GROUP=GROUP[,GROUP]]... --secret-env VAR
 connector list [--json]
@@ -77,6 +78,15 @@ def _type_settings(options: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     for flag in ("allow_plain", "encrypt"):
         if options.get(flag):
             found[flag] = True
+    if options.get("no_attachments"):
+        found["attachments"] = False
+    if options.get("permissions"):
+        found["permissions"] = options["permissions"]
+    if options.get("acl_map"):
+        try:
+            found["acl_groups"] = mapping_parse(options["acl_map"])
+        except ValueError as exc:
+            raise CommandError(f"--acl-map: {exc}") from None
     return found
 
 
@@ -113,6 +123,7 @@ def _cloud_arguments(sub: Any) -> None:
     sub.add_argument("--space", action="append", metavar="KEY", help="confluence: a space key to read (repeatable).")
     sub.add_argument("--deployment", choices=["cloud", "datacenter"], help="confluence: cloud (default) or datacenter.")
     sub.add_argument("--email", help="confluence cloud: the account the API token (the secret) belongs to.")
+    sub.add_argument("--no-attachments", action="store_true", help="confluence: the pages only, not their files.")
     sub.add_argument("--tenant", help="sharepoint: the directory (tenant) id or domain.")
     sub.add_argument("--drive", help="sharepoint: the document library's drive id.")
     sub.add_argument("--site", help="sharepoint: the site id (for the record).")
@@ -142,6 +153,15 @@ class Command(BaseCommand):
             sub.add_argument("--user", help="imap: the mailbox's login; smb: the account (DOMAIN\\user).")
             sub.add_argument("--share", help="smb: the share's name.")
             sub.add_argument("--encrypt", action="store_true", help="smb: require SMB3 encryption.")
+            sub.add_argument(
+                "--permissions", choices=["map", "acl"],
+                help="smb: who reads a file: the --map globs (map, the default) or the file's own ACL (acl).",
+            )  # fmt: skip
+            sub.add_argument(
+                "--acl-map", action="append", metavar="SID=GROUPS",
+                help="smb with --permissions acl: the product groups a SID in the files' ACLs stands for "
+                "(repeatable; Everyone and Authenticated Users mean every reader unless mapped).",
+            )  # fmt: skip
             sub.add_argument("--security", choices=["imaps", "starttls", "plain"], help="imap: TLS (default imaps).")
             sub.add_argument("--allow-plain", action="store_true", help="imap: allow --security plain (loopback only).")
             sub.add_argument("--cafile", help="imap: CA bundle for a server certificate a private CA signed.")
