@@ -218,7 +218,18 @@ def serve(engine: str, collection_id: int, queries: int) -> None:
     scope = Scope.of([collection_id])
     for vector in vectors:
         store.dense_search(scope=scope, vector=vector, k=K)
-    print(json.dumps({"rss_before_mb": before, "rss_mb": _rss_mb(), "store_mb": _rss_mb() - before}))
+    measured = {"rss_before_mb": before, "rss_mb": _rss_mb(), "store_mb": _rss_mb() - before}
+    if engine == "pgvector":  # what the database holds instead, for the arithmetic at larger sizes
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_relation_size('ingest_chunk_vector'), pg_relation_size('ingest_chunk_vector_hnsw'), "
+                "pg_relation_size('ingest_chunk_vector_words'), pg_total_relation_size('ingest_chunk_vector'), "
+                "pg_total_relation_size('ingest_chunk')"
+            )
+            row = cursor.fetchone()
+        names = ("table_mb", "hnsw_mb", "gin_mb", "vectors_total_mb", "chunks_total_mb")
+        measured.update({name: int(size) / 2**20 for name, size in zip(names, row, strict=True)})
+    print(json.dumps(measured))
 
 
 def _setup(size: int, extra_rows: int) -> None:
