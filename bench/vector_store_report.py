@@ -75,6 +75,9 @@ def report(rows: list[dict[str, Any]]) -> str:
                     f"| {_f(load_s, 0) + ' (' + how + ')' if how else ''} |"
                 )
                 memory, how = None, ""
+        ceiling = _one(run, "halfvec_exact")
+        if ceiling:
+            lines += ["", f"pgvector's half-precision vectors searched exactly: Recall@10 {ceiling['recall']:.3f}."]
         lines += [
             "",
             f"One {FILES_PER_BATCH}-file batch written at each fill (chunk rows, then the store's upsert), s:",
