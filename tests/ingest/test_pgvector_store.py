@@ -228,6 +228,8 @@ def test_migrate_moves_an_instance_between_engines_without_embedding(settings, m
     monkeypatch.setattr("ingest.embedding.embed_texts", refuse)
     call_command("vectors", "migrate", "--to", "pgvector")
     settings.VECTOR_STORE = "pgvector"
+    # A first load: the rows went in without the indexes, which were built over them afterwards.
+    assert index_names() >= {f"{TABLE}_hnsw", f"{TABLE}_words"}
     assert not index.index_path(company.pk).exists()
     assert PgvectorStore().size(collection_id=company.pk) == Chunk.objects.filter(collection=company).count()
     # The same passages, the best first (halfvec rounds the scores in their fourth digit).
@@ -239,6 +241,44 @@ def test_migrate_moves_an_instance_between_engines_without_embedding(settings, m
     assert Path(index.index_path(company.pk)).exists()
     assert PgvectorStore().size(collection_id=company.pk) == 0
     assert [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)] == with_faiss
+
+
+def index_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [TABLE])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_a_failed_first_load_still_leaves_the_indexes(settings, monkeypatch) -> None:
+    settings.VECTOR_STORE = "faiss"
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)
+
+    def fail(self, *, collection_id):
+        assert f"{TABLE}_hnsw" not in index_names()  # loading without the index
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(PgvectorStore, "rebuild", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        call_command("vectors", "migrate", "--to", "pgvector")
+    assert index_names() >= {f"{TABLE}_hnsw", f"{TABLE}_words"}
+    assert index.index_path(company.pk).exists()  # the FAISS copy is kept
+
+
+def test_a_later_migrate_keeps_the_indexes_while_it_writes(settings, monkeypatch) -> None:
+    settings.VECTOR_STORE = "pgvector"
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)  # the table is not empty: readers may be on it
+    seen: list[set[str]] = []
+    rebuild = PgvectorStore.rebuild
+
+    def watch(self, *, collection_id):
+        seen.append(index_names())
+        return rebuild(self, collection_id=collection_id)
+
+    monkeypatch.setattr(PgvectorStore, "rebuild", watch)
+    call_command("vectors", "migrate", "--to", "pgvector")
+    assert seen and seen[0] >= {f"{TABLE}_hnsw", f"{TABLE}_words"}
 
 
 def test_setup_is_idempotent_and_status_counts_both_engines(capsys) -> None:
