@@ -496,6 +496,14 @@ RETRIEVAL_RRF_K = env.int("RETRIEVAL_RRF_K", default=60)
 # RETRIEVAL_DOCUMENT_TOP best fused scores), weighted RETRIEVAL_DOCUMENT_WEIGHT (0: off).
 RETRIEVAL_DOCUMENT_WEIGHT = env.float("RETRIEVAL_DOCUMENT_WEIGHT", default=0.0)
 RETRIEVAL_DOCUMENT_TOP = env.int("RETRIEVAL_DOCUMENT_TOP", default=3)
+# What the question names (assistant/chat/document_match.py): the fused score of a passage
+# gains RETRIEVAL_DOCUMENT_MATCH_WEIGHT x how well the question matches its document's
+# name and context line (best document 1.0) and RETRIEVAL_HEADING_WEIGHT x how much of its
+# heading path the question covers; the best-matching RETRIEVAL_NAMED_DOCUMENTS documents
+# also add their own best passages to the candidates. 0 turns each off (docs/quality.md).
+RETRIEVAL_DOCUMENT_MATCH_WEIGHT = env.float("RETRIEVAL_DOCUMENT_MATCH_WEIGHT", default=0.4)
+RETRIEVAL_HEADING_WEIGHT = env.float("RETRIEVAL_HEADING_WEIGHT", default=0.3)
+RETRIEVAL_NAMED_DOCUMENTS = env.int("RETRIEVAL_NAMED_DOCUMENTS", default=2)
 # Relevance is the cosine of the question and a passage's embedded text, whatever the
 # retriever. Below MIN a passage is not given to the model (no passage left: "nothing
 # found"); a best passage below WEAK makes the chat show a low-relevance warning. Both

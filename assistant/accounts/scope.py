@@ -45,18 +45,17 @@ class Scope:
         by_collection: dict[int, list[int]] = {}
         if not self.document_ids:
             return by_collection
-        rows = (
-            Chunk.objects.filter(
-                collection_id__in=self.collection_ids,
-                document_id__in=self.document_ids,
-                document__status=Document.Status.READY,
-            )
-            .exclude(document_id__in=self.hidden_document_ids)
-            .values_list("collection_id", "id")
-        )
-        for collection_id, chunk_id in rows:
+        for collection_id, chunk_id in self.document_chunks().values_list("collection_id", "id"):
             by_collection.setdefault(collection_id, []).append(chunk_id)
         return by_collection
+
+    def document_chunks(self) -> QuerySet[Chunk]:
+        """For a scope narrowed to documents: their chunks it may read (ready, not hidden)."""
+        return Chunk.objects.filter(
+            collection_id__in=self.collection_ids,
+            document_id__in=self.document_ids or (),
+            document__status=Document.Status.READY,
+        ).exclude(document_id__in=self.hidden_document_ids)
 
     def hidden_chunk_ids(self) -> dict[int, list[int]]:
         """Chunk ids of the hidden documents, by collection (what the index scans skip).

@@ -31,6 +31,7 @@ from django.conf import settings
 
 from assistant import replica
 from assistant.accounts.scope import Scope
+from assistant.chat import document_match
 from assistant.ops.metrics import stage_timer
 from ingest import index
 from ingest.models import Chunk, Document
@@ -207,6 +208,37 @@ def with_document_prior(
     return sorted(rescored, key=lambda item: (-item[1], item[0]))
 
 
+def with_matches(
+    fused: list[tuple[int, float]],
+    rows: Mapping[int, Chunk],
+    *,
+    documents: Mapping[int, float],
+    sections: Mapping[int, float],
+    document_weight: float,
+    heading_weight: float,
+) -> list[tuple[int, float]]:
+    """Fused candidates with what the question names added (``document_match``), best first.
+
+    Each score becomes ``score / best + document_weight * document match + heading_weight *
+    section coverage`` (``documents`` by document id, ``sections`` by chunk id): a passage
+    of the document the question names, under the section it names, rises above an
+    equally worded passage of another report or another section.
+    """
+    if not fused or not (documents or sections):
+        return fused
+    best = fused[0][1] or 1.0
+    rescored = [
+        (
+            c,
+            s / best
+            + document_weight * documents.get(rows[c].document_id, 0.0)
+            + heading_weight * sections.get(c, 0.0),
+        )
+        for c, s in fused
+    ]
+    return sorted(rescored, key=lambda item: (-item[1], item[0]))
+
+
 @dataclass(frozen=True)
 class Candidates:
     rows: dict[int, Chunk]
@@ -232,9 +264,13 @@ class HybridRetriever:
         candidates: int | None = None,
         rrf_k: int | None = None,
         document_weight: float | None = None,
+        match_weight: float | None = None,
+        heading_weight: float | None = None,
     ) -> None:
         self.scope = scope
         self.document_weight = settings.RETRIEVAL_DOCUMENT_WEIGHT if document_weight is None else document_weight
+        self.match_weight = settings.RETRIEVAL_DOCUMENT_MATCH_WEIGHT if match_weight is None else match_weight
+        self.heading_weight = settings.RETRIEVAL_HEADING_WEIGHT if heading_weight is None else heading_weight
         self.method = method or settings.RETRIEVAL_FUSION
         self.dense_weight = settings.RETRIEVAL_DENSE_WEIGHT if dense_weight is None else dense_weight
         self.candidates = candidates or settings.RETRIEVAL_CANDIDATES
@@ -249,7 +285,19 @@ class HybridRetriever:
         """Every fused candidate the scope may read, best first, with score = fused score."""
         if not self.scope.collection_ids or not query.strip():
             return []
-        candidates = self.candidates_scored(query, _query_vector(query), k=k)
+        terms = document_match.question_terms(query) if self.match_weight > 0 or self.heading_weight > 0 else set()
+        # A scope already narrowed to documents has nothing left to name.
+        named = (
+            document_match.document_scores(self.scope, terms)
+            if self.match_weight > 0 and self.scope.document_ids is None
+            else {}
+        )
+        candidates = self.candidates_scored(
+            query,
+            _query_vector(query),
+            k=k,
+            documents=document_match.named_documents(named, most=settings.RETRIEVAL_NAMED_DOCUMENTS),
+        )
         fused = fuse(
             candidates.cosines,
             candidates.bm25,
@@ -263,17 +311,60 @@ class HybridRetriever:
             weight=self.document_weight,
             top=settings.RETRIEVAL_DOCUMENT_TOP,
         )
+        fused = with_matches(
+            fused,
+            candidates.rows,
+            documents=named,
+            sections=(
+                document_match.section_coverage(
+                    terms,
+                    {c: document_match.section_of(r.heading, r.document.title) for c, r in candidates.rows.items()},
+                )
+                if self.heading_weight > 0
+                else {}
+            ),
+            document_weight=self.match_weight,
+            heading_weight=self.heading_weight,
+        )
         return [passage_of(candidates.rows[c], score=s, relevance=candidates.cosines[c]) for c, s in fused]
 
-    def candidates_scored(self, query: str, vector: np.ndarray, *, k: int) -> Candidates:
-        """The union of both searches' candidates, each with its cosine and its BM25 score."""
+    def candidates_scored(self, query: str, vector: np.ndarray, *, k: int, documents: Sequence[int] = ()) -> Candidates:
+        """The union of both searches' candidates, each with its cosine and its BM25 score.
+
+        ``documents``: documents the question names; each one's own best passages (by
+        both searches, within it) join the candidates, so that a passage of the named
+        report is scored even when other reports' passages fill the collection-wide lists.
+        """
         wanted = max(self.candidates, k)
         hidden = self.scope.hidden_chunk_ids()
-        dense_hits = DenseRetriever(scope=self.scope).hits(vector, k=wanted, hidden=hidden)
-        lexical_hits = LexicalRetriever(scope=self.scope).hits(query, k=wanted, hidden=hidden)
-        rows = _readable_chunks([h.chunk_id for h in [*dense_hits, *lexical_hits]], scope=self.scope)
+        hits = [
+            *DenseRetriever(scope=self.scope).hits(vector, k=wanted, hidden=hidden),
+            *LexicalRetriever(scope=self.scope).hits(query, k=wanted, hidden=hidden),
+        ]
+        if documents and self.scope.document_ids is None:
+            hits += self._named_hits(query, vector, documents, k=wanted, hidden=hidden)
+        rows = _readable_chunks([h.chunk_id for h in hits], scope=self.scope)
         cosines = {chunk_id: _cosine(vector, chunk) for chunk_id, chunk in rows.items()}
         return Candidates(rows=rows, cosines=cosines, bm25=self._bm25(query, rows, hidden))
+
+    def _named_hits(
+        self, query: str, vector: np.ndarray, documents: Sequence[int], *, k: int, hidden: Mapping[int, list[int]]
+    ) -> list[index.Hit]:
+        """The named documents' best ``k`` passages by cosine and by word match; one query for their vectors."""
+        by_collection: dict[int, list[int]] = {}
+        dense: list[index.Hit] = []
+        with stage_timer("vector"):
+            named = self.scope.only_documents(documents).document_chunks()
+            for chunk in named.only("id", "collection_id", "embedding"):
+                by_collection.setdefault(chunk.collection_id, []).append(chunk.pk)
+                dense.append(index.Hit(chunk_id=chunk.pk, score=_cosine(vector, chunk)))
+        with stage_timer("lexical"):
+            scores = vector_store().lexical_scores(
+                scope=self.scope, query=query, chunk_ids=by_collection, hidden=hidden
+            )
+        lexical = [index.Hit(chunk_id=c, score=s) for c, s in scores.items() if s > 0]
+        best = [sorted(hits, key=lambda h: (-h.score, h.chunk_id))[:k] for hits in (dense, lexical)]
+        return [*best[0], *best[1]]
 
     def _bm25(self, query: str, rows: dict[int, Chunk], hidden: Mapping[int, list[int]]) -> dict[int, float]:
         by_collection: dict[int, list[int]] = {}
@@ -340,6 +431,7 @@ PASSAGE_FIELDS = (
     "page_end",
     "embedding",
     "document__name",
+    "document__title",
 )
 
 
