@@ -245,7 +245,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
 def tune(args: argparse.Namespace) -> None:
     from assistant.accounts.scope import Scope
-    from assistant.chat.retrieval import HybridRetriever, fuse
+    from assistant.chat.fusion import fuse
+    from assistant.chat.retrieval import HybridRetriever
 
     queries, qrels = read_split(args.split)
     scope = Scope.of([_collection(SCIFACT_NAME).pk])

@@ -8,7 +8,8 @@ import pytest
 
 from assistant.accounts.scope import Scope
 from assistant.chat import document_match
-from assistant.chat.retrieval import HybridRetriever, _query_vector, with_matches
+from assistant.chat.fusion import with_matches
+from assistant.chat.retrieval import HybridRetriever, _query_vector
 from ingest import pipeline
 from ingest import services as ingest_services
 from ingest.models import Chunk, Document
@@ -145,11 +146,11 @@ def test_matches_add_to_the_normalised_fused_score() -> None:
 
     rows = {1: Row(10, "Letter"), 2: Row(20, "Balance sheet"), 3: Row(20, "Letter")}
     fused = [(1, 0.8), (3, 0.6), (2, 0.4)]
-    unchanged = with_matches(fused, rows, documents={}, sections={}, document_weight=0.6, heading_weight=0.3)  # type: ignore[arg-type]
+    unchanged = with_matches(fused, rows, documents={}, sections={}, document_weight=0.6, heading_weight=0.3)
     assert unchanged == fused
     rescored = with_matches(
         fused,
-        rows,  # type: ignore[arg-type]
+        rows,
         documents={20: 1.0},
         sections={2: 1.0},
         document_weight=0.6,

@@ -14,6 +14,7 @@ from django.urls import reverse
 from assistant.accounts.scope import Scope
 from assistant.chat import services
 from assistant.chat.events import Sources
+from assistant.chat.fusion import fuse
 from assistant.chat.llm import LLMClient
 from assistant.chat.models import Message
 from assistant.chat.retrieval import (
@@ -21,7 +22,6 @@ from assistant.chat.retrieval import (
     LexicalRetriever,
     available_retrievers,
     build_retriever,
-    fuse,
 )
 from ingest import pipeline
 from ingest import services as ingest_services
@@ -252,7 +252,7 @@ def test_conversation_page_shows_the_warning_for_a_weak_answer(client, policies,
 
 
 def test_document_prior_lifts_the_document_that_matched_as_a_whole() -> None:
-    from assistant.chat.retrieval import with_document_prior
+    from assistant.chat.fusion import with_document_prior
 
     # Chunk 1 (document A) scores best alone; document B matched three times.
     fused = [(1, 1.0), (2, 0.9), (3, 0.85), (4, 0.8), (5, 0.2)]
