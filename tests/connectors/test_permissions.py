@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.accounts.models import Role
-from assistant.accounts.services import collection_grant
 from assistant.chat import services as chat_services
 from assistant.connectors import services
 from assistant.connectors.models import ConnectorItem
 from assistant.connectors.sync import MANAGERS_ONLY_GROUP
 from ingest.models import Document
 from tests.connectors.conftest import actions, folder_connector, run, write
-from tests.factories import GroupFactory, UserFactory
+from tests.factories import GroupFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -25,19 +23,8 @@ def names_found(user, collection) -> set[str]:
     return {p.document_name for p in passages}
 
 
-@pytest.fixture
-def people(collection):
-    hr = GroupFactory.create(name="hr")
-    outsider, member, manager = UserFactory.create(), UserFactory.create(), UserFactory.create()
-    member.groups.add(hr)
-    for user in (outsider, member):
-        collection_grant(collection=collection, user=user, role=Role.READ)
-    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
-    return {"outsider": outsider, "member": member, "manager": manager}
-
-
 def test_documents_are_restricted_by_the_mapping_and_unmapped_ones_to_managers(
-    source: Path, collection, people, settings
+    source: Path, collection, readers, settings
 ) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
     write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
@@ -48,15 +35,15 @@ def test_documents_are_restricted_by_the_mapping_and_unmapped_ones_to_managers(
     ])  # fmt: skip
     run(connector)
 
-    assert names_found(people["outsider"], collection) == {"holidays.md"}
-    assert names_found(people["member"], collection) == {"holidays.md", "salaries.md"}
-    assert names_found(people["manager"], collection) == {"holidays.md", "salaries.md", "minutes.md"}
+    assert names_found(readers["outsider"], collection) == {"holidays.md"}
+    assert names_found(readers["member"], collection) == {"holidays.md", "salaries.md"}
+    assert names_found(readers["manager"], collection) == {"holidays.md", "salaries.md", "minutes.md"}
     minutes = Document.objects.get(name="minutes.md")
     assert [g.name for g in minutes.restricted_to_groups.all()] == [MANAGERS_ONLY_GROUP]
 
 
 def test_a_changed_mapping_or_a_move_re_restricts_without_re_embedding(
-    source: Path, collection, people, settings
+    source: Path, collection, readers, settings
 ) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
     write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
@@ -71,7 +58,7 @@ def test_a_changed_mapping_or_a_move_re_restricts_without_re_embedding(
     services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["*"]}]})
     report = run(connector)
     assert actions(report) == {"hr/salaries.md": "permissions", "public/holidays.md": "unchanged"}
-    assert names_found(people["outsider"], collection) == {"holidays.md", "salaries.md"}
+    assert names_found(readers["outsider"], collection) == {"holidays.md", "salaries.md"}
 
     # Back to restricted, and a public file moved into hr/: renamed and restricted, not re-embedded.
     services.connector_change(
@@ -81,13 +68,13 @@ def test_a_changed_mapping_or_a_move_re_restricts_without_re_embedding(
     (source / "public" / "holidays.md").rename(source / "hr" / "holidays.md")
     report = run(connector)
     assert actions(report) == {"hr/salaries.md": "permissions", "hr/holidays.md": "renamed"}
-    assert names_found(people["outsider"], collection) == set()
-    assert names_found(people["member"], collection) == {"holidays.md", "salaries.md"}
+    assert names_found(readers["outsider"], collection) == set()
+    assert names_found(readers["member"], collection) == {"holidays.md", "salaries.md"}
     assert dict(Document.objects.values_list("name", "chunks__pk")) == chunks
     assert sorted(ConnectorItem.objects.values_list("access", flat=True)) == [["hr"], ["hr"]]
 
 
-def test_a_group_that_does_not_exist_yet_keeps_the_file_with_the_managers(source: Path, collection, people) -> None:
+def test_a_group_that_does_not_exist_yet_keeps_the_file_with_the_managers(source: Path, collection, readers) -> None:
     write(source, "legal/contract.md", "# Contract\n\nTerms.")
     connector = folder_connector(collection, source, groups=[{"glob": "legal/**", "groups": ["legal"]}])
     run(connector)

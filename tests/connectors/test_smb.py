@@ -22,7 +22,7 @@ from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import source_type
 from ingest.models import Document
 from tests.connectors.conftest import actions, run, write
-from tests.factories import GroupFactory, UserFactory
+from tests.factories import UserFactory
 from tests.support.mailservers import Server, samba
 
 # Starts its own server and needs nothing of a pass's settings but the database.
@@ -104,17 +104,12 @@ def test_a_folder_in_the_share_and_globs_choose_the_files(server: Server, share:
     assert sorted(actions(report)) == ["a.md", "sub/d.md"]
 
 
-def test_the_glob_mapping_restricts_who_reads_what(server: Server, share: Path, collection, settings) -> None:
+def test_the_glob_mapping_restricts_who_reads_what(server: Server, share: Path, collection, readers, settings) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
     write(share, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
     write(share, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
     write(share, "board/minutes.md", "# Minutes\n\nThe board's policy of the company on mergers.")
-    hr = GroupFactory.create(name="hr")
-    outsider, member, manager = UserFactory.create(), UserFactory.create(), UserFactory.create()
-    member.groups.add(hr)
-    for user in (outsider, member):
-        collection_grant(collection=collection, user=user, role=Role.READ)
-    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
+    outsider, member, manager = readers["outsider"], readers["member"], readers["manager"]
     run(smb_connector(collection, server, groups=[
         {"glob": "hr/**", "groups": ["hr"]}, {"glob": "public/**", "groups": ["*"]},
     ]))  # fmt: skip
@@ -129,7 +124,7 @@ def test_the_glob_mapping_restricts_who_reads_what(server: Server, share: Path, 
 
 
 def test_the_files_own_acls_restrict_who_reads_what_and_an_acl_change_re_restricts(
-    server: Server, share: Path, collection, settings
+    server: Server, share: Path, collection, readers, settings
 ) -> None:
     """Samba reports POSIX owners and groups as SIDs: a Unix group is S-1-22-2-<gid>
     (no idmap here), the "other" bits are Everyone (S-1-1-0)."""
@@ -144,12 +139,7 @@ def test_the_files_own_acls_restrict_who_reads_what_and_an_acl_change_re_restric
     os.chown(minutes, account.pw_uid, -1)  # only its owner reads it: a SID nobody mapped
     minutes.chmod(0o600)
     hr_sid = f"S-1-22-2-{account.pw_gid}"
-    hr = GroupFactory.create(name="hr")
-    outsider, member, manager = UserFactory.create(), UserFactory.create(), UserFactory.create()
-    member.groups.add(hr)
-    for user in (outsider, member):
-        collection_grant(collection=collection, user=user, role=Role.READ)
-    collection_grant(collection=collection, user=manager, role=Role.MANAGE)
+    outsider, member, manager = readers["outsider"], readers["member"], readers["manager"]
     connector = smb_connector(
         collection, server, permissions="acl", acl_groups={hr_sid: ["hr"]},
         groups=[{"glob": "**", "groups": ["*"]}],  # not used: the ACLs decide
