@@ -103,8 +103,7 @@ class DenseRetriever:
 # directly, not by scanning the collection's index for its top hits and hoping some
 # of them belong to the document.
 def _document_dense_hits(scope: Scope, vector: np.ndarray, *, k: int) -> list[index.Hit]:
-    ids = [c for chunk_ids in scope.document_chunk_ids().values() for c in chunk_ids]
-    rows = scope.readable_chunks(ids).only("id", "embedding")
+    rows = scope.document_chunks().only("id", "embedding")
     hits = [index.Hit(chunk_id=chunk.pk, score=_cosine(vector, chunk)) for chunk in rows]
     hits.sort(key=lambda h: (-h.score, h.chunk_id))
     return hits[:k]
