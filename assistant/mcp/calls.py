@@ -9,10 +9,13 @@ something that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
+from django.db import close_old_connections, connection
 from django.http import HttpRequest
 
 from assistant.accounts.models import Role
@@ -36,6 +39,7 @@ from ingest.models import Collection, Document
 NO_SUCH_COLLECTION = "This collection does not exist or you may not read it."
 NO_SUCH_CONVERSATION = "This conversation does not exist or is not yours."
 RESOURCES_MAX = 1000
+T = TypeVar("T")
 
 
 class NotFound(Exception):
@@ -50,6 +54,23 @@ class Caller:
     transport: str  # "http" or "stdio"
     token: str = ""  # the API token's public prefix (HTTP)
     request: HttpRequest | None = None  # carries the client address into the audit log
+
+
+async def in_django(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` in Django's thread the way a request would run it.
+
+    The MCP app is outside Django's request cycle, whose signals replace a connection
+    that is past ``CONN_MAX_AGE`` or that the database dropped (a restart, a failover).
+    Without that, the one thread ``sync_to_async`` runs these calls in would keep a dead
+    connection and fail every request until the process restarts.
+    """
+
+    def call() -> T:
+        if not connection.in_atomic_block:  # closing would break a caller's transaction (a test's)
+            close_old_connections()
+        return fn(*args, **kwargs)
+
+    return await sync_to_async(call)()
 
 
 def _audit(caller: Caller, action: str, *, collection: Any = None, target: Any = None, **details: Any) -> None:

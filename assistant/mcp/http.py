@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistant.accounts.services import TokenUserRefused, token_authenticate
 from assistant.accounts.throttle import token_throttle
-from assistant.mcp.calls import Caller
+from assistant.mcp.calls import Caller, in_django
 from assistant.mcp.server import CALLER_KEY, build_server
 
 PATH = "/mcp"
@@ -75,14 +74,14 @@ class TokenDoor:
             await _refuse(send, 401, "unauthenticated", needed, challenge)
             return
         try:
-            token = await sync_to_async(token_authenticate)(plaintext=plaintext)
+            token = await in_django(token_authenticate, plaintext=plaintext)
         except TokenUserRefused as refused:
             await _refuse(send, refused.status, refused.code, refused.message)
             return
         if token is None:
             await _refuse(send, 401, "unauthenticated", "The token is invalid, expired or revoked.", challenge)
             return
-        wait = await sync_to_async(token_throttle)(token_id=token.pk, per_minute=settings.MCP_REQUESTS_PER_MINUTE)
+        wait = await in_django(token_throttle, token_id=token.pk, per_minute=settings.MCP_REQUESTS_PER_MINUTE)
         if wait:
             await _refuse(send, 429, "throttled", f"Too many requests with this token; retry in {wait} s.",
                           {"retry-after": str(wait)})  # fmt: skip

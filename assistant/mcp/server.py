@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
@@ -24,7 +23,7 @@ from assistant.chat import services
 from assistant.chat.events import answer_collect
 from assistant.chat.limits import MAX_QUESTION_CHARS
 from assistant.mcp import calls
-from assistant.mcp.calls import Caller, NotFound
+from assistant.mcp.calls import Caller, NotFound, in_django
 
 # Where the HTTP door leaves the caller it authenticated, in the ASGI scope's state.
 CALLER_KEY = "assistant_mcp_caller"
@@ -157,7 +156,7 @@ def caller_from(request: Any, local: Caller | None) -> Caller:
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a ``calls`` function in Django's thread; a refusal becomes the tool's error text."""
     try:
-        return await sync_to_async(fn)(*args, **kwargs)
+        return await in_django(fn, *args, **kwargs)
     except NotFound as exc:
         raise ToolError(str(exc)) from exc
 
@@ -191,7 +190,7 @@ class AssistantMCP(MCPServer[Any]):
         self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
         caller = caller_from(ctx.request, self.local)
-        documents = await sync_to_async(calls.readable_documents)(caller)
+        documents = await in_django(calls.readable_documents, caller)
         return ListResourcesResult(
             resources=[
                 Resource(
@@ -323,7 +322,7 @@ def build_server(*, local: Caller | None = None) -> AssistantMCP:
     async def _text(ctx: Context, document_id: str, page: int | None) -> str:
         try:
             return str(
-                await sync_to_async(calls.document_text)(server.caller(ctx), document_id=int(document_id), page=page)
+                await in_django(calls.document_text, server.caller(ctx), document_id=int(document_id), page=page)
             )
         except (NotFound, ValueError) as exc:
             raise ResourceNotFoundError(calls.NO_SUCH_DOCUMENT) from exc

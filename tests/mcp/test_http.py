@@ -8,8 +8,11 @@ tool or resource; Alice (staff and board) is the control who does.
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
 
 from assistant.audit.models import AuditEvent
 from tests.api.test_adversarial import Company, leaks
@@ -199,3 +202,24 @@ def test_a_session_belongs_to_the_token_that_opened_it(live_url, company) -> Non
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
         assert http.post("/mcp", json=listing, headers={**alice, **session}).status_code == 404
         assert http.post("/mcp", json=listing, headers={**bob, **session}).status_code == 200  # the control
+
+
+def test_a_connection_the_database_dropped_is_replaced_on_the_next_request(live_url, company) -> None:
+    """A database restart or failover drops the connection the MCP thread holds; the next
+    request opens a new one instead of failing until the process restarts."""
+    opening = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }  # fmt: skip
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+               "Authorization": f"Bearer {read_token(company.bob)}"}  # fmt: skip
+
+    def drop() -> None:  # in the one thread that runs the server's database calls
+        connection.ensure_connection()
+        connection.connection.close()  # under Django, as a database restart would
+
+    with httpx.Client(base_url=live_url, trust_env=False, timeout=30) as http:
+        assert http.post("/mcp", json=opening, headers=headers).status_code == 200
+        anyio.run(sync_to_async(drop))
+        again = http.post("/mcp", json=opening, headers=headers)
+        assert again.status_code == 200, again.text
