@@ -22,7 +22,8 @@ cannot give, each a number in [0, 1] that ``HybridRetriever`` adds to its fused 
 
 Both read words the way the lexical index does (``ingest.lexical.tokenize``: lower case,
 stop words out, stemmed), after two spellings that file names and questions disagree on
-are reconciled: a year glued to letters is also read alone ("FY2018", "2023Q2"), and two
+are reconciled: a year glued to letters or a quarter is also read alone ("FY2018", "2023Q2",
+"Q22023"), and two
 adjacent words of the question are also read joined ("General Mills" finds
 ``GENERALMILLS_2020_10K.pdf``).
 """
@@ -45,6 +46,8 @@ _YEAR = r"(?:19|20)\d\d"
 _GLUED_YEAR = re.compile(
     rf"[^\W\d_]{{2,}}(?={_YEAR}(?!\d))|(?<=[^\W\d_]){_YEAR}(?!\d)"
     rf"|(?<![^\W_]){_YEAR}(?=[^\W\d_])|(?<={_YEAR})[^\W\d_][^\W_]*"
+    # A quarter before its year: "Q22023".
+    rf"|(?<![^\W_])[Qq][1-4](?={_YEAR}(?!\d))|(?<=(?<![^\W_])[Qq][1-4]){_YEAR}(?!\d)"
 )
 _WORD = re.compile(r"[^\W\d_]+")
 _CARD_CACHE_MAX = 50_000

@@ -22,6 +22,7 @@ With a read replica (``DATABASE_REPLICA_URL``) a retriever's reads go to the rep
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
@@ -182,7 +183,7 @@ class HybridRetriever:
             raise ValueError(f"Unknown fusion {self.method!r}: use convex or rrf.")
 
     def retrieve(self, query: str, *, k: int) -> list[Passage]:
-        return self.candidate_passages(query, k=k)[:k]
+        return passages_spread(self.candidate_passages(query, k=k), per_page=settings.RETRIEVAL_PASSAGES_PER_PAGE)[:k]
 
     def candidate_passages(self, query: str, *, k: int) -> list[Passage]:
         """Every fused candidate the scope may read, best first, with score = fused score."""
@@ -296,7 +297,8 @@ class RerankRetriever:
         with stage_timer("rerank"):
             scores = model.predict([(query, _passage_text(p)) for p in candidates], show_progress_bar=False)
         order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
-        return [replace(candidates[i], score=round(float(scores[i]), 4)) for i in order[:k]]
+        reranked = [replace(candidates[i], score=round(float(scores[i]), 4)) for i in order]
+        return passages_spread(reranked, per_page=settings.RETRIEVAL_PASSAGES_PER_PAGE)[:k]
 
 
 _cross_encoders: dict[str, Any] = {}
@@ -399,8 +401,32 @@ def relevant_passages(passages: Sequence[Passage], *, floor: float) -> list[Pass
     return [p for p in passages if p.relevance is None or p.relevance >= floor]
 
 
+def passages_spread(passages: Sequence[Passage], *, per_page: int) -> list[Passage]:
+    """``passages`` with at most ``per_page`` of each page first, best first, then the others in order.
+
+    A statement page often holds several matching passages (rows of one table); in the
+    few passages an answer cites they would crowd out the other pages that may hold the
+    answer. ``per_page`` 0 keeps the order; a passage without a page is never held back.
+    """
+    if per_page <= 0:
+        return list(passages)
+    first: list[Passage] = []
+    later: list[Passage] = []
+    seen: Counter[tuple[int, int]] = Counter()
+    for passage in passages:
+        if passage.page_start is not None:
+            page = (passage.document_id, passage.page_start)
+            if seen[page] >= per_page:
+                later.append(passage)
+                continue
+            seen[page] += 1
+        first.append(passage)
+    return first + later
+
+
 def passages_merge(*found: list[Passage], k: int) -> list[Passage]:
-    """Passages of several searches, each chunk once (its best relevance), most relevant first, at most ``k``.
+    """Passages of several searches, each chunk once (its best relevance), most relevant first, at most ``k``
+    (spread over pages as one search's are).
 
     Every list went through the same floor; the merge keeps the lists' own order
     among passages without a relevance.
@@ -421,7 +447,7 @@ def passages_merge(*found: list[Passage], k: int) -> list[Passage]:
         return 1.0 if known is None else known
 
     ranked = sorted(order, key=lambda c: -relevance(c))
-    return [best[c] for c in ranked[:k]]
+    return passages_spread([best[c] for c in ranked], per_page=settings.RETRIEVAL_PASSAGES_PER_PAGE)[:k]
 
 
 def is_low_relevance(passages: Sequence[Passage], *, weak: float) -> bool:

@@ -52,6 +52,9 @@ def reports(db):
 def test_a_year_glued_to_letters_is_also_read_alone() -> None:
     assert document_match.with_glued_years("FY2018 capex") == "FY2018 capex FY 2018"
     assert document_match.with_glued_years("AMCOR 2023Q2") == "AMCOR 2023Q2 2023 Q2"
+    # A quarter before its year: the quarter's digit is not the year's.
+    assert document_match.with_glued_years("Q22023 revenue") == "Q22023 revenue Q2 2023"
+    assert document_match.with_glued_years("part AQ22023, Q52023") == "part AQ22023, Q52023"
     # A company called 3M and a part number are not years.
     assert document_match.with_glued_years("3M part ZX4471") == "3M part ZX4471"
 
