@@ -4,11 +4,17 @@ This machine's Docker has no compose plugin (``docker compose version`` fails), 
 ``docker compose config`` cannot run here: the file is read with PyYAML (which
 resolves the anchors and merge keys) and its ``${VAR...}`` references are expanded
 the way Docker Compose does, with an environment given by each test, so that URLs,
-ports, queue and model names are checked as the containers will see them.
+ports, queue and model names are checked as the containers will see them. The result
+is then validated against the Compose Specification by its parser (``compose-spec``,
+bindings of the Rust ``compose_spec`` crate): what ``docker compose config`` refuses
+(an unknown key, a bad restart policy, port or dependency condition, a volume used by
+several services but not declared) fails here too.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import shlex
 from collections.abc import Mapping
@@ -132,6 +138,38 @@ def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
         source, target = entry.split(":")[:2]
         mounts[target] = source
     return mounts
+
+
+def _validated(compose: dict[str, Any]) -> Any:
+    from compose_spec import PyCompose
+
+    parsed = PyCompose.from_json(json.dumps(compose))
+    parsed.validate()  # every network, volume, config and secret a service uses is declared
+    return parsed
+
+
+def test_the_file_is_valid_under_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert set(_validated(compose).service_names()) == SERVICES
+
+
+@pytest.mark.parametrize(
+    ("mistake", "refused"),
+    [
+        (lambda s: s["web"].update(healthchek=s["web"].pop("healthcheck")), "healthchek"),
+        (lambda s: s["web"].update(restart="sometimes"), "sometimes"),
+        (lambda s: s["web"].update(ports=["127.0.0.1:web:8000"]), "web"),
+        (lambda s: s["web"].update(depends_on={"postgres": {"condition": "service_ready"}}), "service_ready"),
+        (lambda s: s["vllm"]["deploy"]["resources"]["reservations"]["devices"][0].update(count="many"), "many"),
+    ],
+    ids=["unknown key", "restart policy", "port", "dependency condition", "gpu count"],
+)
+def test_the_specification_check_refuses_what_compose_refuses(
+    compose: dict[str, Any], mistake: Any, refused: str
+) -> None:
+    broken = copy.deepcopy(compose)
+    mistake(broken["services"])
+    with pytest.raises(ValueError, match=refused):
+        _validated(broken)
 
 
 def test_defines_the_services(services: dict[str, Any]) -> None:
