@@ -504,8 +504,9 @@ RETRIEVAL_DOCUMENT_TOP = env.int("RETRIEVAL_DOCUMENT_TOP", default=3)
 RETRIEVAL_DOCUMENT_MATCH_WEIGHT = env.float("RETRIEVAL_DOCUMENT_MATCH_WEIGHT", default=0.4)
 RETRIEVAL_HEADING_WEIGHT = env.float("RETRIEVAL_HEADING_WEIGHT", default=0.3)
 RETRIEVAL_NAMED_DOCUMENTS = env.int("RETRIEVAL_NAMED_DOCUMENTS", default=2)
-# At most this many passages of one page among the passages a hybrid search returns; the
-# others follow in their order (0: no limit). Passages without pages are not limited.
+# At most this many passages of one page first among the passages a hybrid or rerank
+# search returns, and among merged searches' passages; the others follow in their order
+# (0: no limit). Passages without pages are not limited.
 RETRIEVAL_PASSAGES_PER_PAGE = env.int("RETRIEVAL_PASSAGES_PER_PAGE", default=1)
 # Relevance is the cosine of the question and a passage's embedded text, whatever the
 # retriever. Below MIN a passage is not given to the model (no passage left: "nothing

@@ -21,6 +21,12 @@ from tests.mcp.conftest import as_text, error_text, read_token, structured, with
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOOLS = {"list_collections", "search", "ask", "get_document", "list_documents"}
+# What a client sends over plain HTTP: the headers the transport wants, and an opening request.
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+OPENING = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -167,19 +173,18 @@ def test_the_ask_tool_answers_with_citations_and_no_hidden_source(live_url, comp
 def test_the_endpoint_wants_a_valid_token_and_limits_each_one(live_url, company, settings) -> None:
     settings.MCP_REQUESTS_PER_MINUTE = 3
     hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     with httpx.Client(base_url=live_url, trust_env=False, timeout=30) as http:
-        missing = http.post("/mcp", json=hello, headers=headers)
+        missing = http.post("/mcp", json=hello, headers=HEADERS)
         assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
-        wrong = http.post("/mcp", json=hello, headers={**headers, "Authorization": "Bearer ast_0000_nope"})
+        wrong = http.post("/mcp", json=hello, headers={**HEADERS, "Authorization": "Bearer ast_0000_nope"})
         assert wrong.status_code == 401
-        spoofed = http.post("/mcp", json=hello, headers={**headers, "Host": "evil.example"})
+        spoofed = http.post("/mcp", json=hello, headers={**HEADERS, "Host": "evil.example"})
         assert spoofed.status_code == 400
-        token = {**headers, "Authorization": f"Bearer {read_token(company.bob)}"}
+        token = {**HEADERS, "Authorization": f"Bearer {read_token(company.bob)}"}
         statuses = [http.post("/mcp", json=hello, headers=token).status_code for _ in range(4)]
         assert statuses[:3] != [429] * 3 and statuses[3] == 429
         other = http.post(
-            "/mcp", json=hello, headers={**headers, "Authorization": f"Bearer {read_token(company.alice)}"}
+            "/mcp", json=hello, headers={**HEADERS, "Authorization": f"Bearer {read_token(company.alice)}"}
         )
         assert other.status_code != 429  # the limit is per token
         # The web app beside it is Django as before, with its security headers.
@@ -188,15 +193,10 @@ def test_the_endpoint_wants_a_valid_token_and_limits_each_one(live_url, company,
 
 
 def test_a_session_belongs_to_the_token_that_opened_it(live_url, company) -> None:
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    opening = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }  # fmt: skip
-    bob = {**headers, "Authorization": f"Bearer {read_token(company.bob)}"}
-    alice = {**headers, "Authorization": f"Bearer {read_token(company.alice)}"}
+    bob = {**HEADERS, "Authorization": f"Bearer {read_token(company.bob)}"}
+    alice = {**HEADERS, "Authorization": f"Bearer {read_token(company.alice)}"}
     with httpx.Client(base_url=live_url, trust_env=False, timeout=30) as http:
-        opened = http.post("/mcp", json=opening, headers=bob)
+        opened = http.post("/mcp", json=OPENING, headers=bob)
         assert opened.status_code == 200, opened.text
         session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
@@ -207,19 +207,14 @@ def test_a_session_belongs_to_the_token_that_opened_it(live_url, company) -> Non
 def test_a_connection_the_database_dropped_is_replaced_on_the_next_request(live_url, company) -> None:
     """A database restart or failover drops the connection the MCP thread holds; the next
     request opens a new one instead of failing until the process restarts."""
-    opening = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }  # fmt: skip
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-               "Authorization": f"Bearer {read_token(company.bob)}"}  # fmt: skip
+    bob = {**HEADERS, "Authorization": f"Bearer {read_token(company.bob)}"}
 
     def drop() -> None:  # in the one thread that runs the server's database calls
         connection.ensure_connection()
         connection.connection.close()  # under Django, as a database restart would
 
     with httpx.Client(base_url=live_url, trust_env=False, timeout=30) as http:
-        assert http.post("/mcp", json=opening, headers=headers).status_code == 200
+        assert http.post("/mcp", json=OPENING, headers=bob).status_code == 200
         anyio.run(sync_to_async(drop))
-        again = http.post("/mcp", json=opening, headers=headers)
+        again = http.post("/mcp", json=OPENING, headers=bob)
         assert again.status_code == 200, again.text
