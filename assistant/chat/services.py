@@ -35,6 +35,7 @@ from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
 from assistant.chat.citations import citations_clean
 from assistant.chat.events import Answer, AnswerEvent, Done, Failed, Reasoning, Sources, Token, answer_collect
+from assistant.chat.links import web_link
 from assistant.chat.llm import LLMClient, LLMError
 from assistant.chat.models import Conversation, Message
 from assistant.chat.prompts import build_messages, page_label
@@ -347,11 +348,15 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
         error=error,
     )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
-    # Where a connector found each document (a path, a URL): "open in source".
+    # Where a connector found each document (a path, a URL): "open in source". A web
+    # address that may be opened as a link also goes as source_url, so the chat page's
+    # script never decides for itself what is safe to open.
     links = source_links(document_ids={p.document_id for p in passages})
     for citation in turn.citations:
         if link := links.get(citation["document_id"]):
             citation["source_link"] = link
+            if url := web_link(link):
+                citation["source_url"] = url
     return turn
 
 

@@ -1,7 +1,7 @@
-"""The model page: the LLM the server reports, the models in use, and their recorded licences.
+"""The model page: what each LLM server reports, the models in use, and their recorded licences.
 
-Superusers only: it shows the model server's address and records licences. The LLM
-server is asked live on every visit (``catalog.selectors.llm_server_report``); a
+Superusers only: it shows the model servers' addresses and records licences. Every
+LLM server is asked live on every visit (``catalog.selectors.llm_server_reports``); a
 server that is down is said so, the rest of the page still works.
 """
 
@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from assistant.catalog.models import ModelKind
-from assistant.catalog.selectors import llm_server_report, model_in_use, models_in_use
+from assistant.catalog.selectors import llm_server_reports, model_in_use, models_in_use
 from assistant.catalog.services import model_record_save
 
 
@@ -70,4 +70,9 @@ def models_page(request: HttpRequest) -> HttpResponse:
         )
         for n, model in enumerate(in_use)
     ]
-    return render(request, "portal/models.html", {"server": llm_server_report(), "rows": rows})
+    servers = llm_server_reports()
+    return render(
+        request,
+        "portal/models.html",
+        {"servers": servers, "none_answers": not any(s.reachable for s in servers), "rows": rows},
+    )

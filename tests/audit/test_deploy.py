@@ -28,7 +28,14 @@ OIDC = {
     "OIDC_OP_USER_ENDPOINT": "https://sso.example.com/realms/corp/protocol/openid-connect/userinfo",
     "OIDC_OP_JWKS_ENDPOINT": "https://sso.example.com/realms/corp/protocol/openid-connect/certs",
 }
-_INHERITED = ("DATABASE_URL", "CELERY_BROKER_URL", "LLM_BASE_URL", "DJANGO_SECURE", "DJANGO_DEBUG")
+_INHERITED = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "LLM_BASE_URL",
+    "EMBEDDING_BASE_URL",
+    "DJANGO_SECURE",
+    "DJANGO_DEBUG",
+)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -146,14 +153,17 @@ def test_data_boundary_names_the_database_and_broker_hosts_without_passwords(tmp
         BOUNDARY,
         DATABASE_URL="postgres://assistant:db-pass-123@db.internal:5433/assistant",
         CELERY_BROKER_URL="redis://:redis-pass-456@cache.internal:6379/0",
-        LLM_BASE_URL="http://vllm.internal:8000/v1",
+        LLM_BASE_URL="http://vllm.internal:8000/v1,http://llm:llm-pass-000@vllm-b.internal:8001/v1",
         LLM_API_KEY="sk-llm-789",
+        EMBEDDING_BASE_URL="http://tei.internal:8080/v1",
+        EMBEDDING_API_KEY="sk-embed-321",
         **OIDC,
     )["html"]
     for shown in ("PostgreSQL", "db.internal:5433", "Redis", "cache.internal:6379", "http://vllm.internal:8000/v1",
+                  "http://vllm-b.internal:8001/v1", "http://tei.internal:8080/v1", "Embedding server",
                   "https://sso.example.com/realms/corp/protocol/openid-connect/certs"):  # fmt: skip
         assert shown in html, shown
-    for secret in ("db-pass-123", "redis-pass-456", "sk-llm-789", "oidc-client-secret"):
+    for secret in ("db-pass-123", "redis-pass-456", "sk-llm-789", "llm-pass-000", "sk-embed-321", "oidc-client-secret"):
         assert secret not in html, secret
 
 
@@ -164,3 +174,4 @@ def test_data_boundary_on_the_embedded_defaults_is_all_local(tmp_path: Path) -> 
     assert "local folder" in html
     assert "http://127.0.0.1:" in html
     assert "single sign-on" not in html.lower()
+    assert "Embedding server" not in html  # the packaged model embeds in-process

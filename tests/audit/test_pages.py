@@ -142,7 +142,13 @@ def test_export_refuses_unknown_formats_and_bad_filters(client, auditor) -> None
 
 def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor, settings) -> None:
     settings.CELERY_BROKER_URL = "redis://:broker-secret@cache.internal:6380/2"
-    settings.LLM_BASE_URL = "http://llmuser:llm-secret@vllm.internal:8000/v1?key=query-secret"
+    settings.LLM_BASE_URLS = [
+        "http://llmuser:llm-secret@vllm.internal:8000/v1?key=query-secret",
+        "http://vllm2.internal:8001/v1",
+    ]
+    settings.LLM_BASE_URL = settings.LLM_BASE_URLS[0]
+    settings.EMBEDDING_BASE_URL = "http://embuser:emb-secret@tei.internal:8080/v1?token=emb-query-secret"
+    settings.EMBEDDING_API_KEY = "sk-embedding-secret"
     settings.LLM_MODEL = "Qwen-7B"
     settings.LLM_API_KEY = "sk-api-secret"
     settings.LLM_EMBEDDED = False
@@ -161,15 +167,22 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor
     page = client.get(reverse("audit:boundary"))
     assert page.status_code == 200
     text = page.content.decode()
-    for shown in ("cache.internal:6380", "http://vllm.internal:8000/v1", "Qwen-7B", "https://sso.example.com/token",
-                  "mail.internal:25", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else", "https://s3.internal:9000",
-                  "bucket originals"):  # fmt: skip
+    for shown in ("cache.internal:6380", "http://vllm.internal:8000/v1", "http://vllm2.internal:8001/v1", "Qwen-7B",
+                  "https://sso.example.com/token", "mail.internal:25", "HF_HUB_OFFLINE", "DO_NOT_TRACK", "None else",
+                  "https://s3.internal:9000", "bucket originals", "http://tei.internal:8080/v1"):  # fmt: skip
         assert shown in text, shown
+    assert [e.address for e in page.context["endpoints"] if e.purpose.startswith("Language model")] == [
+        "http://vllm.internal:8000/v1",
+        "http://vllm2.internal:8001/v1",
+    ]
     for secret in (
         "broker-secret",
         "llm-secret",
         "llmuser",
         "query-secret",
+        "embuser",
+        "emb-secret",
+        "sk-embedding-secret",
         "sk-api-secret",
         "oidc-secret",
         "smtp-secret",
@@ -178,6 +191,17 @@ def test_data_boundary_lists_configured_hosts_and_never_a_secret(client, auditor
         "s3-key-secret",
     ):
         assert secret not in text, secret
+
+
+def test_data_boundary_names_no_embedding_server_when_texts_are_embedded_in_process(client, auditor, settings) -> None:
+    settings.EMBEDDING_BASE_URL = ""
+    settings.LLM_BASE_URLS = ["http://vllm.internal:8000/v1"]
+    page = client.get(reverse("audit:boundary"))
+    purposes = [e.purpose for e in page.context["endpoints"]]
+    assert not any(p.startswith("Embedding server") for p in purposes)
+    assert purposes.count("Language model (answers)") == 1
+    assert "Embedding server" not in page.content.decode()
+    assert "vllm2.internal" not in page.content.decode()
 
 
 @pytest.mark.django_db(transaction=True)

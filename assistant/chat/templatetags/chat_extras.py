@@ -1,4 +1,4 @@
-"""Rendering of stored answers: citation markers become links to their sources."""
+"""Rendering of stored answers: citation markers become links to their sources, source links safe ones."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, gettext_noop
+
+from assistant.chat import links
 
 register = template.Library()
 
@@ -65,3 +67,9 @@ def searched_for(message: Any) -> str:
     if not query or query == message.content.strip():
         return ""
     return " · ".join(searched_queries(question=message.content, query=query))
+
+
+@register.filter
+def web_link(link: str) -> str:
+    """A source link fit to be an ``href`` (http, https), else empty: see ``assistant.chat.links``."""
+    return links.web_link(link)

@@ -31,6 +31,25 @@ function csrfToken() {
   return document.querySelector("[name=csrfmiddlewaretoken]")?.value ?? "";
 }
 
+// Where a connector found the document, as chat/_source_link.html shows it. Only
+// source_url becomes a link: the server sets it for web addresses alone
+// (assistant/chat/links.py); any other source_link is text to copy.
+function inSource(c) {
+  const where = el("p", "in-source small");
+  if (c.source_url) {
+    const open = el("a", "open-in-source", gettext("Open in source"));
+    open.href = c.source_url;
+    open.target = "_blank";
+    open.rel = "noopener noreferrer";
+    where.append(open);
+  } else {
+    const path = el("code", "copyable", c.source_link);
+    path.title = gettext("Copy this path to open the file in its share");
+    where.append(el("span", "label", gettext("In the source:")), " ", path);
+  }
+  return where;
+}
+
 function renderCitations(list, citations, messageId) {
   list.replaceChildren();
   for (const c of citations) {
@@ -40,7 +59,9 @@ function renderCitations(list, citations, messageId) {
     const link = el("a", "source-link", c.document + (c.page_label ? ", " + fill(gettext("page %(page)s"), { page: c.page_label }) : ""));
     link.href = `#${item.id}`;
     link.dataset.n = c.n;
-    item.append(link, el("blockquote", "", c.text.length > 400 ? c.text.slice(0, 399) + "…" : c.text));
+    item.append(link);
+    if (c.source_link) item.append(inSource(c));
+    item.append(el("blockquote", "", c.text.length > 400 ? c.text.slice(0, 399) + "…" : c.text));
     list.append(item);
   }
 }
