@@ -71,7 +71,8 @@ def ask(user, collection, request_id: str) -> str:
 
 def summary(log: pytest.LogCaptureFixture, request_id: str) -> tuple[logging.LogRecord, dict]:
     """The one answer event of ``request_id``, and its JSON line as LOG_FORMAT=json writes it."""
-    (record,) = [r for r in log.records if r.name == "assistant.answers" and r.request_id == request_id]
+    events = [r for r in log.records if r.name == "assistant.answers"]
+    (record,) = [r for r in events if getattr(r, "request_id", None) == request_id]
     return record, json.loads(JsonFormatter().format(record))
 
 
