@@ -389,6 +389,18 @@ def test_only_web_publishes_a_port_on_loopback_and_it_is_configurable(
     assert moved["ports"] == ["127.0.0.1:9443:8000"]
 
 
+def test_workers_serve_metrics_on_the_stack_network_without_publishing_a_port(
+    raw: dict[str, Any], services: dict[str, Any]
+) -> None:
+    # Bound to the container's loopback a worker's metrics would reach no Prometheus;
+    # on every interface of its container they reach the stack's network, and no more.
+    for name in WORKERS:
+        assert services[name]["environment"]["METRICS_ADDR"] == "0.0.0.0", name  # noqa: S104
+        assert "ports" not in services[name], name
+    pinned = interpolate(raw, {**OPERATOR_ENV, "METRICS_ADDR": "10.0.3.7"})["services"]
+    assert pinned["worker-ingest"]["environment"]["METRICS_ADDR"] == "10.0.3.7"
+
+
 def test_app_services_run_in_production_mode_behind_one_proxy(raw: dict[str, Any], services: dict[str, Any]) -> None:
     for name in APP_SERVICES:
         env = services[name]["environment"]

@@ -40,6 +40,7 @@ class Delta:
     text: str  # answer text only
     model: str
     reasoning: str = ""  # a reasoning model's thinking, never part of ``text``
+    server: str = ""  # the base URL of the server that sent it (with several, the one that answered)
 
 
 @functools.cache
@@ -149,14 +150,19 @@ class LLMClient:
                     model = delta.model
                     split = inline.feed(delta.text)
                     if split.answer or split.reasoning or delta.reasoning:
-                        yield Delta(text=split.answer, model=model, reasoning=delta.reasoning + split.reasoning)
+                        yield Delta(
+                            text=split.answer,
+                            model=model,
+                            reasoning=delta.reasoning + split.reasoning,
+                            server=self.base_url,
+                        )
                 if not finished:
                     # The connection closed without the end of the answer: what came is kept,
                     # never passed off as a whole answer.
                     raise _broken_off()
                 rest = inline.close()
                 if rest.answer or rest.reasoning:
-                    yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning)
+                    yield Delta(text=rest.answer, model=model, reasoning=rest.reasoning, server=self.base_url)
         except httpx.ConnectError as exc:
             raise LLMUnavailable(
                 gettext(

@@ -33,6 +33,7 @@ from assistant.accounts.selectors import (
 )
 from assistant.audit.models import AuditEvent
 from assistant.audit.services import audit_record
+from assistant.chat.answer_log import answer_logged, answer_outcome
 from assistant.chat.citations import citations_clean
 from assistant.chat.events import Answer, AnswerEvent, Done, Failed, Reasoning, Sources, Token, answer_collect
 from assistant.chat.links import web_link
@@ -51,7 +52,7 @@ from assistant.chat.retrieval import (
 )
 from assistant.chat.rewrite import Rewrite, Turn, query_rewrite, searched_queries
 from assistant.connectors.selectors import source_links
-from assistant.ops.metrics import observe_answer
+from assistant.ops.metrics import observe_answer, stages_timed
 from assistant.replica import replica_read, replica_release
 from ingest.embedding_server import EmbeddingServerError
 from ingest.index import Hit
@@ -301,6 +302,7 @@ class _Turn:
     citations: list[dict[str, Any]] = field(default_factory=list)
     retrieval_ms: int = 0
     error: str = ""  # retrieval could not run (the embedding server is down): the answer's error
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per retrieval stage (embed, vector, ...)
 
 
 def _history(*, user: Any, conversation_id: int) -> tuple[Conversation, list[Turn]]:
@@ -327,12 +329,13 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
     # question's own, and the low-relevance warning sees every passage given.
     searched = searched_queries(question=question, query=query)
     error = ""
-    try:
-        passages = passages_merge(*(_passages_in(scope, user=user, query=text, k=k) for text in searched), k=k)
-    except EmbeddingServerError as exc:
-        # No passages to answer from: the question is stored with this as its answer's error.
-        logger.warning("Retrieval failed: %s", exc)
-        passages, error = [], gettext("The question could not be searched: %(reason)s") % {"reason": exc}
+    with stages_timed() as stages:
+        try:
+            passages = passages_merge(*(_passages_in(scope, user=user, query=text, k=k) for text in searched), k=k)
+        except EmbeddingServerError as exc:
+            # No passages to answer from: the question is stored with this as its answer's error.
+            logger.warning("Retrieval failed: %s", exc)
+            passages, error = [], gettext("The question could not be searched: %(reason)s") % {"reason": exc}
     retrieval_ms = _ms_since(searching)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question, retrieval_query=query)
     if not conversation.title:
@@ -346,6 +349,7 @@ def _prepare(*, user: Any, conversation: Conversation, question: str, query: str
         low_relevance=is_low_relevance(passages, weak=settings.RETRIEVAL_WEAK_RELEVANCE),
         retrieval_ms=retrieval_ms,
         error=error,
+        stages=stages,
     )
     turn.citations = [citation_for(n, p) for n, p in enumerate(passages, start=1)]
     # Where a connector found each document (a path, a URL): "open in source". A web
@@ -485,6 +489,7 @@ async def answer_stream(
     parts: list[str] = []
     thinking: list[str] = []
     model = ""
+    server = ""  # the LLM server that answered
     error = ""
     stopped: BaseException | None = None
     first_token_ms: int | None = None
@@ -508,6 +513,7 @@ async def answer_stream(
                 prompt, max_tokens=settings.LLM_MAX_TOKENS, temperature=settings.LLM_TEMPERATURE
             ):
                 model = delta.model
+                server = delta.server or server
                 if first_token_ms is None and (delta.reasoning or delta.text):
                     # The first text the model sends, thinking included: the asker sees it move.
                     first_token_ms = _ms_since(started)
@@ -560,6 +566,20 @@ async def answer_stream(
         reasoning=reasoning,
         first_token_ms=first_token_ms,
         timings=timings,
+    )
+    answer_logged(
+        outcome=answer_outcome(error=bool(error), stopped=stopped is not None, nothing_found=not turn.passages),
+        message_id=message.pk,
+        conversation_id=turn.conversation.pk,
+        collection_id=turn.conversation.collection_id,
+        passages=len(turn.passages),
+        model=model,
+        server=server,
+        first_token_ms=first_token_ms,
+        latency_ms=latency_ms,
+        tokens=len(parts),
+        timings=timings,
+        stages=turn.stages,
     )
     if stopped is not None:
         raise stopped  # nothing more may be sent on a closed stream

@@ -1,9 +1,10 @@
 """Prometheus metrics: the instruments, and the small calls the product makes into them.
 
-The rest of the code calls ``observe_answer``, ``stage_timer``, ``observe_request``
-and ``observe_task``; the instruments themselves stay here, so their names, labels
-and buckets are defined once. Values collected at scrape time (documents by status,
-index sizes, queue depths) come from ``assistant.ops.collectors``.
+The rest of the code calls ``observe_answer``, ``stage_timer`` (and ``stages_timed``
+for one question's own stage times), ``observe_request`` and ``observe_task``; the
+instruments themselves stay here, so their names, labels and buckets are defined
+once. Values collected at scrape time (documents by status, index sizes, queue
+depths) come from ``assistant.ops.collectors``.
 
 Every label has a bounded set of values: routes are URL pattern names, never paths;
 models are the model ids the server reported; stages, outcomes and task names are
@@ -17,6 +18,7 @@ folder at start) every process writes its values there and a scrape sums them.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +107,10 @@ def observe_answer(
         TOKENS_PER_SECOND.labels(model=model).observe((tokens - 1) / generating)
 
 
+# The totals of the innermost ``stages_timed`` block around this code, if any.
+_stage_totals: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("stage_totals", default=None)
+
+
 @contextmanager
 def stage_timer(stage: str) -> Iterator[None]:
     """Time a retrieval stage (``with stage_timer("embed"): ...``), also when it raises."""
@@ -112,7 +118,26 @@ def stage_timer(stage: str) -> Iterator[None]:
     try:
         yield
     finally:
-        RETRIEVAL_STAGE_SECONDS.labels(stage=stage).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        RETRIEVAL_STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        totals = _stage_totals.get()
+        if totals is not None:
+            totals[stage] = totals.get(stage, 0.0) + seconds
+
+
+@contextmanager
+def stages_timed() -> Iterator[dict[str, float]]:
+    """Seconds per retrieval stage spent inside this block, for one question's summary.
+
+    A stage that runs more than once (a follow-up searched as asked and as rewritten)
+    is summed. The histograms are observed as always.
+    """
+    totals: dict[str, float] = {}
+    token = _stage_totals.set(totals)
+    try:
+        yield totals
+    finally:
+        _stage_totals.reset(token)
 
 
 def observe_task(*, task: str, seconds: float, state: str) -> None:

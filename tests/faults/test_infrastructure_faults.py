@@ -81,7 +81,12 @@ def test_redis_restarted_during_a_batch_upload_loses_no_document(
     second = {f"second-{n}.md": note(n) for n in range(3, 6)}
     upload(session, collection_id, second)  # accepted (302), not an error page
     assert {documents(session, collection_id)[name]["status"] for name in second} == {"queued"}
+    # Meanwhile readiness takes the instance out of service, naming the broker alone.
+    down = session.http.get("/readyz")
+    assert (down.status_code, down.json()["failing"]) == (503, ["broker"]), down.json()
     private_redis.start()
+    ready = session.http.get("/readyz")  # Redis accepts connections again: ready at once
+    assert (ready.status_code, ready.json()["failing"]) == (200, []), ready.json()
     resume.touch()
 
     docs = wait_for(session, collection_id, lambda d: len(d) == 6 and finished(d), stack=fault_stack)

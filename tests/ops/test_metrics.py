@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
+from tests.conftest import REPO
 from tests.factories import CollectionFactory, DocumentFactory
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +79,49 @@ def test_the_example_dashboard_only_charts_metrics_that_exist(client, enabled) -
     text = client.get("/metrics").content.decode()
     served = {re.sub(r"_total$", "", name) for name in re.findall(r"^# TYPE (assistant_[a-z_]+) ", text, re.MULTILINE)}
     assert charted and charted <= served, charted - served
+
+
+WORKER_METRICS = """
+import json, urllib.request, urllib.error
+import django
+django.setup()
+import assistant.celery  # connects the worker's signals, as `celery -A assistant worker` does
+from celery.signals import worker_process_init
+worker_process_init.send(sender=None)  # what a worker's child process gets when it starts
+seen = {}
+for host in ("127.0.0.1", "127.0.0.2"):
+    try:
+        with urllib.request.urlopen(f"http://{host}:%(port)d/metrics", timeout=10) as response:
+            seen[host] = "assistant_task_duration_seconds" in response.read().decode()
+    except urllib.error.URLError as exc:
+        seen[host] = type(exc.reason).__name__
+print(json.dumps(seen))
+"""
+
+
+def test_a_worker_serves_its_metrics_on_the_address_and_port_it_is_given(tmp_path) -> None:
+    port = free_port()
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="assistant.settings",
+        ASSISTANT_DATA_DIR=str(tmp_path),
+        METRICS_PORT=str(port),
+        # Another loopback address than the default one: served there, and only there.
+        METRICS_ADDR="127.0.0.2",
+    )
+    env.pop("DATABASE_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_METRICS % {"port": port}],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "127.0.0.2": True,
+        "127.0.0.1": "ConnectionRefusedError",
+    }

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
+from tests.conftest import REPO
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +69,38 @@ def test_reasons_are_kept_from_callers_outside_the_allowed_networks(client, sett
 
 def test_healthz_is_unchanged(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+DATABASE_DOWN = """
+import json
+import django
+django.setup()
+from django.test import Client
+response = Client().get("/readyz")
+print(json.dumps({"status": response.status_code, "body": response.json()}))
+"""
+
+
+def test_the_database_down_is_named(settings, recording_llm, tmp_path) -> None:
+    # A process of its own, configured for a PostgreSQL on a loopback port nothing listens
+    # on: the test run's own database connection is left alone.
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="assistant.settings",
+        ASSISTANT_DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"postgres://assistant@127.0.0.1:{free_port()}/assistant",
+        LLM_BASE_URL=settings.LLM_BASE_URL,
+        LLM_MODEL=settings.LLM_MODEL,
+    )
+    env.pop("CELERY_BROKER_URL", None)  # the file-system broker: no other part fails
+    env.pop("DATABASE_REPLICA_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", DATABASE_DOWN], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503, answer
+    assert answer["body"]["failing"] == ["database"]
+    assert answer["body"]["checks"]["database"]["status"] == "failing"
+    assert "OperationalError" in answer["body"]["checks"]["database"]["detail"]
+    assert answer["body"]["checks"]["llm"]["status"] == "ok"
