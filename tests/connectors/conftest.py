@@ -11,6 +11,7 @@ from assistant.connectors import services, sync
 from assistant.connectors.models import Connector
 from ingest import pipeline
 from ingest.models import Collection
+from tests.connectors.answers import answering, scripted_llm  # noqa: F401
 from tests.connectors.cloud_fixtures import cloud_wiki, dc_wiki, graph, readers, sealing_key, waits  # noqa: F401
 from tests.factories import CollectionFactory
 

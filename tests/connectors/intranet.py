@@ -4,7 +4,8 @@ Pages share the frame every intranet has (a header, navigation, a cookie banner,
 a footer) around their own text; ``robots.txt`` forbids ``/private/``; a sitemap
 lists some pages; a PDF is linked. The server answers conditional GETs (ETag and
 Last-Modified, 304) and HEAD, and records every request, so a test can say what
-a sync asked for and what it was sent.
+a sync asked for and what it was sent. A page moved elsewhere can answer with a
+permanent redirect to its new address.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Resource:
 @dataclass
 class Site:
     resources: dict[str, Resource] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> where it moved (301)
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     agents: set[str] = field(default_factory=set)
     login: tuple[str, str] | None = None
@@ -78,6 +80,12 @@ class Site:
     def remove(self, path: str) -> None:
         with self.lock:
             self.resources.pop(path, None)
+
+    def redirect(self, path: str, to: str) -> None:
+        """``path`` moved to ``to``: a 301 pointing there, whatever the request's validators."""
+        with self.lock:
+            self.resources.pop(path, None)
+            self.redirects[path] = to
 
     def take_requests(self) -> list[tuple[str, str, int]]:
         with self.lock:
@@ -110,7 +118,9 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("Authorization") != expected:
                     return 401, {"WWW-Authenticate": 'Basic realm="intranet"'}, b"login needed"
             with site.lock:
-                resource = site.resources.get(path)
+                resource, moved_to = site.resources.get(path), site.redirects.get(path)
+            if moved_to is not None:
+                return 301, {"Location": moved_to, "Content-Type": "text/plain"}, b"moved"
             if resource is None:
                 return 404, {"Content-Type": "text/plain"}, b"not found"
             headers = {"Content-Type": resource.content_type, "ETag": resource.etag,

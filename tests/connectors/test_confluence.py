@@ -11,6 +11,7 @@ import pytest
 from assistant.connectors import selectors, services
 from assistant.connectors.models import Connector, ConnectorItem
 from ingest.models import Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.cloud_fixtures import found
 from tests.connectors.conftest import actions, run
 from tests.connectors.fake_confluence import FakeConfluence
@@ -82,6 +83,25 @@ def test_cloud_pages_sync_with_restrictions_and_follow_every_change(
 
     third = run(connector)  # nothing changed: nothing read
     assert set(actions(third).values()) == {"unchanged"} and third.bytes_read == 0
+
+
+@pytest.mark.parametrize("deployment", ["cloud_wiki", "dc_wiki"])
+def test_an_answer_right_after_a_sync_cites_the_edited_page_and_keeps_the_restricted_one_from_outsiders(
+    deployment: str, request, collection, readers, answering
+) -> None:
+    wiki: FakeConfluence = request.getfixturevalue(deployment)
+    wiki.add_space("ENG", ["confluence-users"])
+    wiki.put_page("1", "ENG", "Parking", f"<p>{PARKING.before}</p>")
+    wiki.put_page("2", "ENG", "Salaries", f"<p>{SALARIES.before}</p>", restricted_groups=["hr-team"])
+    connector = wiki_connector(collection, wiki)
+    run(connector)
+    public, restricted = "Parking.html", "Salaries.html"
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=False)
+
+    wiki.put_page("1", "ENG", "Parking", f"<p>{PARKING.after}</p>")
+    wiki.put_page("2", "ENG", "Salaries", f"<p>{SALARIES.after}</p>", restricted_groups=["hr-team"])
+    assert actions(run(connector)) == {"ENG/1": "updated", "ENG/2": "updated"}
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=True)
 
 
 def test_data_center_pages_with_a_token_start_limit_paging_and_a_failing_page(

@@ -21,6 +21,7 @@ from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import SourceError, source_type
 from ingest.models import Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.conftest import actions, run
 from tests.factories import GroupFactory, UserFactory
 from tests.support.mailservers import Server, dovecot
@@ -172,6 +173,31 @@ def test_the_mailbox_is_synced_incrementally_with_attachments_deletions_and_move
     assert fourth.counts["renamed"] == 1 and fourth.counts["added"] == 0 and fourth.counts["deleted"] == 0
     assert Document.objects.filter(collection=collection, parent=None).count() == 2
     assert ConnectorItem.objects.filter(connector=connector).count() == 2
+
+
+def test_an_answer_right_after_a_sync_cites_the_corrected_message_and_keeps_the_restricted_one_from_outsiders(
+    server: Server, mailbox: imaplib.IMAP4, collection, readers, answering
+) -> None:
+    """A message never changes under its UID: a correction is a new message and the old one expunged."""
+    mailbox.create("HR")
+    parking = deliver(mailbox, message("Parking", PARKING.before))
+    salaries = deliver(mailbox, message("Salaries", SALARIES.before), "HR")
+    connector = imap_connector(
+        collection, server, folders=["INBOX", "HR"],
+        groups=[{"glob": "HR", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}],
+    )  # fmt: skip
+    assert not run(connector).error
+    public, restricted = "Parking.eml", "Salaries.eml"
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=False)
+
+    deliver(mailbox, message("Parking", PARKING.after))
+    expunge(mailbox, "INBOX", parking)
+    deliver(mailbox, message("Salaries", SALARIES.after), "HR")
+    expunge(mailbox, "HR", salaries)
+    assert sorted(run(connector).counts.items()) == sorted(
+        {**dict.fromkeys(sync.ACTIONS, 0), "added": 2, "deleted": 2}.items()
+    )
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=True)
 
 
 def test_the_owner_mapping_restricts_messages_and_their_attachments(

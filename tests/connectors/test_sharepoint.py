@@ -12,6 +12,7 @@ from assistant.connectors import selectors, services
 from assistant.connectors.models import Connector
 from assistant.connectors.sync import MANAGERS_ONLY_GROUP
 from ingest.models import Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.cloud_fixtures import found
 from tests.connectors.conftest import actions, run
 from tests.connectors.vendor_fakes import FakeGraph
@@ -89,6 +90,21 @@ def test_the_delta_link_is_reused_and_every_change_is_reflected(
     third = run(connector)  # nothing changed: one delta request, nothing listed, nothing read
     assert third.items == [] and third.bytes_read == 0
     assert len(delta_requests(fake)) == 1
+
+
+def test_an_answer_right_after_a_sync_cites_the_edited_file_and_keeps_the_restricted_one_from_outsiders(
+    graph, collection, readers, answering
+) -> None:
+    graph.put("01A", "parking.md", f"# Parking\n\n{PARKING.before}".encode())
+    graph.put("01B", "salaries.md", f"# Salaries\n\n{SALARIES.before}".encode(), groups=["HR Team"])
+    connector = drive_connector(collection, graph)
+    run(connector)
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=False)
+
+    graph.put("01A", "parking.md", f"# Parking\n\n{PARKING.after}".encode())
+    graph.put("01B", "salaries.md", f"# Salaries\n\n{SALARIES.after}".encode(), groups=["HR Team"])
+    assert actions(run(connector)) == {"01A": "updated", "01B": "updated"}  # from the delta query
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=True)
 
 
 def test_an_item_that_fails_keeps_the_cursor_so_the_next_sync_asks_again(

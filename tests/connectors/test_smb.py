@@ -21,6 +21,7 @@ from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import source_type
 from ingest.models import Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.conftest import actions, run, write
 from tests.factories import UserFactory
 from tests.support.mailservers import Server, samba
@@ -94,6 +95,23 @@ def test_edit_add_delete_and_rename_on_the_share_are_reflected_by_the_next_sync(
     # Right after the sync that brought the edit, retrieval finds the new text.
     passages = chat_services.passages_retrieve(user=None, collection=collection, query="quokka survey", k=3)
     assert passages and passages[0].document_name == "alpha.md" and "quokka" in passages[0].text
+
+
+def test_an_answer_right_after_a_sync_cites_the_edited_text_and_keeps_the_restricted_file_from_outsiders(
+    server: Server, share: Path, collection, readers, answering
+) -> None:
+    write(share, "parking.md", f"# Parking\n\n{PARKING.before}", mtime=1_700_000_000)
+    write(share, "hr/salaries.md", f"# Salaries\n\n{SALARIES.before}", mtime=1_700_000_000)
+    connector = smb_connector(collection, server, groups=[
+        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]},
+    ])  # fmt: skip
+    assert not run(connector).error
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=False)
+
+    write(share, "parking.md", f"# Parking\n\n{PARKING.after}", mtime=1_700_000_100)
+    write(share, "hr/salaries.md", f"# Salaries\n\n{SALARIES.after}", mtime=1_700_000_100)
+    assert actions(run(connector)) == {"parking.md": "updated", "hr/salaries.md": "updated"}
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=True)
 
 
 def test_a_folder_in_the_share_and_globs_choose_the_files(server: Server, share: Path, collection) -> None:

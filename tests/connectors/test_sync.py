@@ -12,6 +12,7 @@ from assistant.connectors import liveness, selectors, sync
 from assistant.connectors.models import Connector, ConnectorItem
 from ingest import pipeline
 from ingest.models import Chunk, Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.conftest import actions, folder_connector, run, write
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,23 @@ def test_edit_add_delete_and_rename_at_the_source_are_reflected_by_the_next_sync
     assert third.fetched == 0 and third.bytes_read == 0
     connector.refresh_from_db()
     assert connector.state == Connector.State.IDLE and connector.seen == 3 and connector.fetched == 0
+
+
+def test_an_answer_right_after_a_sync_cites_the_edited_text_and_keeps_the_restricted_file_from_outsiders(
+    source: Path, collection, readers, answering
+) -> None:
+    write(source, "parking.md", f"# Parking\n\n{PARKING.before}", mtime=1_700_000_000)
+    write(source, "hr/salaries.md", f"# Salaries\n\n{SALARIES.before}", mtime=1_700_000_000)
+    connector = folder_connector(collection, source, groups=[
+        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]},
+    ])  # fmt: skip
+    run(connector)
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=False)
+
+    write(source, "parking.md", f"# Parking\n\n{PARKING.after}", mtime=1_700_000_100)
+    write(source, "hr/salaries.md", f"# Salaries\n\n{SALARIES.after}", mtime=1_700_000_100)
+    assert actions(run(connector)) == {"parking.md": "updated", "hr/salaries.md": "updated"}
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=True)
 
 
 def test_a_touched_file_with_the_same_bytes_is_read_but_not_ingested_again(source: Path, collection) -> None:

@@ -17,6 +17,7 @@ from assistant.connectors.secrets import new_key
 from assistant.connectors.sources.html_main import page_read
 from assistant.connectors.sources.http import USER_AGENT
 from ingest.models import Chunk, Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers, assert_cites, assert_never_cites, citations
 from tests.connectors.conftest import actions, run
 from tests.connectors.intranet import BOILERPLATE, COOKIE_TEXT, Server, Site, intranet, page
 from tests.factories import GroupFactory, UserFactory
@@ -102,6 +103,79 @@ def test_a_site_is_crawled_politely_and_only_what_changed_is_fetched_again(colle
     assert passages and passages[0].document_name == "holidays.html" and "quokka" in passages[0].text
     assert selectors.source_link(document_id=passages[0].document_id) == f"{url}/handbook/holidays.html"
     assert ConnectorItem.objects.get(source_id=f"{url}/handbook/holidays.html").memo["etag"]
+
+
+def test_an_answer_right_after_a_sync_cites_the_edited_page_and_keeps_the_restricted_one_from_outsiders(
+    collection, site, readers, answering
+) -> None:
+    url = site.url
+    site.site.put("/handbook/parking.html", page("Parking", f"<p>{PARKING.before}</p>"))
+    site.site.put("/hr/salaries.html", page("Salaries", f"<p>{SALARIES.before}</p>"))
+    connector = web_connector(collection, site, depth=0, start_urls=[
+        f"{url}/handbook/parking.html", f"{url}/hr/salaries.html",
+    ])  # fmt: skip
+    run(connector)
+    public, restricted = "parking.html", "salaries.html"
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=False)
+
+    site.site.put("/handbook/parking.html", page("Parking", f"<p>{PARKING.after}</p>"))
+    site.site.put("/hr/salaries.html", page("Salaries", f"<p>{SALARIES.after}</p>"))
+    assert actions(run(connector)) == {f"{url}/handbook/parking.html": "updated", f"{url}/hr/salaries.html": "updated"}
+    assert_answers(collection=collection, readers=readers, public=public, restricted=restricted, edited=True)
+
+
+def test_a_page_linked_for_the_first_time_is_added_by_the_next_sync_and_answered_from(
+    collection, site, readers, answering
+) -> None:
+    url = site.url
+    site.site.put("/handbook/parking.html", page("Parking", f"<p>{PARKING.after}</p>"))  # published, not linked yet
+    connector = web_connector(collection, site)
+    assert f"{url}/handbook/parking.html" not in actions(run(connector))
+    assert_never_cites(readers["outsider"], collection, PARKING, "parking.html")
+
+    # The holiday page now links it: the next sync reads the holiday page again and follows the new link.
+    site.site.put("/handbook/holidays.html", page("Holiday policy", (
+        "<p>Every employee has thirty days of paid holiday per calendar year.</p>"
+        '<p>The signed <a href="/files/memo.pdf">memo</a> explains the carry-over rules.</p>'
+        '<p>Parking during holidays: see the <a href="/handbook/parking.html">parking rules</a>.</p>')))  # fmt: skip
+    second = run(connector)
+    changed = {sid: a for sid, a in actions(second).items() if a != "unchanged"}
+    assert changed == {f"{url}/handbook/holidays.html": "updated", f"{url}/handbook/parking.html": "added"}
+    assert_cites(readers["outsider"], collection, PARKING, "parking.html", edited=True)
+
+
+@pytest.mark.parametrize("how", ["redirect", "relinked"])
+def test_a_moved_page_keeps_its_document_and_is_cited_at_its_new_address(
+    collection, site, readers, answering, how: str
+) -> None:
+    """Moved behind a 301 from its old address, or linked at a new one while the old answers 404:
+    the same main content at a new URL is a rename, as a moved file is (nothing embedded again)."""
+    url, old, new = site.url, "/news/roadmap.html", "/news/2027/roadmap-2027.html"
+    connector = web_connector(collection, site)
+    run(connector)
+    roadmap = Document.objects.get(collection=collection, name="roadmap.html")
+    passages = set(roadmap.chunks.values_list("pk", flat=True))
+
+    site.site.put(new, site.site.resources[old].content)
+    if how == "redirect":
+        site.site.redirect(old, new)
+    else:
+        site.site.remove(old)
+        site.site.put("/", site.site.resources["/"].content.replace(old.encode(), new.encode()))
+    second = run(connector)
+    changed = {sid: a for sid, a in actions(second).items() if a != "unchanged"}
+    assert changed == {f"{url}{new}": "renamed", **({f"{url}/": "updated"} if how == "relinked" else {})}
+    roadmap.refresh_from_db()
+    assert roadmap.name == "roadmap-2027.html" and set(roadmap.chunks.values_list("pk", flat=True)) == passages
+    assert selectors.source_link(document_id=roadmap.pk) == f"{url}{new}"
+    assert ConnectorItem.objects.filter(source_id=f"{url}{old}").count() == 0
+
+    # Asked right after: cited under its new name, with its new address as the link to the source.
+    found = citations(readers["outsider"], collection, "When does the warehouse in Rotterdam open?")
+    first = next(c for c in found if c["cited"])
+    assert first["document"] == "roadmap-2027.html" and "Rotterdam" in first["text"], found
+    assert first["source_link"] == f"{url}{new}"
+    assert "roadmap.html" not in {c["document"] for c in found}
 
 
 def test_a_restricted_page_is_read_only_by_its_group(collection, site, settings) -> None:

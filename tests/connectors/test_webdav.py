@@ -17,6 +17,7 @@ from assistant.connectors import selectors, services
 from assistant.connectors.models import Connector
 from assistant.connectors.secrets import new_key
 from ingest.models import Document
+from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.conftest import actions, run, write
 from tests.factories import GroupFactory, UserFactory
 from tests.support.dav import PASSWORD, USER, DavServer
@@ -81,6 +82,21 @@ def test_add_edit_delete_and_rename_on_the_server_are_reflected(collection, dav,
 
     third = run(connector)
     assert set(actions(third).values()) == {"unchanged"} and third.fetched == 0
+
+
+def test_an_answer_right_after_a_sync_cites_the_edited_text_and_keeps_the_restricted_file_from_outsiders(
+    collection, dav, share, readers, answering
+) -> None:
+    write(share, "parking.md", f"# Parking\n\n{PARKING.before}", mtime=1_700_000_000)
+    write(share, "hr/salaries.md", f"# Salaries\n\n{SALARIES.before}", mtime=1_700_000_000)
+    connector = dav_connector(collection, dav, share)
+    run(connector)
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=False)
+
+    write(share, "parking.md", f"# Parking\n\n{PARKING.after}", mtime=1_700_000_100)
+    write(share, "hr/salaries.md", f"# Salaries\n\n{SALARIES.after}", mtime=1_700_000_100)
+    assert actions(run(connector)) == {"parking.md": "updated", "hr/salaries.md": "updated"}
+    assert_answers(collection=collection, readers=readers, public="parking.md", restricted="salaries.md", edited=True)
 
 
 def test_a_restricted_file_is_read_only_by_its_group(collection, dav, share, settings) -> None:
