@@ -196,3 +196,35 @@ def test_the_command_adds_a_web_connector(collection, site) -> None:
     assert connector.settings["max_pages"] == 50 and connector.settings["timeout_s"] == 5.0
     with pytest.raises(CommandError, match="--url"):
         call_command("connector", "add", "--collection", collection.name, "--type", "web", "--name", "x")
+
+
+def test_a_busy_site_is_waited_out_and_what_never_answers_fails_with_the_reason(
+    collection, site, waits, settings
+) -> None:
+    settings.CONNECTOR_RETRY_ATTEMPTS = 3
+    url = site.url
+    site.site.throttle("/robots.txt", status=429, retry_after="4")
+    site.site.throttle("/handbook/holidays.html", times=2, status=503, retry_after="1")
+    site.site.throttle("/files/memo.pdf", times=100, status=503, retry_after=None, method="GET")
+    connector = web_connector(collection, site, depth=1)
+    report = sync_only(connector)
+
+    # Throttled and unavailable answers were waited out (recorded, not slept) and asked again.
+    assert not report.error and waits[:3] == [4.0, 1.0, 1.0]
+    assert actions(report)[f"{url}/handbook/holidays.html"] == "added"
+    asked = [(path, status) for _, path, status in site.site.take_requests()]
+    assert [s for p, s in asked if p == "/handbook/holidays.html"] == [503, 503, 200]
+    # The PDF never answers: it fails alone, after its tries (jittered back-off), with the reason.
+    assert actions(report)[f"{url}/files/memo.pdf"] == "failed"
+    assert len(waits) == 5 and 0 <= waits[3] <= 1 and 0 <= waits[4] <= 2
+    failed = ConnectorItem.objects.get(connector=connector, source_id=f"{url}/files/memo.pdf")
+    assert "answered 503; gave up after 3 tries" in failed.error
+    connector.refresh_from_db()
+    assert connector.last_error.startswith("1 item(s) failed") and connector.state == "idle"
+
+    # A start page that never answers stops the sync with the reason; nothing changes.
+    site.site.throttle("/imprint.html", times=100, status=503, retry_after="2")
+    other = web_connector(collection, site, name="busy", start_urls=[url + "/imprint.html"])
+    report = sync_only(other)
+    assert "/imprint.html cannot be read" in report.error and "gave up after 3 tries" in report.error
+    assert report.items == []
