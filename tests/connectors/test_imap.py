@@ -23,6 +23,7 @@ from assistant.connectors.sources import SourceError, source_type
 from ingest.models import Document
 from tests.connectors.conftest import actions, run
 from tests.factories import GroupFactory, UserFactory
+from tests.support.cut import CuttableRelay
 from tests.support.mailservers import Server, dovecot
 
 # Starts its own server and needs nothing of a pass's settings but the database.
@@ -292,3 +293,35 @@ def test_a_manager_adds_a_mailbox_in_the_portal(client, server: Server, collecti
     assert connector.settings["groups"] == [{"glob": "**", "groups": ["board"]}]
     assert b"pw-from-the-form" not in bytes(connector.credentials)
     assert "pw-from-the-form" not in client.get(f"/portal/collections/{collection.pk}/").content.decode()
+
+
+def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the_reason(
+    server: Server, mailbox: imaplib.IMAP4, collection
+) -> None:
+    for n in range(4):
+        deliver(mailbox, message(f"Note {n}", f"Note number {n} about the harbour."))
+    relay = CuttableRelay(server.host, server.port)
+    try:
+        connector = imap_connector(collection, server, port=relay.port, groups=[{"glob": "**", "groups": ["*"]}])
+
+        def drop_after_the_first(result: sync.ItemResult) -> None:
+            if relay.cuts == 0:
+                relay.cut()  # the connection goes away between two messages
+
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_after_the_first)
+        assert not report.error and list(actions(report).values()) == ["added"] * 4 and relay.cuts == 1
+
+        # A server that stays away: the message being read fails with the reason, and so does the listing.
+        def drop_for_good(result: sync.ItemResult) -> None:
+            relay.refuse = True
+            relay.cut()
+
+        last = report.items[-1].source_id
+        ConnectorItem.objects.filter(connector=connector, source_id=last).delete()  # to be read again
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)
+        assert [(i.source_id, i.action) for i in report.items if i.action != "unchanged"] == [(last, "failed")]
+        assert "Cannot reach the IMAP server" in report.items[-1].error
+        report = sync.connector_sync(connector=connector, enqueue=False)
+        assert "Cannot reach the IMAP server" in report.error and report.items == []
+    finally:
+        relay.close()
