@@ -26,6 +26,7 @@ import logging
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import IO, Any, TypeVar
 
 from assistant.connectors.sources import EVERYONE, ItemError, SourceError, SourceItem
@@ -167,8 +168,12 @@ class SmbSource:
             return False
         return first_match(self.include, relative) is not None and first_match(self.exclude, relative) is None
 
-    def list_items(self) -> Iterator[SourceItem]:
+    def _scandir(self, unc: str) -> list[Any]:
         import smbclient
+
+        return list(smbclient.scandir(unc, **self._kwargs()))
+
+    def list_items(self) -> Iterator[SourceItem]:
         from smbprotocol.exceptions import SMBException
 
         self._session()
@@ -177,8 +182,7 @@ class SmbSource:
         while pending:
             folder = pending.pop()
             try:
-                unc = self._unc(folder)
-                entries = self._again(lambda unc=unc: list(smbclient.scandir(unc, **self._kwargs())))
+                entries = self._again(partial(self._scandir, self._unc(folder)))
             except (SMBException, OSError, ValueError) as exc:
                 # An incomplete listing would read as deletions: refuse to sync instead.
                 raise SourceError(f"Cannot list {self._unc(folder)}: {exc}") from None
