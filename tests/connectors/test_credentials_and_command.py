@@ -113,13 +113,13 @@ def test_sync_json_without_wait_says_what_was_queued(
     source: Path, collection, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
     manage("add", "--collection", collection.name, "--type", "folder", "--name", "docs", "--path", str(source))
-    sent: list[tuple[list[int], str | None]] = []
+    sent: list[tuple[tuple[int, ...], str | None]] = []
     monkeypatch.setattr(tasks.sync_connector, "apply_async", lambda args, task_id: sent.append((args, task_id)))
     with django_capture_on_commit_callbacks(execute=True):
         queued = json.loads(manage("sync", "docs", "--json"))
     connector = Connector.objects.get(name="docs")
     assert queued == {"connector": "docs", "queued": True, "task_id": queued["task_id"]}
-    assert uuid.UUID(queued["task_id"]) and sent == [([connector.pk], queued["task_id"])]
+    assert uuid.UUID(queued["task_id"]) and sent == [((connector.pk,), queued["task_id"])]
     assert connector.state == Connector.State.QUEUED
     assert json.loads(manage("sync", "docs", "--json")) == {"connector": "docs", "queued": False, "task_id": None}
     assert len(sent) == 1
@@ -135,7 +135,12 @@ def test_a_prompted_secret_is_stored_and_never_shown_listed_audited_or_logged(
     server.site.login = ("crawler", "the-right-one")  # the prompted secret is refused: the sync fails
     server.site.put("/", page("Home", "<p>Welcome.</p>"))
     prompts: list[str] = []
-    monkeypatch.setattr(getpass, "getpass", lambda prompt="": prompts.append(prompt) or SECRET)
+
+    def prompted(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return SECRET
+
+    monkeypatch.setattr(getpass, "getpass", prompted)
     try:
         with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "httpx"), \
                 caplog.at_level(logging.DEBUG, "httpcore"):  # fmt: skip
