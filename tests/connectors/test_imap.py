@@ -295,6 +295,44 @@ def test_a_manager_adds_a_mailbox_in_the_portal(client, server: Server, collecti
     assert "pw-from-the-form" not in client.get(f"/portal/collections/{collection.pk}/").content.decode()
 
 
+def test_a_message_moved_into_another_folder_or_a_changed_mapping_re_restricts_without_re_embedding(
+    server: Server, mailbox: imaplib.IMAP4, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    pay = deliver(mailbox, message("Pay bands", "The pay policy of the company: bands A to F."))
+    deliver(mailbox, message("Canteen", "The canteen policy of the company: lunch at noon."))
+    mailbox.create("Board")
+    mapping = [{"glob": "INBOX", "groups": ["*"]}, {"glob": "**", "groups": ["hr"]}]
+    connector = imap_connector(collection, server, include=["Board"], groups=mapping)
+    run(connector)
+    assert names_found(readers["outsider"], collection) == {"Pay bands.eml", "Canteen.eml"}
+    document = Document.objects.get(collection=collection, name="Pay bands.eml")
+    chunks = set(document.chunks.values_list("pk", flat=True))
+
+    # Moved into Board, which the mapping gives to hr: the same document, restricted.
+    mailbox.select("INBOX")
+    mailbox.uid("COPY", str(pay), "Board")
+    expunge(mailbox, "INBOX", pay)
+    report = run(connector)
+    assert sorted(actions(report).values()) == ["renamed", "unchanged"] and report.queued == []
+    assert names_found(readers["outsider"], collection) == {"Canteen.eml"}
+    assert names_found(readers["member"], collection) == {"Pay bands.eml", "Canteen.eml"}
+
+    # The mapping changes: INBOX is for hr only now; no message is read or embedded again.
+    services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+    report = run(connector)
+    assert sorted(actions(report).values()) == ["permissions", "unchanged"]
+    assert report.fetched == 0 and report.queued == []
+    assert names_found(readers["outsider"], collection) == set()
+    assert names_found(readers["member"], collection) == {"Pay bands.eml", "Canteen.eml"}
+    assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+
+
+def names_found(user, collection) -> set[str]:
+    ranked = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in ranked}
+
+
 def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the_reason(
     server: Server, mailbox: imaplib.IMAP4, collection
 ) -> None:

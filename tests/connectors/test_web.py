@@ -228,3 +228,51 @@ def test_a_busy_site_is_waited_out_and_what_never_answers_fails_with_the_reason(
     report = sync_only(other)
     assert "/imprint.html cannot be read" in report.error and "gave up after 3 tries" in report.error
     assert report.items == []
+
+
+def test_a_changed_mapping_or_a_page_moved_under_another_path_re_restricts_without_re_embedding(
+    collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    server = Server(Site())
+    pay = b"<html><body><main><h1>Pay</h1><p>The pay policy of the company: bands A to F.</p></main></body></html>"
+    canteen = b"<html><body><main><h1>Canteen</h1><p>The canteen policy of the company: lunch at noon.</p></main>"
+
+    def index(pay_path: str) -> bytes:
+        links = f'<a href="{pay_path}">pay policy</a> and the <a href="/public/canteen.html">canteen policy</a>'
+        return f"<html><body><main><h1>Home</h1><p>Read the {links} of the company.</p></main></body></html>".encode()
+
+    try:
+        server.site.put("/index.html", index("/public/pay.html"))
+        server.site.put("/public/pay.html", pay)
+        server.site.put("/public/canteen.html", canteen)
+        connector = web_connector(collection, server, start_urls=[server.url + "/index.html"], depth=1)
+        run(connector)
+        assert {"pay.html", "canteen.html"} <= found_names(readers["outsider"], collection)
+        document = Document.objects.get(collection=collection, name="pay.html")
+        chunks = set(document.chunks.values_list("pk", flat=True))
+
+        # The page moves under hr/, which the mapping gives to hr: the same document, restricted.
+        server.site.remove("/public/pay.html")
+        server.site.put("/hr/pay.html", pay)
+        server.site.put("/index.html", index("/hr/pay.html"))
+        report = run(connector)
+        assert actions(report)[f"{server.url}/hr/pay.html"] == "renamed"
+        assert "pay.html" not in found_names(readers["outsider"], collection)
+        assert "pay.html" in found_names(readers["member"], collection)
+
+        # The mapping changes: the canteen page too is for hr only, read and embedded no more.
+        services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+        report = run(connector)
+        assert actions(report)[f"{server.url}/public/canteen.html"] == "permissions"
+        assert report.fetched == 0 and report.queued == []
+        assert found_names(readers["outsider"], collection) == set()
+        assert {"pay.html", "canteen.html"} <= found_names(readers["member"], collection)
+        assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+    finally:
+        server.close()
+
+
+def found_names(user, collection) -> set[str]:
+    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in passages}

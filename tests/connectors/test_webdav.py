@@ -152,3 +152,38 @@ def test_a_busy_server_is_waited_out_and_what_never_answers_fails_with_the_reaso
     report = sync.connector_sync(connector=connector, enqueue=False)
     assert "Cannot list" in report.error and "gave up after 3 tries" in report.error and report.items == []
     assert Document.objects.filter(collection=collection).count() == 1
+
+
+def test_a_changed_mapping_or_a_file_moved_into_another_folder_re_restricts_without_re_embedding(
+    collection, dav, share, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    write(share, "public/pay.md", "# Pay\n\nThe pay policy of the company: bands A to F.", mtime=1_700_000_000)
+    write(share, "public/canteen.md", "# Canteen\n\nThe canteen policy of the company: lunch at noon.")
+    connector = dav_connector(collection, dav, share)
+    run(connector)
+    assert found_names(readers["outsider"], collection) == {"pay.md", "canteen.md"}
+    document = Document.objects.get(collection=collection, name="pay.md")
+    chunks = set(document.chunks.values_list("pk", flat=True))
+
+    # Moved on the server into hr/, which the mapping gives to hr: the same document, restricted.
+    (share / "hr").mkdir()
+    dav.move(f"{share.name}/public/pay.md", f"{share.name}/hr/pay.md")
+    report = run(connector)
+    assert actions(report) == {"hr/pay.md": "renamed", "public/canteen.md": "unchanged"} and report.queued == []
+    assert found_names(readers["outsider"], collection) == {"canteen.md"}
+    assert found_names(readers["member"], collection) == {"pay.md", "canteen.md"}
+
+    # The mapping changes: public/ is for hr only now; nothing is read or embedded again.
+    services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+    report = run(connector)
+    assert actions(report) == {"hr/pay.md": "unchanged", "public/canteen.md": "permissions"}
+    assert report.fetched == 0 and report.queued == []
+    assert found_names(readers["outsider"], collection) == set()
+    assert found_names(readers["member"], collection) == {"pay.md", "canteen.md"}
+    assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+
+
+def found_names(user, collection) -> set[str]:
+    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in passages}
