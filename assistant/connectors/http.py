@@ -1,4 +1,9 @@
-"""HTTP for sources that read a web API (Confluence, SharePoint): one client that backs off.
+"""HTTP for the sources read over the network: one back-off for every request they send.
+
+``send`` is the one retry loop: Confluence and SharePoint go through it with
+``HttpClient`` (a web API: JSON, a token, errors raised), a web site and a WebDAV
+folder with the plain client of ``sources/http.py`` (every status handed back to the
+source, which reads a 304 or a 207 itself).
 
 A transient failure is retried: an answer 429 (throttled) or 503 (unavailable), which
 usually names its wait in ``Retry-After`` (seconds or an HTTP date), a 502/504 from a
@@ -143,58 +148,70 @@ class HttpClient:
 
     @contextmanager
     def _retrying(self, method: str, path_or_url: str, *, stream: bool, **kwargs: Any) -> Iterator[Any]:
-        import httpx
-
         url = self.url(path_or_url)
-        waited = 0.0
         refreshed = False
-        retry = 0
         while True:
             headers = {**kwargs.pop("headers", {})} if "headers" in kwargs else {}
             kwargs["headers"] = headers
             if self.auth_headers is not None:
                 headers.update(self.auth_headers(False))
-            reason = ""
-            asked: float | None = None
+            request = self._client.build_request(method, url, **kwargs)
+            response = send(self._client, request, service=self.service, backoff=self.backoff, stream=stream)
+            if response.status_code == 401 and self.auth_headers is not None and not refreshed:
+                response.close()
+                refreshed = True
+                self.auth_headers(True)
+                continue
+            if response.status_code >= 400:
+                status = response.status_code
+                detail = _detail(response, stream)
+                response.close()
+                raise HttpError(f"{self.service} answered {status} for {url}{detail}", status=status)
             try:
-                request = self._client.build_request(method, url, **kwargs)
-                response = self._client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                reason = f"cannot reach {self.service} ({type(exc).__name__}: {exc or 'no answer'})"
-            else:
-                if response.status_code == 401 and self.auth_headers is not None and not refreshed:
-                    response.close()
-                    refreshed = True
-                    self.auth_headers(True)
-                    continue
-                if response.status_code in RETRY_STATUSES:
-                    asked = retry_after_s(response.headers.get("Retry-After"))
-                    reason = f"{self.service} answered {response.status_code}" + (
-                        f" (Retry-After {response.headers['Retry-After']})" if asked is not None else ""
-                    )
-                    response.close()
-                elif response.status_code >= 400:
-                    status = response.status_code
-                    detail = _detail(response, stream)
-                    response.close()
-                    raise HttpError(f"{self.service} answered {status} for {url}{detail}", status=status)
-                else:
-                    try:
-                        yield response
-                    finally:
-                        response.close()
-                    return
-            retry += 1
-            delay = self.backoff.delay(retry - 1, asked)
-            if retry >= self.backoff.attempts:
-                raise HttpError(f"{reason}; gave up after {retry} tries ({waited:.0f} s waited).")
-            if waited + delay > self.backoff.max_wait_s:
-                raise HttpError(
-                    f"{reason}; gave up after {retry} tries: waiting {delay:.0f} s more would pass the limit of "
-                    f"{self.backoff.max_wait_s:.0f} s (CONNECTOR_RETRY_MAX_WAIT_S)."
-                )
-            sleep(delay)
-            waited += delay
+                yield response
+            finally:
+                response.close()
+            return
+
+
+def send(client: Any, request: Any, *, service: str, backoff: Backoff | None = None, stream: bool = False) -> Any:
+    """``client.send(request)``, sent again after a wait while the answer is transient.
+
+    Returns the first answer that is not transient, whatever its status (the caller
+    reads it); raises ``HttpError`` with the reason once the tries or the total wait
+    run out. ``client`` is an ``httpx.Client``; the request's body must be bytes (it
+    may travel more than once).
+    """
+    import httpx
+
+    backoff = backoff or Backoff.from_settings()
+    waited = 0.0
+    retry = 0
+    while True:
+        asked: float | None = None
+        try:
+            response = client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            reason = f"cannot reach {service} ({type(exc).__name__}: {exc or 'no answer'})"
+        else:
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            asked = retry_after_s(response.headers.get("Retry-After"))
+            reason = f"{service} answered {response.status_code}" + (
+                f" (Retry-After {response.headers['Retry-After']})" if asked is not None else ""
+            )
+            response.close()
+        retry += 1
+        delay = backoff.delay(retry - 1, asked)
+        if retry >= backoff.attempts:
+            raise HttpError(f"{reason}; gave up after {retry} tries ({waited:.0f} s waited).")
+        if waited + delay > backoff.max_wait_s:
+            raise HttpError(
+                f"{reason}; gave up after {retry} tries: waiting {delay:.0f} s more would pass the limit of "
+                f"{backoff.max_wait_s:.0f} s (CONNECTOR_RETRY_MAX_WAIT_S)."
+            )
+        sleep(delay)
+        waited += delay
 
 
 def _detail(response: Any, streamed: bool) -> str:

@@ -26,10 +26,11 @@ logger = logging.getLogger(__name__)
 State = Connector.State
 
 
-def connector_enqueue(connector_id: int) -> None:
+def connector_enqueue(connector_id: int, *, task_id: str | None = None) -> None:
+    """Send the connector's run to the workers (as the task ``task_id`` when the caller chose one)."""
     from assistant.connectors import tasks
 
-    tasks.sync_connector.delay(connector_id)
+    tasks.sync_connector.apply_async(args=(connector_id,), task_id=task_id)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ details, not in what ``selectors.connector_described`` shows.
 
 from __future__ import annotations
 
+import uuid
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -131,11 +133,12 @@ def connector_remove(*, connector: Connector, delete_documents: bool = False, ac
     return len(documents)
 
 
-def connector_sync_request(*, connector: Connector, actor: Any = None) -> bool:
-    """Queue a run now ("sync now"); False if one is already queued or running."""
+def connector_sync_request(*, connector: Connector, actor: Any = None) -> str | None:
+    """Queue a run now ("sync now"): the id of its task, or None if one is already queued or running."""
     _check_manager(actor, connector.collection)
     if connector.paused:
         raise sync.SyncRefused(f"The connector '{connector.name}' is paused; resume it first.")
+    task_id = str(uuid.uuid4())  # chosen here: the message is sent only once the row is committed
     with transaction.atomic():
         queued = Connector.objects.filter(pk=connector.pk, state=Connector.State.IDLE).update(
             state=Connector.State.QUEUED, heartbeat_at=timezone.now()
@@ -143,7 +146,7 @@ def connector_sync_request(*, connector: Connector, actor: Any = None) -> bool:
         if queued:
             audit_record(
                 action=Action.CONNECTOR_SYNC_REQUESTED, actor=actor, collection=connector.collection,
-                target=connector, details={"name": connector.name},
+                target=connector, details={"name": connector.name, "task_id": task_id},
             )  # fmt: skip
-            transaction.on_commit(lambda: liveness.connector_enqueue(connector.pk))
-    return bool(queued)
+            transaction.on_commit(partial(liveness.connector_enqueue, connector.pk, task_id=task_id))
+    return task_id if queued else None

@@ -5,7 +5,8 @@ a footer) around their own text; ``robots.txt`` forbids ``/private/``; a sitemap
 lists some pages; a PDF is linked. The server answers conditional GETs (ETag and
 Last-Modified, 304) and HEAD, and records every request, so a test can say what
 a sync asked for and what it was sent. A page moved elsewhere can answer with a
-permanent redirect to its new address.
+permanent redirect to its new address; ``throttle`` makes a path answer 429 or 503
+for a while, as a busy site does.
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ class Site:
     agents: set[str] = field(default_factory=set)
     login: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # path -> (method or "" for any, answers left, status, Retry-After or None)
+    throttles: dict[str, tuple[str, int, int, str | None]] = field(default_factory=dict)
+
+    def throttle(
+        self, path: str, *, times: int = 1, status: int = 429, retry_after: str | None = "2", method: str = ""
+    ) -> None:
+        """The next ``times`` requests for ``path`` answer ``status`` (with ``Retry-After`` unless None)."""
+        with self.lock:
+            self.throttles[path] = (method, times, status, retry_after)
 
     def put(self, path: str, content: bytes, content_type: str = "text/html; charset=utf-8") -> None:
         with self.lock:
@@ -113,6 +123,11 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def _resolve(self, path: str) -> tuple[int, dict[str, str], bytes]:
+            with site.lock:
+                method, times, status, retry_after = site.throttles.get(path, ("", 0, 0, None))
+                if times > 0 and method in ("", self.command):
+                    site.throttles[path] = (method, times - 1, status, retry_after)
+                    return status, {"Retry-After": retry_after} if retry_after else {}, b"busy, try again later"
             if site.login is not None:
                 expected = "Basic " + base64.b64encode(":".join(site.login).encode()).decode()
                 if self.headers.get("Authorization") != expected:

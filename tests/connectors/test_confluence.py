@@ -242,3 +242,31 @@ def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="space key"):
         ConfluenceSource.clean_settings({"base_url": "https://w.example", "deployment": "datacenter",
                                          "spaces": ["../etc"]})  # fmt: skip
+
+
+def test_a_changed_space_permission_re_restricts_its_pages_without_re_embedding(
+    cloud_wiki, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    cloud_wiki.add_space("ENG", ["confluence-users"])
+    cloud_wiki.put_page("1", "ENG", "Onboarding", "<p>New staff get a laptop on the first day.</p>")
+    cloud_wiki.put_page("2", "ENG", "Canteen", "<p>The staff canteen opens at noon.</p>")
+    connector = wiki_connector(collection, cloud_wiki)
+    run(connector)
+    assert set(found(readers["outsider"], collection, "staff")) == {"Onboarding.html", "Canteen.html"}
+    chunks = set(Document.objects.filter(collection=collection).values_list("chunks__pk", flat=True))
+
+    # The space's administrator takes the read permission from everyone but hr-team (no page changes).
+    cloud_wiki.spaces["ENG"]["readers"] = ["hr-team"]
+    report = run(connector)
+    assert actions(report) == {"ENG/1": "permissions", "ENG/2": "permissions"}
+    assert report.fetched == 0 and report.queued == []
+    assert found(readers["outsider"], collection, "staff") == {}
+    assert set(found(readers["member"], collection, "staff")) == {"Onboarding.html", "Canteen.html"}
+    assert set(Document.objects.filter(collection=collection).values_list("chunks__pk", flat=True)) == chunks
+
+    # And given back: readable again for every reader of the collection.
+    cloud_wiki.spaces["ENG"]["readers"] = ["confluence-users", "hr-team"]
+    report = run(connector)
+    assert set(actions(report).values()) == {"permissions"}
+    assert set(found(readers["outsider"], collection, "staff")) == {"Onboarding.html", "Canteen.html"}

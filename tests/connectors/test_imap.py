@@ -24,6 +24,7 @@ from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.conftest import actions, run
 from tests.factories import GroupFactory, UserFactory
+from tests.support.cut import CuttableRelay
 from tests.support.mailservers import Server, dovecot
 
 # Starts its own server and needs nothing of a pass's settings but the database.
@@ -318,3 +319,73 @@ def test_a_manager_adds_a_mailbox_in_the_portal(client, server: Server, collecti
     assert connector.settings["groups"] == [{"glob": "**", "groups": ["board"]}]
     assert b"pw-from-the-form" not in bytes(connector.credentials)
     assert "pw-from-the-form" not in client.get(f"/portal/collections/{collection.pk}/").content.decode()
+
+
+def test_a_message_moved_into_another_folder_or_a_changed_mapping_re_restricts_without_re_embedding(
+    server: Server, mailbox: imaplib.IMAP4, collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    pay = deliver(mailbox, message("Pay bands", "The pay policy of the company: bands A to F."))
+    deliver(mailbox, message("Canteen", "The canteen policy of the company: lunch at noon."))
+    mailbox.create("Board")
+    mapping = [{"glob": "INBOX", "groups": ["*"]}, {"glob": "**", "groups": ["hr"]}]
+    connector = imap_connector(collection, server, include=["Board"], groups=mapping)
+    run(connector)
+    assert names_found(readers["outsider"], collection) == {"Pay bands.eml", "Canteen.eml"}
+    document = Document.objects.get(collection=collection, name="Pay bands.eml")
+    chunks = set(document.chunks.values_list("pk", flat=True))
+
+    # Moved into Board, which the mapping gives to hr: the same document, restricted.
+    mailbox.select("INBOX")
+    mailbox.uid("COPY", str(pay), "Board")
+    expunge(mailbox, "INBOX", pay)
+    report = run(connector)
+    assert sorted(actions(report).values()) == ["renamed", "unchanged"] and report.queued == []
+    assert names_found(readers["outsider"], collection) == {"Canteen.eml"}
+    assert names_found(readers["member"], collection) == {"Pay bands.eml", "Canteen.eml"}
+
+    # The mapping changes: INBOX is for hr only now; no message is read or embedded again.
+    services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+    report = run(connector)
+    assert sorted(actions(report).values()) == ["permissions", "unchanged"]
+    assert report.fetched == 0 and report.queued == []
+    assert names_found(readers["outsider"], collection) == set()
+    assert names_found(readers["member"], collection) == {"Pay bands.eml", "Canteen.eml"}
+    assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+
+
+def names_found(user, collection) -> set[str]:
+    ranked = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in ranked}
+
+
+def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the_reason(
+    server: Server, mailbox: imaplib.IMAP4, collection
+) -> None:
+    for n in range(4):
+        deliver(mailbox, message(f"Note {n}", f"Note number {n} about the harbour."))
+    relay = CuttableRelay(server.host, server.port)
+    try:
+        connector = imap_connector(collection, server, port=relay.port, groups=[{"glob": "**", "groups": ["*"]}])
+
+        def drop_after_the_first(result: sync.ItemResult) -> None:
+            if relay.cuts == 0:
+                relay.cut()  # the connection goes away between two messages
+
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_after_the_first)
+        assert not report.error and list(actions(report).values()) == ["added"] * 4 and relay.cuts == 1
+
+        # A server that stays away: the message being read fails with the reason, and so does the listing.
+        def drop_for_good(result: sync.ItemResult) -> None:
+            relay.refuse = True
+            relay.cut()
+
+        last = report.items[-1].source_id
+        ConnectorItem.objects.filter(connector=connector, source_id=last).delete()  # to be read again
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)
+        assert [(i.source_id, i.action) for i in report.items if i.action != "unchanged"] == [(last, "failed")]
+        assert "Cannot reach the IMAP server" in report.items[-1].error
+        report = sync.connector_sync(connector=connector, enqueue=False)
+        assert "Cannot reach the IMAP server" in report.error and report.items == []
+    finally:
+        relay.close()

@@ -270,3 +270,83 @@ def test_the_command_adds_a_web_connector(collection, site) -> None:
     assert connector.settings["max_pages"] == 50 and connector.settings["timeout_s"] == 5.0
     with pytest.raises(CommandError, match="--url"):
         call_command("connector", "add", "--collection", collection.name, "--type", "web", "--name", "x")
+
+
+def test_a_busy_site_is_waited_out_and_what_never_answers_fails_with_the_reason(
+    collection, site, waits, settings
+) -> None:
+    settings.CONNECTOR_RETRY_ATTEMPTS = 3
+    url = site.url
+    site.site.throttle("/robots.txt", status=429, retry_after="4")
+    site.site.throttle("/handbook/holidays.html", times=2, status=503, retry_after="1")
+    site.site.throttle("/files/memo.pdf", times=100, status=503, retry_after=None, method="GET")
+    connector = web_connector(collection, site, depth=1)
+    report = sync_only(connector)
+
+    # Throttled and unavailable answers were waited out (recorded, not slept) and asked again.
+    assert not report.error and waits[:3] == [4.0, 1.0, 1.0]
+    assert actions(report)[f"{url}/handbook/holidays.html"] == "added"
+    asked = [(path, status) for _, path, status in site.site.take_requests()]
+    assert [s for p, s in asked if p == "/handbook/holidays.html"] == [503, 503, 200]
+    # The PDF never answers: it fails alone, after its tries (jittered back-off), with the reason.
+    assert actions(report)[f"{url}/files/memo.pdf"] == "failed"
+    assert len(waits) == 5 and 0 <= waits[3] <= 1 and 0 <= waits[4] <= 2
+    failed = ConnectorItem.objects.get(connector=connector, source_id=f"{url}/files/memo.pdf")
+    assert "answered 503; gave up after 3 tries" in failed.error
+    connector.refresh_from_db()
+    assert connector.last_error.startswith("1 item(s) failed") and connector.state == "idle"
+
+    # A start page that never answers stops the sync with the reason; nothing changes.
+    site.site.throttle("/imprint.html", times=100, status=503, retry_after="2")
+    other = web_connector(collection, site, name="busy", start_urls=[url + "/imprint.html"])
+    report = sync_only(other)
+    assert "/imprint.html cannot be read" in report.error and "gave up after 3 tries" in report.error
+    assert report.items == []
+
+
+def test_a_changed_mapping_or_a_page_moved_under_another_path_re_restricts_without_re_embedding(
+    collection, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    server = Server(Site())
+    pay = b"<html><body><main><h1>Pay</h1><p>The pay policy of the company: bands A to F.</p></main></body></html>"
+    canteen = b"<html><body><main><h1>Canteen</h1><p>The canteen policy of the company: lunch at noon.</p></main>"
+
+    def index(pay_path: str) -> bytes:
+        links = f'<a href="{pay_path}">pay policy</a> and the <a href="/public/canteen.html">canteen policy</a>'
+        return f"<html><body><main><h1>Home</h1><p>Read the {links} of the company.</p></main></body></html>".encode()
+
+    try:
+        server.site.put("/index.html", index("/public/pay.html"))
+        server.site.put("/public/pay.html", pay)
+        server.site.put("/public/canteen.html", canteen)
+        connector = web_connector(collection, server, start_urls=[server.url + "/index.html"], depth=1)
+        run(connector)
+        assert {"pay.html", "canteen.html"} <= found_names(readers["outsider"], collection)
+        document = Document.objects.get(collection=collection, name="pay.html")
+        chunks = set(document.chunks.values_list("pk", flat=True))
+
+        # The page moves under hr/, which the mapping gives to hr: the same document, restricted.
+        server.site.remove("/public/pay.html")
+        server.site.put("/hr/pay.html", pay)
+        server.site.put("/index.html", index("/hr/pay.html"))
+        report = run(connector)
+        assert actions(report)[f"{server.url}/hr/pay.html"] == "renamed"
+        assert "pay.html" not in found_names(readers["outsider"], collection)
+        assert "pay.html" in found_names(readers["member"], collection)
+
+        # The mapping changes: the canteen page too is for hr only, read and embedded no more.
+        services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+        report = run(connector)
+        assert actions(report)[f"{server.url}/public/canteen.html"] == "permissions"
+        assert report.fetched == 0 and report.queued == []
+        assert found_names(readers["outsider"], collection) == set()
+        assert {"pay.html", "canteen.html"} <= found_names(readers["member"], collection)
+        assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+    finally:
+        server.close()
+
+
+def found_names(user, collection) -> set[str]:
+    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in passages}

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from assistant.accounts.models import Role
 from assistant.accounts.services import collection_grant
 from assistant.chat import services as chat_services
-from assistant.connectors import selectors, services
-from assistant.connectors.models import Connector
+from assistant.connectors import selectors, services, sync
+from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.secrets import new_key
 from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
@@ -142,3 +142,64 @@ def test_the_command_adds_a_webdav_connector(collection, dav, share, monkeypatch
     connector = Connector.objects.get(name="nextcloud")
     assert connector.settings["url"] == dav.url + share.name + "/" and PASSWORD not in str(connector.settings)
     assert os.environ["DAV_PASSWORD"] not in out.getvalue()
+
+
+def test_a_busy_server_is_waited_out_and_what_never_answers_fails_with_the_reason(
+    collection, dav, share, waits, settings
+) -> None:
+    settings.CONNECTOR_RETRY_ATTEMPTS = 3
+    write(share, "a.md", "# A\n\nThe first file.")
+    write(share, "b.md", "# B\n\nThe second file.")
+    dav.throttle("PROPFIND", share.name, status=429, retry_after="3")
+    dav.throttle("GET", f"{share.name}/a.md", times=2, status=503, retry_after="1")
+    dav.throttle("GET", f"{share.name}/b.md", times=100, status=503, retry_after=None)
+    connector = dav_connector(collection, dav, share)
+    report = sync.connector_sync(connector=connector, enqueue=False)
+
+    # The throttled listing and the unavailable file were waited out (recorded, not slept).
+    assert not report.error and actions(report) == {"a.md": "added", "b.md": "failed"}
+    assert waits[:3] == [3.0, 1.0, 1.0]
+    # b.md never answers: it fails alone after its tries (jittered back-off), with the reason.
+    assert len(waits) == 5 and 0 <= waits[3] <= 1 and 0 <= waits[4] <= 2
+    assert "answered 503; gave up after 3 tries" in ConnectorItem.objects.get(source_id="b.md").error
+
+    # A listing that never answers stops the sync with the reason and deletes nothing.
+    dav.throttle("PROPFIND", share.name, times=100, status=503, retry_after="1")
+    report = sync.connector_sync(connector=connector, enqueue=False)
+    assert "Cannot list" in report.error and "gave up after 3 tries" in report.error and report.items == []
+    assert Document.objects.filter(collection=collection).count() == 1
+
+
+def test_a_changed_mapping_or_a_file_moved_into_another_folder_re_restricts_without_re_embedding(
+    collection, dav, share, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    write(share, "public/pay.md", "# Pay\n\nThe pay policy of the company: bands A to F.", mtime=1_700_000_000)
+    write(share, "public/canteen.md", "# Canteen\n\nThe canteen policy of the company: lunch at noon.")
+    connector = dav_connector(collection, dav, share)
+    run(connector)
+    assert found_names(readers["outsider"], collection) == {"pay.md", "canteen.md"}
+    document = Document.objects.get(collection=collection, name="pay.md")
+    chunks = set(document.chunks.values_list("pk", flat=True))
+
+    # Moved on the server into hr/, which the mapping gives to hr: the same document, restricted.
+    (share / "hr").mkdir()
+    dav.move(f"{share.name}/public/pay.md", f"{share.name}/hr/pay.md")
+    report = run(connector)
+    assert actions(report) == {"hr/pay.md": "renamed", "public/canteen.md": "unchanged"} and report.queued == []
+    assert found_names(readers["outsider"], collection) == {"canteen.md"}
+    assert found_names(readers["member"], collection) == {"pay.md", "canteen.md"}
+
+    # The mapping changes: public/ is for hr only now; nothing is read or embedded again.
+    services.connector_change(connector=connector, settings={"groups": [{"glob": "**", "groups": ["hr"]}]})
+    report = run(connector)
+    assert actions(report) == {"hr/pay.md": "unchanged", "public/canteen.md": "permissions"}
+    assert report.fetched == 0 and report.queued == []
+    assert found_names(readers["outsider"], collection) == set()
+    assert found_names(readers["member"], collection) == {"pay.md", "canteen.md"}
+    assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
+
+
+def found_names(user, collection) -> set[str]:
+    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
+    return {p.document_name for p in passages}

@@ -35,6 +35,7 @@ import email.policy
 import imaplib
 import io
 import ipaddress
+import logging
 import re
 import ssl
 from collections.abc import Iterator
@@ -52,6 +53,11 @@ SECURITY = ("imaps", "starttls", "plain")
 TIMEOUT_S = 60.0
 _LIST_LINE = re.compile(rb'\((?P<flags>[^)]*)\) (?P<delimiter>"[^"]*"|NIL) (?P<name>.+)')
 _FETCH_LINE = re.compile(rb"UID (\d+)|RFC822\.SIZE (\d+)|FLAGS \(([^)]*)\)")
+logger = logging.getLogger(__name__)
+
+
+class _Broken(Exception):
+    """The connection dropped during a command (the server or the network closed it)."""
 
 
 def _loopback(host: str) -> bool:
@@ -181,17 +187,44 @@ class ImapSource:
         self.close()
 
     def _command(self, name: str, *args: Any) -> list[Any]:
+        try:
+            return self._command_once(name, *args)
+        except _Broken as broken:
+            # A dropped connection (a server restart, an idle timeout on the way) is tried
+            # once more on a new one, in the folder that was selected; a second break ends
+            # the listing (the sync changes nothing) or fails the item being read.
+            selected, self._selected = self._selected, None
+            logger.warning("IMAP connection to %s broke (%s); connecting again", self._where(), broken)
+            try:
+                if selected is not None and name != "select":
+                    self._command_once("select", _quoted(selected[0]), True)
+                    if self._validity() != selected[1]:
+                        raise SourceError(f"The IMAP folder {selected[0]} was renumbered while it was read.")
+                    self._selected = selected
+                return self._command_once(name, *args)
+            except _Broken as again:
+                raise SourceError(
+                    f"The IMAP connection to {self._where()} broke, and again after connecting anew: {again}"
+                ) from None
+
+    def _command_once(self, name: str, *args: Any) -> list[Any]:
         client = self._connect()
         try:
             status, data = getattr(client, name)(*args)
         except (OSError, imaplib.IMAP4.abort) as exc:
             self._client = None
-            raise SourceError(f"The IMAP connection to {self._where()} broke: {exc}") from None
+            with contextlib.suppress(OSError, ValueError):
+                client.shutdown()
+            raise _Broken(str(exc) or type(exc).__name__) from None
         except imaplib.IMAP4.error as exc:
             raise SourceError(f"The IMAP server refused {name.upper()}: {exc}") from None
         if status != "OK":
             raise SourceError(f"The IMAP server answered {name.upper()} with {status}: {data!r}")
         return list(data)
+
+    def _validity(self) -> str:
+        _, validity = self._connect().response("UIDVALIDITY")
+        return validity[-1].decode() if validity and validity[-1] else ""
 
     # Folders -------------------------------------------------------------------------
 
@@ -225,8 +258,7 @@ class ImapSource:
         raw = self._raw[folder]
         exists = self._command("select", _quoted(raw), True)
         count = int(exists[-1]) if exists and exists[-1] else 0
-        _, validity = self._connect().response("UIDVALIDITY")
-        value = validity[-1].decode() if validity and validity[-1] else ""
+        value = self._validity()
         if not value:
             raise SourceError(f"The IMAP server gave no UIDVALIDITY for {folder}.")
         self._selected = (raw, value)

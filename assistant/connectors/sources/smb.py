@@ -15,15 +15,19 @@ descriptors, SIDs) are not read, since turning SIDs into the product's groups ne
 directory lookup smbprotocol does not do (docs/connectors.md).
 
 ``smbprotocol`` is imported only when a share is read. Each source keeps a connection
-cache of its own, so two connectors to one server never share a login.
+cache of its own, so two connectors to one server never share a login. A connection
+that drops during a sync (a server restart, an idle timeout on the way) is made again
+once, with the login, for the request that found it gone (``_again``).
 """
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import IO, Any
+from functools import partial
+from typing import IO, Any, TypeVar
 
 from assistant.connectors.sources import EVERYONE, ItemError, SourceError, SourceItem
 from assistant.connectors.sources.folder import _mapping, _patterns
@@ -33,6 +37,8 @@ from assistant.connectors.sources.smb_acl import acl_groups, acl_parse, descript
 
 TIMEOUT_S = 60
 PERMISSIONS = ("map", "acl")
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _folder(value: Any) -> str:
@@ -130,8 +136,31 @@ class SmbSource:
                 self._cache.clear()
         self._registered = False
 
+    def _again(self, work: Callable[[], T]) -> T:
+        """``work()``; once more on a new connection, logged in again, if the connection dropped under it.
+
+        Without this, smbclient would open a new connection by itself but without the
+        login (it has none to give), and every later request of the run would fail.
+        """
+        from smbprotocol.exceptions import SMBConnectionClosed, SMBOSError
+
+        try:
+            return work()
+        except SMBOSError:
+            raise  # the server answered, about the file: not a connection to make again
+        except (SMBConnectionClosed, OSError) as exc:
+            logger.warning("SMB connection to %s broke (%s); connecting again", self._where(), exc)
+            self.close()
+            self._session()
+            return work()
+
     def _kwargs(self) -> dict[str, Any]:
-        return {"port": self.settings["port"], "connection_cache": self._cache}
+        # The login travels with every request: should smbclient find the connection gone
+        # and open a new one itself, it logs in with it (without: no login at all).
+        return {
+            "port": self.settings["port"], "connection_cache": self._cache,
+            "username": self.settings["user"], "password": self.password,
+        }  # fmt: skip
 
     def _wanted(self, relative: str) -> bool:
         name = relative.rsplit("/", 1)[-1]
@@ -139,8 +168,12 @@ class SmbSource:
             return False
         return first_match(self.include, relative) is not None and first_match(self.exclude, relative) is None
 
-    def list_items(self) -> Iterator[SourceItem]:
+    def _scandir(self, unc: str) -> list[Any]:
         import smbclient
+
+        return list(smbclient.scandir(unc, **self._kwargs()))
+
+    def list_items(self) -> Iterator[SourceItem]:
         from smbprotocol.exceptions import SMBException
 
         self._session()
@@ -149,7 +182,7 @@ class SmbSource:
         while pending:
             folder = pending.pop()
             try:
-                entries = list(smbclient.scandir(self._unc(folder), **self._kwargs()))
+                entries = self._again(partial(self._scandir, self._unc(folder)))
             except (SMBException, OSError, ValueError) as exc:
                 # An incomplete listing would read as deletions: refuse to sync instead.
                 raise SourceError(f"Cannot list {self._unc(folder)}: {exc}") from None
@@ -187,8 +220,8 @@ class SmbSource:
 
         try:
             self._session()
-            stream: IO[bytes] = smbclient.open_file(
-                self._unc(item.source_id), mode="rb", share_access="rwd", **self._kwargs()
+            stream: IO[bytes] = self._again(
+                lambda: smbclient.open_file(self._unc(item.source_id), mode="rb", share_access="rwd", **self._kwargs())
             )
         except SourceError as exc:
             raise ItemError(str(exc)) from None
@@ -212,7 +245,7 @@ class SmbSource:
 
         try:
             self._session()
-            descriptor = descriptor_read(self._unc(item.source_id), **self._kwargs())
+            descriptor = self._again(lambda: descriptor_read(self._unc(item.source_id), **self._kwargs()))
         except SourceError as exc:
             raise ItemError(str(exc)) from None
         except (AccessDenied, PermissionError):

@@ -127,7 +127,7 @@ class WebSource:
         self.memos: dict[str, dict[str, Any]] = {}
         self.bodies: dict[str, Any] = {}
         self.robots: dict[str, RobotFileParser] = {}
-        self._client: Any = None
+        self._client: web_http.Client | None = None
 
     @staticmethod
     def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -158,10 +158,15 @@ class WebSource:
         }  # fmt: skip
 
     @property
-    def client(self) -> Any:
+    def client(self) -> web_http.Client:
         if self._client is None:
             self._client = web_http.client(self.settings, self.credentials)
         return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def recall(self, memos: dict[str, dict[str, Any]]) -> None:
         """What the last run learnt about each item (validators, a page's links)."""
@@ -181,7 +186,7 @@ class WebSource:
         if site not in self.robots:
             parser = RobotFileParser()
             try:
-                response = self.client.get(f"{site}/robots.txt")
+                response = self.client.request("GET", f"{site}/robots.txt")
             except Exception as exc:
                 raise SourceError(f"Cannot read {site}/robots.txt: {exc}") from None
             if response.status_code == 401:
@@ -211,7 +216,7 @@ class WebSource:
                 continue
             done.add(url)
             try:
-                response = self.client.get(url)
+                response = self.client.request("GET", url)
             except Exception as exc:
                 raise SourceError(f"Cannot read the sitemap {url}: {exc}") from None
             if response.status_code != 200:
@@ -314,14 +319,14 @@ class WebSource:
         except ItemError as exc:
             return _Fetched("failed", error=str(exc))
         except Exception as exc:  # a timeout, a refused connection
-            return _Fetched("failed", error=f"{type(exc).__name__}: {exc}")
+            return _Fetched("failed", error=web_http.reason(exc))
 
     def _head(self, url: str) -> _Fetched | None:
         """A linked document's version without its bytes; None: ask with GET instead."""
         try:
-            response = self.client.head(url, headers=self._conditional(url))
+            response = self.client.request("HEAD", url, headers=self._conditional(url))
         except Exception as exc:
-            return _Fetched("failed", error=f"{type(exc).__name__}: {exc}")
+            return _Fetched("failed", error=web_http.reason(exc))
         status = response.status_code
         if status == 304 and url in self.memos:
             return _Fetched("same", memo=self.memos[url])
@@ -381,7 +386,7 @@ class WebSource:
             except ItemError:
                 raise
             except Exception as exc:
-                raise ItemError(f"Cannot read {item.source_id}: {type(exc).__name__}: {exc}") from None
+                raise ItemError(f"Cannot read {item.source_id}: {web_http.reason(exc)}") from None
             if fetched.status != "new":
                 raise ItemError(f"Cannot read {item.source_id}: {fetched.error or fetched.status}")
             body = fetched.body

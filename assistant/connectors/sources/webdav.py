@@ -42,7 +42,7 @@ class WebDavSource:
         self.include = settings.get("include") or ["**"]
         self.exclude = settings.get("exclude") or []
         self.mapping = settings.get("groups") or []
-        self._client: Any = None
+        self._client: web_http.Client | None = None
 
     @staticmethod
     def clean_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -62,10 +62,15 @@ class WebDavSource:
         }
 
     @property
-    def client(self) -> Any:
+    def client(self) -> web_http.Client:
         if self._client is None:
             self._client = web_http.client(self.settings, self.credentials)
         return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _wanted(self, relative: str) -> bool:
         name = relative.rsplit("/", 1)[-1]
@@ -83,7 +88,7 @@ class WebDavSource:
                 "PROPFIND", url, content=_PROPFIND, headers={"Depth": "1", "Content-Type": "application/xml"}
             )
         except Exception as exc:
-            raise SourceError(f"Cannot reach the WebDAV server at {url}: {type(exc).__name__}: {exc}") from None
+            raise SourceError(f"Cannot list {url} on the WebDAV server: {web_http.reason(exc)}") from None
         status = response.status_code
         if status == 401:
             raise SourceError(f"The WebDAV server refused the login for {url} (401): check --username and the secret.")
@@ -136,10 +141,9 @@ class WebDavSource:
 
     def open_item(self, item: SourceItem) -> AbstractContextManager[IO[bytes]]:
         try:
-            request = self.client.build_request("GET", self._url_of(item.source_id))
-            response = self.client.send(request, stream=True)
+            response = self.client.open("GET", self._url_of(item.source_id))
         except Exception as exc:
-            raise ItemError(f"Cannot read {item.source_id}: {type(exc).__name__}: {exc}") from None
+            raise ItemError(f"Cannot read {item.source_id}: {web_http.reason(exc)}") from None
         if response.status_code != 200:
             response.close()
             raise ItemError(f"Cannot read {item.source_id}: the server answered {response.status_code}.")

@@ -193,7 +193,10 @@ class Command(BaseCommand):
         run.add_argument("--wait", action="store_true", help="Sync here and wait until its documents are done.")
         run.add_argument("--inline", action="store_true", help="With --wait: ingest here too (no worker).")
         run.add_argument("--dry-run", action="store_true", help="List what would change; change nothing.")
-        run.add_argument("--json", action="store_true", help="One JSON object per item, then a summary.")
+        run.add_argument(
+            "--json", action="store_true",
+            help="One JSON object per item, then a summary; without --wait or --dry-run, what was queued.",
+        )  # fmt: skip
         for verb in ("pause", "resume"):
             actions.add_parser(verb, help=f"{verb.capitalize()} scheduled syncs.").add_argument("connector")
         remove = actions.add_parser("remove", help="Remove a connector (its documents stay unless asked).")
@@ -260,12 +263,14 @@ class Command(BaseCommand):
         connector = _connector(options["connector"])
         as_json = options["json"]
         if not options["wait"] and not options["dry_run"]:
-            queued = services.connector_sync_request(connector=connector)
-            self.stdout.write(
-                f"Queued a sync of '{connector.name}'."
-                if queued
-                else f"A sync of '{connector.name}' is already queued or running."
-            )
+            task_id = services.connector_sync_request(connector=connector)
+            if as_json:
+                queued = {"connector": connector.name, "queued": bool(task_id), "task_id": task_id}
+                self.stdout.write(json.dumps(queued))
+            elif task_id:
+                self.stdout.write(f"Queued a sync of '{connector.name}' (task {task_id}).")
+            else:
+                self.stdout.write(f"A sync of '{connector.name}' is already queued or running.")
             return
 
         def show(item: sync.ItemResult) -> None:
