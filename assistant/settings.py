@@ -319,7 +319,7 @@ INDEX_IVF_RECALL = env.float("INDEX_IVF_RECALL", default=0.95)
 INDEX_MMAP = env.bool("INDEX_MMAP", default=False)
 # Where passages' vectors and words are searched: "faiss" (files in INDEX_DIR, the
 # default) or "pgvector" (inside PostgreSQL with the pgvector extension 0.8+, set up by
-# `manage.py vectors setup`; `manage.py vectors migrate --to ...` moves an instance).
+# `manage.py vectors setup`; `manage.py vectors migrate --to ...` copies an instance over, docs/scale.md).
 VECTOR_STORE = env.str("VECTOR_STORE", default="faiss")
 if VECTOR_STORE not in ("faiss", "pgvector"):
     raise ImproperlyConfigured(f"VECTOR_STORE={VECTOR_STORE!r}: use faiss or pgvector.")

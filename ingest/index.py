@@ -182,6 +182,21 @@ def _vectors_of(index: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ids).astype(np.int64), np.vstack(rows)
 
 
+def _ids_of(index: Any) -> np.ndarray:
+    """Every id an index holds, without its vectors."""
+    import faiss
+
+    if not _is_ivf(index):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    lists = index.invlists
+    ids = [
+        faiss.rev_swig_ptr(lists.get_ids(number), size).copy()
+        for number in range(int(index.nlist))
+        if (size := int(lists.list_size(number)))
+    ]
+    return np.concatenate(ids).astype(np.int64) if ids else np.zeros(0, np.int64)
+
+
 def index_read(path: Path, *, mapped: bool = False) -> Any:
     """The index stored in ``path``, read from disk (not from this process's loaded copies)."""
     import faiss
@@ -294,6 +309,12 @@ def index_delete(*, collection_id: int) -> None:
 def index_size(collection_id: int) -> int:
     index = index_load(collection_id)
     return 0 if index is None else int(index.ntotal)
+
+
+def index_ids(collection_id: int) -> set[int]:
+    """The chunk ids one collection's index holds (none without a file; a damaged one raises)."""
+    index = index_load(collection_id)
+    return set() if index is None else {int(i) for i in _ids_of(index).tolist()}
 
 
 def index_load(collection_id: int) -> Any | None:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Chunk ids per query when reading chosen rows (well under SQLite's limit on parameters).
+_ROWS_AT_ONCE = 10_000
+
 
 def indexes_upsert(
     *,
@@ -73,20 +76,41 @@ def _replace(*, collection_id: int, ids: Sequence[int], vectors: np.ndarray, tex
     lexical.lexical_replace(collection_id=collection_id, ids=ids, texts=texts)
 
 
-def _indexed_rows(collection_id: int, *, exclude: Sequence[int] = ()) -> list[tuple[int, str, bytes | memoryview]]:
-    """(chunk id, indexed text, embedding) of a collection's ready chunks, in id order."""
+def indexed_rows(
+    collection_id: int, *, exclude: Sequence[int] = (), only: Sequence[int] | None = None
+) -> list[tuple[int, str, bytes | memoryview]]:
+    """(chunk id, indexed text, embedding) of a collection's ready chunks, in id order.
+
+    ``only``: just these chunks (those of them that are ready), read a slice at a time.
+    """
     from ingest.chunking import indexed_text
 
-    rows = (
-        Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY)
-        .exclude(id__in=list(exclude))
-        .order_by("id")
-        .values_list("id", "document__context", "heading", "text", "embedding")
-    )
+    ready = Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY)
+    if exclude:
+        ready = ready.exclude(id__in=list(exclude))
+    fields = ("id", "document__context", "heading", "text", "embedding")
+    if only is None:
+        found = list(ready.order_by("id").values_list(*fields))
+    else:
+        wanted = sorted(only)
+        found = [
+            row
+            for start in range(0, len(wanted), _ROWS_AT_ONCE)
+            for row in ready.filter(id__in=wanted[start : start + _ROWS_AT_ONCE]).order_by("id").values_list(*fields)
+        ]
     return [
         (chunk_id, indexed_text(context=context, heading=heading, text=text), embedding)
-        for chunk_id, context, heading, text, embedding in rows
+        for chunk_id, context, heading, text, embedding in found
     ]
+
+
+def ready_chunk_ids(collection_id: int) -> set[int]:
+    """The ids of a collection's ready chunks: what every engine should hold for it."""
+    return set(
+        Chunk.objects.filter(collection_id=collection_id, document__status=Document.Status.READY).values_list(
+            "id", flat=True
+        )
+    )
 
 
 def indexes_rebuild(*, collection_id: int, lexical_only: bool = False) -> int:
@@ -94,7 +118,7 @@ def indexes_rebuild(*, collection_id: int, lexical_only: bool = False) -> int:
     # From the primary, even when a search on a read replica heals a lost file: an index
     # built from a replica's older copy would lack what it had not replayed yet, for good.
     with primary_reads():
-        rows = _indexed_rows(collection_id)
+        rows = indexed_rows(collection_id)
     ids = [r[0] for r in rows]
     texts = [r[1] for r in rows]
     if lexical_only:
@@ -185,9 +209,10 @@ def collection_reindex(*, collection_id: int) -> int:
     after the swap. Returns the number of vectors.
     """
     from ingest.embedding import embed_texts, from_bytes, text_digest, to_bytes
+    from ingest.vector_migration import idle_engines_forget
     from ingest.vector_store import vector_store
 
-    rows = _indexed_rows(collection_id)
+    rows = indexed_rows(collection_id)
     texts = [r[1] for r in rows]
     vectors = embed_texts(texts) if texts else np.zeros((0, 0), np.float32)
     ids = [row[0] for row in rows]
@@ -205,7 +230,10 @@ def collection_reindex(*, collection_id: int) -> int:
             _replace(collection_id=collection_id, ids=ids, vectors=vectors, texts=texts)
         else:  # rows written in this transaction, from the embeddings just updated
             store.rebuild(collection_id=collection_id)
-    late = _indexed_rows(collection_id, exclude=ids)
+    # The idle engine's copy of this collection (a move under way, or one left behind)
+    # holds the old vectors under the same ids, which a catch-up cannot tell apart.
+    idle_engines_forget(collection_id=collection_id)
+    late = indexed_rows(collection_id, exclude=ids)
     if late:
         store.upsert(
             collection_id=collection_id,

@@ -38,6 +38,7 @@ from django.db import connection, connections, transaction
 
 from assistant.replica import reading_alias
 from ingest.index import Hit
+from ingest.vector_store import Held
 
 if TYPE_CHECKING:
     from assistant.accounts.scope import Scope
@@ -197,6 +198,17 @@ def pgvector_empty() -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def pgvector_installed() -> bool:
+    """Whether this database holds the side table (PostgreSQL with ``vectors setup`` done)."""
+    return connection.vendor == "postgresql" and table_dimensions() is not None
+
+
+def pgvector_truncate() -> None:
+    """Empty the side table; the table, its indexes and triggers stay (``vectors drop --engine pgvector``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {TABLE}")
+
+
 def pgvector_teardown() -> None:
     """Drop the side table and its triggers (the extension stays: other databases' objects may use it)."""
     with transaction.atomic(), connection.cursor() as cursor:
@@ -349,11 +361,11 @@ class PgvectorStore:
     def rebuild(self, *, collection_id: int) -> int:
         """The collection's rows again from the chunks' stored embeddings, in one transaction."""
         from ingest.embedding import from_bytes
-        from ingest.indexes import _indexed_rows
+        from ingest.indexes import indexed_rows
 
         _ready()
         with transaction.atomic():
-            rows = _indexed_rows(collection_id)
+            rows = indexed_rows(collection_id)
             self.drop(collection_id=collection_id)
             if rows:
                 self.upsert(
@@ -363,6 +375,13 @@ class PgvectorStore:
                     texts=[r[1] for r in rows],
                 )
         return len(rows)
+
+    def chunk_ids(self, *, collection_id: int) -> Held:
+        _ready()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT chunk_id FROM {TABLE} WHERE collection_id = %s", [collection_id])
+            ids = frozenset(int(row[0]) for row in cursor.fetchall())
+        return Held(complete=ids, present=ids)
 
     def size(self, *, collection_id: int) -> int:
         _ready()

@@ -16,12 +16,16 @@ Writers pass chunk ids with their vectors and indexed texts. With FAISS the file
 written beside the transaction (readers filter ids of a rolled-back one); with
 pgvector the rows are written inside the caller's transaction, so a document's
 chunks and their vectors commit, or roll back, together.
+
+Moving a running instance from one engine to the other, without re-embedding, is
+``vector_migration.py`` (``manage.py vectors migrate|drop|status``).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -33,6 +37,14 @@ if TYPE_CHECKING:
     from assistant.accounts.scope import Scope
 
 ENGINES = ("faiss", "pgvector")
+
+
+@dataclass(frozen=True)
+class Held:
+    """The chunk ids an engine holds for one collection."""
+
+    complete: frozenset[int]  # searchable every way: by vector and by words
+    present: frozenset[int]  # held in any way (a superset of ``complete``)
 
 
 class VectorStore(Protocol):
@@ -81,6 +93,10 @@ class VectorStore(Protocol):
 
     def rebuild(self, *, collection_id: int) -> int:
         """Derive a collection's entries again from the chunks' stored embeddings (no embedding). Returns its size."""
+        ...
+
+    def chunk_ids(self, *, collection_id: int) -> Held:
+        """The chunk ids held for a collection, as stored (nothing is healed or written)."""
         ...
 
 
@@ -196,6 +212,13 @@ class FaissStore:
 
         return indexes.indexes_rebuild(collection_id=collection_id)
 
+    def chunk_ids(self, *, collection_id: int) -> Held:
+        """Raises ``IndexFileUnreadable`` for a damaged file; a missing one holds nothing."""
+        from ingest import index, lexical
+
+        vectors, words = index.index_ids(collection_id), lexical.lexical_ids(collection_id)
+        return Held(complete=frozenset(vectors & words), present=frozenset(vectors | words))
+
 
 def vector_store(name: str | None = None) -> VectorStore:
     """The engine ``name`` (default: the ``VECTOR_STORE`` setting)."""
@@ -207,58 +230,3 @@ def vector_store(name: str | None = None) -> VectorStore:
 
         return PgvectorStore()
     raise ValueError(f"Unknown VECTOR_STORE {engine!r}: use one of {', '.join(ENGINES)}.")
-
-
-def vectors_migrate(*, to: str, keep_source: bool = False) -> dict[str, int]:
-    """Move every collection's vectors and words to the engine ``to``, without embedding anything.
-
-    The chunks' stored embeddings (float32, the source of truth) are written to the
-    target engine, collection by collection; then the other engine's copy is dropped
-    (unless ``keep_source``). Reads keep using ``VECTOR_STORE`` until it is changed,
-    so the instance answers from the old engine during the move. Returns the number
-    of passages written per collection name.
-    """
-    from ingest.models import Collection
-
-    if to not in ENGINES:
-        raise ValueError(f"Unknown engine {to!r}: use one of {', '.join(ENGINES)}.")
-    target = vector_store(to)
-    collections = Collection.objects.order_by("pk")
-    if to == "pgvector":
-        from ingest.pgvector_store import pgvector_create_indexes, pgvector_drop_indexes, pgvector_empty, pgvector_setup
-
-        pgvector_setup()
-        if pgvector_empty():
-            # A first load: the rows without the HNSW and GIN indexes, the indexes built
-            # over them afterwards, many times faster than row by row (docs/scale.md).
-            # Readers are still on FAISS; ingest writing meanwhile is indexed with the rest.
-            pgvector_drop_indexes()
-            try:
-                moved = {c.name: target.rebuild(collection_id=c.pk) for c in collections}
-            finally:
-                pgvector_create_indexes()
-            if not keep_source:
-                _drop_other(to)
-            return moved
-    moved = {c.name: target.rebuild(collection_id=c.pk) for c in collections}
-    if not keep_source:
-        _drop_other(to)
-    return moved
-
-
-def _drop_other(kept: str) -> None:
-    """Remove the copy held by the engine that is not ``kept``."""
-    if kept == "pgvector":
-        from ingest.models import Collection
-
-        faiss = FaissStore()
-        for collection_id in Collection.objects.values_list("pk", flat=True):
-            faiss.drop(collection_id=collection_id)
-        return
-    from django.db import connection
-
-    from ingest.pgvector_store import TABLE, table_dimensions
-
-    if connection.vendor == "postgresql" and table_dimensions() is not None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {TABLE}")

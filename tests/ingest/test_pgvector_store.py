@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from assistant.accounts.models import Role
@@ -25,6 +26,7 @@ from assistant.chat.retrieval import DenseRetriever, HybridRetriever, LexicalRet
 from ingest import index, pipeline
 from ingest import services as ingest
 from ingest.embedding import embed_query, to_bytes
+from ingest.indexes import collection_reindex
 from ingest.models import Chunk, Collection, Document
 from ingest.pgvector_store import TABLE, PgvectorStore, table_dimensions
 from ingest.vector_store import vector_store
@@ -209,6 +211,13 @@ def test_a_deleted_collection_leaves_no_rows() -> None:
     assert rows_of(handbook.pk) == 0
 
 
+def refuse_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("moving between engines must not embed anything")
+
+    monkeypatch.setattr("ingest.embedding.embed_texts", refuse)
+
+
 def test_migrate_moves_an_instance_between_engines_without_embedding(settings, monkeypatch) -> None:
     settings.VECTOR_STORE = "faiss"
     company = CollectionFactory.create(name="Company")
@@ -222,25 +231,111 @@ def test_migrate_moves_an_instance_between_engines_without_embedding(settings, m
     with_faiss = [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)]
     assert with_faiss
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("moving between engines must not embed anything")
-
-    monkeypatch.setattr("ingest.embedding.embed_texts", refuse)
+    refuse_embedding(monkeypatch)
     call_command("vectors", "migrate", "--to", "pgvector")
-    settings.VECTOR_STORE = "pgvector"
     # A first load: the rows went in without the indexes, which were built over them afterwards.
     assert index_names() >= {f"{TABLE}_hnsw", f"{TABLE}_words"}
-    assert not index.index_path(company.pk).exists()
+    assert index.index_path(company.pk).exists()  # the engine in use is left as it was
+    settings.VECTOR_STORE = "pgvector"
     assert PgvectorStore().size(collection_id=company.pk) == Chunk.objects.filter(collection=company).count()
     # The same passages, the best first (halfvec rounds the scores in their fourth digit).
     with_pgvector = [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)]
     assert (with_pgvector[0], set(with_pgvector)) == (with_faiss[0], set(with_faiss))
+    call_command("vectors", "drop", "--engine", "faiss")
+    assert not index.index_path(company.pk).exists()
 
     call_command("vectors", "migrate", "--to", "faiss")
     settings.VECTOR_STORE = "faiss"
     assert Path(index.index_path(company.pk)).exists()
-    assert PgvectorStore().size(collection_id=company.pk) == 0
+    assert PgvectorStore().size(collection_id=company.pk) == Chunk.objects.filter(collection=company).count()
     assert [h.chunk_id for h in DenseRetriever(scope=scope).hits(vector, k=10)] == with_faiss
+    call_command("vectors", "drop", "--engine", "pgvector")
+    assert PgvectorStore().size(collection_id=company.pk) == 0
+
+
+def ready_ids(collection: Collection) -> set[int]:
+    return set(
+        Chunk.objects.filter(collection=collection, document__status=Document.Status.READY).values_list("pk", flat=True)
+    )
+
+
+def found_documents(scope: Scope, query: str, vector: np.ndarray) -> tuple[set[int | None], set[int | None]]:
+    """The documents a lexical and a dense search of the configured engine return for ``scope``."""
+    store = vector_store()
+    lexical = store.lexical_search(scope=scope, query=query, k=50)
+    dense = store.dense_search(scope=scope, vector=vector, k=50)
+    documents = dict(Chunk.objects.values_list("pk", "document_id"))  # a deleted chunk's hit counts as None
+    return {documents.get(h.chunk_id) for h in lexical}, {documents.get(h.chunk_id) for h in dense}
+
+
+MOVES = [("faiss", "pgvector"), ("pgvector", "faiss")]
+
+
+@pytest.mark.parametrize(("source", "target"), MOVES)
+def test_searches_keep_their_passages_between_migrate_and_the_switch(settings, monkeypatch, source, target) -> None:
+    settings.VECTOR_STORE = source
+    company = CollectionFactory.create(name="Company")
+    handbook = upload(company, "handbook.txt", HANDBOOK)
+    merger = upload(company, "merger.txt", SECRET)
+    scope = Scope.of([company.pk])
+    vector = embed_query("merger code name BLUEHERON")
+    before = found_documents(scope, "merger BLUEHERON allowance", vector)
+    assert before == ({handbook.pk, merger.pk}, {handbook.pk, merger.pk})
+    held_before = vector_store(source).chunk_ids(collection_id=company.pk)
+
+    refuse_embedding(monkeypatch)
+    call_command("vectors", "migrate", "--to", target)
+
+    # Every process still on the old engine finds what it found: its copy is untouched.
+    assert vector_store(source).chunk_ids(collection_id=company.pk) == held_before
+    assert found_documents(scope, "merger BLUEHERON allowance", vector) == before
+    assert vector_store(target).chunk_ids(collection_id=company.pk).complete == ready_ids(company)
+
+
+@pytest.mark.parametrize(("source", "target"), MOVES)
+def test_writes_between_migrate_and_the_switch_reach_the_new_engine_on_the_catch_up(
+    settings, monkeypatch, capsys, source, target
+) -> None:
+    settings.VECTOR_STORE = source
+    board, staff = GroupFactory.create(name="board"), GroupFactory.create(name="staff")
+    bob, alice = UserFactory.create(username="bob"), UserFactory.create(username="alice")
+    bob.groups.add(staff)
+    alice.groups.add(staff, board)
+    company = CollectionFactory.create(name="Company")
+    collection_grant(collection=company, group=staff, role=Role.READ)
+    upload(company, "handbook.txt", HANDBOOK)
+    obsolete = upload(company, "obsolete.txt", "The old canteen voucher scheme ends in March.")
+    with monkeypatch.context() as patched:
+        refuse_embedding(patched)
+        call_command("vectors", "migrate", "--to", target)
+
+    # Still on the old engine: a restricted document arrives, another is deleted.
+    merger = upload(company, "merger.txt", SECRET, groups=[board])
+    gone = set(obsolete.chunks.values_list("pk", flat=True))
+    ingest.document_delete(document=obsolete)
+    vector = embed_query("merger code name BLUEHERON, canteen voucher")
+    settings.VECTOR_STORE = target  # the switch and restart
+    refuse_embedding(monkeypatch)
+    capsys.readouterr()
+    call_command("vectors", "status")
+    assert f"{target} (in use) differs from the database" in capsys.readouterr().out
+
+    call_command("vectors", "migrate", "--to", target)
+
+    held = vector_store(target).chunk_ids(collection_id=company.pk)
+    assert held.complete == held.present == ready_ids(company)
+    assert not gone & held.present
+    for user, sees in ((bob, False), (alice, True)):
+        scope = read_scope(user=user, collections=[company])
+        for found in found_documents(scope, "merger BLUEHERON canteen voucher", vector):
+            assert (merger.pk in found) is sees, user.username
+            assert None not in found  # nothing of the deleted document
+    call_command("vectors", "status")
+    out = capsys.readouterr().out
+    assert f"{target} (in use) agrees with the database." in out
+    # Another run finds nothing to do.
+    call_command("vectors", "migrate", "--to", target)
+    assert "(0 added, 0 removed)" in capsys.readouterr().out
 
 
 def index_names() -> set[str]:
@@ -268,25 +363,68 @@ def test_a_failed_first_load_still_leaves_the_indexes(settings, monkeypatch) -> 
 def test_a_later_migrate_keeps_the_indexes_while_it_writes(settings, monkeypatch) -> None:
     settings.VECTOR_STORE = "pgvector"
     company = CollectionFactory.create(name="Company")
-    upload(company, "handbook.txt", HANDBOOK)  # the table is not empty: readers may be on it
+    upload(company, "merger.txt", SECRET)  # the table is not empty: readers may be on it
+    handbook = upload(company, "handbook.txt", HANDBOOK)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE document_id = %s", [handbook.pk])  # passages it lacks
     seen: list[set[str]] = []
-    rebuild = PgvectorStore.rebuild
+    upsert = PgvectorStore.upsert
 
-    def watch(self, *, collection_id):
+    def watch(self, **kwargs):
         seen.append(index_names())
-        return rebuild(self, collection_id=collection_id)
+        return upsert(self, **kwargs)
 
-    monkeypatch.setattr(PgvectorStore, "rebuild", watch)
+    monkeypatch.setattr(PgvectorStore, "upsert", watch)
     call_command("vectors", "migrate", "--to", "pgvector")
     assert seen and seen[0] >= {f"{TABLE}_hnsw", f"{TABLE}_words"}
+    assert rows_of(handbook.pk) == handbook.chunks.count() > 0
 
 
-def test_setup_is_idempotent_and_status_counts_both_engines(capsys) -> None:
+@pytest.mark.parametrize("engine", ["faiss", "pgvector"])
+def test_drop_refuses_the_engine_in_use_and_removes_the_idle_one(settings, engine) -> None:
+    settings.VECTOR_STORE = engine
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)
+    call_command("vectors", "migrate", "--to", "faiss" if engine == "pgvector" else "pgvector")
+    held = {name: vector_store(name).chunk_ids(collection_id=company.pk) for name in ("faiss", "pgvector")}
+    assert held["faiss"].complete == held["pgvector"].complete == ready_ids(company)
+
+    with pytest.raises(CommandError, match=f"VECTOR_STORE={engine}"):
+        call_command("vectors", "drop", "--engine", engine)
+    assert vector_store(engine).chunk_ids(collection_id=company.pk) == held[engine]
+    found = vector_store().lexical_search(scope=Scope.of([company.pk]), query="meal allowance", k=5)
+    assert found
+
+    idle = "faiss" if engine == "pgvector" else "pgvector"
+    call_command("vectors", "drop", "--engine", idle)
+    assert not vector_store(idle).chunk_ids(collection_id=company.pk).present
+    assert vector_store().lexical_search(scope=Scope.of([company.pk]), query="meal allowance", k=5) == found
+
+
+def test_a_reindex_makes_the_idle_engine_copy_the_collection_again(settings, monkeypatch) -> None:
+    settings.VECTOR_STORE = "faiss"
+    company = CollectionFactory.create(name="Company")
+    upload(company, "handbook.txt", HANDBOOK)
+    call_command("vectors", "migrate", "--to", "pgvector")
+    assert PgvectorStore().size(collection_id=company.pk) > 0
+
+    collection_reindex(collection_id=company.pk)  # new vectors under the same chunk ids
+
+    assert PgvectorStore().size(collection_id=company.pk) == 0  # its old vectors are not kept
+    refuse_embedding(monkeypatch)
+    call_command("vectors", "migrate", "--to", "pgvector")
+    assert PgvectorStore().chunk_ids(collection_id=company.pk).complete == ready_ids(company)
+
+
+def test_setup_is_idempotent_and_status_compares_both_engines_with_the_database(capsys) -> None:
     company = CollectionFactory.create(name="Company")
     upload(company, "handbook.txt", HANDBOOK)
     call_command("vectors", "setup")
     call_command("vectors", "status")
     out = capsys.readouterr().out
+    count = Chunk.objects.filter(collection=company).count()
     assert "ready for" in out
     assert "VECTOR_STORE=pgvector" in out
-    assert f"Company: faiss 0, pgvector {Chunk.objects.filter(collection=company).count()}" in out
+    assert f"Company: faiss 0 ({count} missing, 0 extra), pgvector {count} (in step)" in out
+    assert "faiss (idle) holds nothing." in out
+    assert "pgvector (in use) agrees with the database." in out
