@@ -372,13 +372,11 @@ class _BatchRun:
                     new_vectors.append(mine)
                 # A new version replaces the old one in this same transaction: readers
                 # see either the old chunks or the new ones, never neither.
-                if locked.supersedes_id:
-                    old_version = Document.objects.filter(pk=locked.supersedes_id).first()
-                    if old_version is not None:
-                        old_ids += list(old_version.chunks.values_list("id", flat=True))
-                        if old_version.file.name:
-                            replaced_files.append(old_version.file.name)
-                        services.document_retire(document=old_version, replaced_by_id=document_id)
+                for old_version in _replaced_versions(locked):
+                    old_ids += list(old_version.chunks.values_list("id", flat=True))
+                    if old_version.file.name:
+                        replaced_files.append(old_version.file.name)
+                    services.document_retire(document=old_version, replaced_by_id=document_id)
                 p.document = locked
                 ready.append((p, created))
             # The index is written before the statuses commit: a reader filters every hit
@@ -420,6 +418,26 @@ class _BatchRun:
         self.settled.update(p.document.pk for p, _ in ready)
         originals.originals_delete(replaced_files)
         logger.info("Documents ready: %d, %d chunks", len(ready), len(new_ids))
+
+
+def _replaced_versions(document: Document) -> list[Document]:
+    """The older versions ``document`` replaces once it is ready, newest first.
+
+    Usually the one it supersedes. But a version that never became ready (a newer
+    one came while it waited, or it failed) retired nothing, so the one still
+    serving is further down the chain; left there, it would answer beside the new one.
+    """
+    found: list[Document] = []
+    older_id = document.supersedes_id
+    seen = {document.pk}
+    while older_id and older_id not in seen and len(found) < 50:  # a chain is short; never walked without end
+        older = Document.objects.filter(pk=older_id).first()
+        if older is None:
+            break
+        found.append(older)
+        seen.add(older.pk)
+        older_id = older.supersedes_id
+    return found
 
 
 def documents_process_here(

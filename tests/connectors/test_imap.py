@@ -22,7 +22,7 @@ from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import SourceError, source_type
 from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
-from tests.connectors.conftest import actions, run
+from tests.connectors.conftest import actions, assert_same_as_control, killed_after, resumed, run
 from tests.factories import GroupFactory, UserFactory
 from tests.support.cut import CuttableRelay
 from tests.support.mailservers import Server, dovecot
@@ -389,3 +389,48 @@ def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the
         assert "Cannot reach the IMAP server" in report.error and report.items == []
     finally:
         relay.close()
+
+
+def test_a_sync_killed_mid_way_resumes_across_a_renumbered_folder_without_duplicates(
+    server: Server, mailbox: imaplib.IMAP4, collection, control, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    mailbox.create("Archive")
+    mailbox.create("HR")
+    deliver(mailbox, message("Salaries", "The staff salary bands run from A to F."), "HR")
+    for n in range(1, 4):
+        deliver(mailbox, message(f"Notice {n}", f"Staff notice number {n} about the harbour."), "Archive")
+    deliver(mailbox, message("Canteen", "The staff canteen opens at noon."))
+    groups = [{"glob": "HR", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
+    connector = imap_connector(collection, server, folders=["INBOX", "Archive", "HR"], groups=groups)
+    archive = uidvalidity(mailbox, "Archive")
+
+    # Killed after the first two messages of Archive (ids sort by folder, UIDVALIDITY, UID).
+    settled = killed_after(connector, f"Archive/{archive}/2")
+    assert [i.action for i in settled] == ["added", "added"]
+    # Meanwhile the server renumbers Archive (its messages get new UIDs), and one message is expunged.
+    raw = {}
+    mailbox.select("Archive")
+    for uid in (1, 2, 3):
+        raw[uid] = mailbox.uid("FETCH", str(uid), "(BODY.PEEK[])")[1][0][1]
+    mailbox.select("INBOX")
+    mailbox.delete("Archive")
+    mailbox.create("Archive")
+    for uid in (2, 3, 1):
+        deliver(mailbox, raw[uid], "Archive")
+    renumbered = uidvalidity(mailbox, "Archive")
+    assert renumbered != archive
+    expunge(mailbox, "INBOX", 1)
+
+    report = resumed(connector, settings)
+    # The two it stored are matched by their bytes (no new document); the others are new.
+    assert report.counts["renamed"] == 2 and report.counts["added"] == 2 and report.counts["deleted"] == 0
+    assert sorted(Document.objects.filter(collection=collection).values_list("name", flat=True)) == [
+        "Notice 1.eml", "Notice 2.eml", "Notice 3.eml", "Salaries.eml",
+    ]  # fmt: skip
+    assert all(sid.startswith(("HR/", f"Archive/{renumbered}/")) for sid in actions(report))
+    again = run(connector)
+    assert set(actions(again).values()) == {"unchanged"} and again.fetched == 0
+
+    run(uninterrupted := imap_connector(control, server, folders=["INBOX", "Archive", "HR"], groups=groups))
+    assert_same_as_control(connector, uninterrupted, users=readers, query="staff", restricted="Salaries.eml")

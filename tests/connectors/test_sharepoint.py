@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from assistant.connectors import selectors, services
-from assistant.connectors.models import Connector
+from assistant.connectors.models import Connector, ConnectorItem
 from assistant.connectors.sync import MANAGERS_ONLY_GROUP
 from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
 from tests.connectors.cloud_fixtures import found
-from tests.connectors.conftest import actions, run
+from tests.connectors.conftest import actions, assert_same_as_control, killed_after, killed_reading, resumed, run
 from tests.connectors.vendor_fakes import FakeGraph
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sealing_key")]
@@ -181,3 +181,60 @@ def test_a_deleted_folder_makes_the_next_sync_list_everything(graph, collection)
     assert actions(third) == {"01A": "deleted", "01B": "unchanged"}
     assert list(Document.objects.values_list("name", flat=True)) == ["b.md"]
     assert Connector.objects.get(pk=connector.pk).changes_cursor.endswith(f"token={fake.counter}")
+
+
+def test_a_sync_killed_at_any_point_resumes_and_the_delta_link_never_passes_an_unsettled_item(
+    graph, collection, control, readers, settings, monkeypatch
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    fake = graph
+    fake.put("01A", "handbook.md", b"# Handbook\n\nStaff get a laptop on the first day.")
+    fake.put("01B", "salaries.md", b"# Salaries\n\nThe salary bands of staff run from A to F.", groups=["HR Team"])
+    fake.put("01C", "canteen.md", b"# Canteen\n\nThe staff canteen opens at noon.")
+    fake.put("01D", "parking.md", b"# Parking\n\nStaff park behind the depot.")
+    fake.put("01E", "faq.md", b"# FAQ\n\nQuestions staff ask.")
+    connector = drive_connector(collection, fake)
+
+    # The first (full) enumeration, killed while reading the third file: no delta link yet.
+    killed_reading(connector, "01C", monkeypatch)
+    assert Connector.objects.get(pk=connector.pk).changes_cursor == ""
+    assert sorted(ConnectorItem.objects.values_list("source_id", flat=True)) == ["01A", "01B"]
+    first = resumed(connector, settings)
+    assert actions(first) == {"01A": "unchanged", "01B": "unchanged", "01C": "added", "01D": "added", "01E": "added"}
+    assert [len(fake.paths(f"/items/{i}/content")) for i in ("01A", "01B", "01C")] == [1, 1, 1]  # none read twice
+    cursor = Connector.objects.get(pk=connector.pk).changes_cursor
+    assert cursor.endswith(f"token={fake.counter}")
+
+    # Changes since, killed after the first changed item: the stored delta link stays where it was.
+    fake.put("01A", "handbook.md", b"# Handbook\n\nStaff first meet the quokka at reception.")
+    fake.put("01E", "faq.md", b"# FAQ\n\nQuestions staff ask about the quokka.")
+    fake.put("01F", "holidays.md", b"# Holidays\n\nStaff get thirty days.")
+    fake.delete("01C")
+    fake.delete("01D")
+    assert [i.action for i in killed_after(connector, "01A")] == ["updated"]
+    assert Connector.objects.get(pk=connector.pk).changes_cursor == cursor
+    second = resumed(connector, settings)
+    # Asked again from the same link: the settled item compares equal, the rest is done.
+    assert actions(second) == {
+        "01A": "unchanged", "01E": "updated", "01F": "added", "01C": "deleted", "01D": "deleted",
+    }  # fmt: skip
+    assert len(fake.paths("/items/01A/content")) == 2  # read once for its new version, not again
+    cursor = Connector.objects.get(pk=connector.pk).changes_cursor
+    assert cursor.endswith(f"token={fake.counter}")
+
+    # Deletions killed half-way: the link stays; the resumed run completes them.
+    fake.delete("01E")
+    fake.delete("01F")
+    assert [(i.source_id, i.action) for i in killed_after(connector, "01E")] == [("01E", "deleted")]
+    assert Connector.objects.get(pk=connector.pk).changes_cursor == cursor
+    third = resumed(connector, settings)
+    assert actions(third) == {"01F": "deleted"}
+    # It met a deletion of an item it no longer holds (01E, deleted by the killed run), which
+    # reads like a deleted folder: the next run lists everything, and finds nothing to do.
+    assert Connector.objects.get(pk=connector.pk).changes_cursor == ""
+    fourth = run(connector)
+    assert actions(fourth) == {"01A": "unchanged", "01B": "unchanged"} and fourth.bytes_read == 0
+    assert Connector.objects.get(pk=connector.pk).changes_cursor.endswith(f"token={fake.counter}")
+
+    run(uninterrupted := drive_connector(control, fake))
+    assert_same_as_control(connector, uninterrupted, users=readers, query="staff", restricted="salaries.md")

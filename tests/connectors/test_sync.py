@@ -13,7 +13,15 @@ from assistant.connectors.models import Connector, ConnectorItem
 from ingest import pipeline
 from ingest.models import Chunk, Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
-from tests.connectors.conftest import actions, folder_connector, run, write
+from tests.connectors.conftest import (
+    actions,
+    assert_same_as_control,
+    folder_connector,
+    killed_after,
+    resumed,
+    run,
+    write,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -225,3 +233,67 @@ def test_a_paused_connector_does_not_run(source: Path, collection) -> None:
     with pytest.raises(sync.SyncRefused):
         sync.connector_sync(connector=connector)
     assert not Chunk.objects.exists()
+
+
+def test_a_sync_killed_in_its_deletion_phase_finishes_the_deletions_when_resumed(
+    source: Path, collection, control, readers, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    groups = [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
+    write(source, "keep.md", "# Keep\n\nThe staff canteen opens at noon.", mtime=1_700_000_000)
+    write(source, "hr/pay.md", "# Pay\n\nStaff salary bands run from A to F.", mtime=1_700_000_000)
+    write(source, "moved.md", "# Moved\n\nStaff parking is behind the depot.", mtime=1_700_000_000)
+    for n in range(1, 5):
+        write(source, f"go-{n}.md", f"# Go {n}\n\nStaff note number {n}, soon removed.", mtime=1_700_000_000)
+    connector = folder_connector(collection, source, groups=groups)
+    run(connector)
+    write(source, "keep.md", "# Keep\n\nThe staff canteen now opens at eleven.", mtime=1_700_000_100)
+    (source / "archive").mkdir()
+    (source / "moved.md").rename(source / "archive" / "moved.md")
+    for n in range(1, 5):
+        (source / f"go-{n}.md").unlink()
+
+    # Killed half-way through the deletions, which come after every listed item.
+    settled = killed_after(connector, "go-2.md")
+    assert [(i.source_id, i.action) for i in settled][-2:] == [("go-1.md", "deleted"), ("go-2.md", "deleted")]
+    assert sorted(Document.objects.filter(name__startswith="go-").values_list("name", flat=True)) == [
+        "go-3.md", "go-4.md",
+    ]  # fmt: skip
+
+    report = resumed(connector, settings)
+    assert actions(report) == {
+        "archive/moved.md": "unchanged", "hr/pay.md": "unchanged", "keep.md": "unchanged",
+        "go-3.md": "deleted", "go-4.md": "deleted",
+    }  # fmt: skip
+    assert report.fetched == 0  # what the killed run settled is not read again
+    assert not Document.objects.filter(name__startswith="go-").exists()
+    assert sorted(ConnectorItem.objects.filter(connector=connector).values_list("source_id", flat=True)) == [
+        "archive/moved.md", "hr/pay.md", "keep.md",
+    ]  # fmt: skip
+    run(uninterrupted := folder_connector(control, source, groups=groups))
+    assert_same_as_control(connector, uninterrupted, users=readers, query="staff", restricted="pay.md")
+
+
+def test_an_item_edited_again_after_its_killed_sync_keeps_one_document(
+    source: Path, collection, control, readers, settings
+) -> None:
+    """The killed run's new version was stored but never ingested; the resumed run stores a newer one."""
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    groups = [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
+    write(source, "note.md", "# Note\n\nThe staff bus leaves at seven.", mtime=1_700_000_000)
+    write(source, "hr/pay.md", "# Pay\n\nStaff salary bands run from A to F.", mtime=1_700_000_000)
+    connector = folder_connector(collection, source, groups=groups)
+    run(connector)
+    write(source, "note.md", "# Note\n\nThe staff bus leaves at eight.", mtime=1_700_000_100)
+    killed_after(connector, "note.md")
+    assert Document.objects.filter(collection=collection, name="note.md").count() == 2  # the new one queued
+    write(source, "note.md", "# Note\n\nThe staff bus leaves at nine, from the quokka gate.", mtime=1_700_000_200)
+
+    report = resumed(connector, settings)
+    assert actions(report) == {"hr/pay.md": "unchanged", "note.md": "updated"}
+    notes = Document.objects.filter(collection=collection, name="note.md")
+    assert [" ".join(d.chunks.values_list("text", flat=True)) for d in notes] == [
+        "Note\nThe staff bus leaves at nine, from the quokka gate."
+    ]
+    run(uninterrupted := folder_connector(control, source, groups=groups))
+    assert_same_as_control(connector, uninterrupted, users=readers, query="staff bus", restricted="pay.md")

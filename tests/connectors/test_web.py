@@ -18,7 +18,7 @@ from assistant.connectors.sources.html_main import page_read
 from assistant.connectors.sources.http import USER_AGENT
 from ingest.models import Chunk, Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers, assert_cites, assert_never_cites, citations
-from tests.connectors.conftest import actions, run
+from tests.connectors.conftest import actions, assert_same_as_control, killed_after, resumed, run
 from tests.connectors.intranet import BOILERPLATE, COOKIE_TEXT, Server, Site, intranet, page
 from tests.factories import GroupFactory, UserFactory
 
@@ -350,3 +350,52 @@ def test_a_changed_mapping_or_a_page_moved_under_another_path_re_restricts_witho
 def found_names(user, collection) -> set[str]:
     passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
     return {p.document_name for p in passages}
+
+
+def test_a_sync_killed_mid_way_resumes_with_every_page_memo_in_step(
+    collection, control, readers, site, settings
+) -> None:
+    settings.RETRIEVAL_MIN_RELEVANCE = -1.0
+    url = site.url
+    holidays = f"{url}/handbook/holidays.html"
+    connector = web_connector(collection, site)
+
+    # Killed right after the second page was stored, before its memo (validators, links) was.
+    assert [i.source_id for i in killed_after(connector, holidays)] == [f"{url}/", holidays]
+    row = ConnectorItem.objects.get(connector=connector, source_id=holidays)
+    assert row.document is not None and row.memo == {}
+    site.site.take_requests()
+    first = resumed(connector, settings)
+    assert {sid: a for sid, a in actions(first).items() if a != "added"} == {
+        f"{url}/": "unchanged",
+        holidays: "unchanged",
+    }
+    assert len(actions(first)) == 9
+    # The home page's memo made its request conditional; the page without one was asked for in full.
+    requested = site.site.take_requests()
+    assert ("GET", "/", 304) in requested and ("GET", "/handbook/holidays.html", 200) in requested
+
+    # An edited page and a removed one, killed right after the edited page's new version was stored.
+    site.site.put("/handbook/holidays.html", page("Holiday policy", (
+        "<p>Every employee now has thirty-two days of paid holiday, including the quokka day.</p>"
+        '<p>The signed <a href="/files/memo.pdf">memo</a> explains the carry-over rules.</p>')))  # fmt: skip
+    site.site.remove("/handbook/travel.html")
+    assert killed_after(connector, holidays)[-1].action == "updated"
+    second = resumed(connector, settings)
+    assert {sid: a for sid, a in actions(second).items() if a != "unchanged"} == {
+        f"{url}/handbook/travel.html": "deleted"
+    }
+    assert ConnectorItem.objects.get(connector=connector, source_id=holidays).memo["etag"] == (
+        site.site.resources["/handbook/holidays.html"].etag
+    )
+
+    # Every memo is in step again: nothing changed, every request answers 304, nothing is read.
+    site.site.take_requests()
+    third = run(connector)
+    assert set(actions(third).values()) == {"unchanged"} and third.bytes_read == 0
+    answers = {path: status for _, path, status in site.site.take_requests() if path != "/robots.txt"}
+    assert answers.pop("/handbook/travel.html") == 404  # still linked from the roadmap
+    assert set(answers.values()) == {304}
+
+    run(uninterrupted := web_connector(control, site, name="control"))
+    assert_same_as_control(connector, uninterrupted, users=readers, query="bonus holiday", restricted="bonus.html")

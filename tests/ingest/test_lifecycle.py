@@ -126,6 +126,26 @@ def test_a_failed_new_version_leaves_the_old_one_in_place() -> None:
     assert DenseRetriever(scope=Scope.of([collection.pk])).retrieve("meal allowance", k=5)[0].document_id == v1.pk
 
 
+def test_a_version_overtaken_before_it_was_processed_leaves_no_older_one_serving() -> None:
+    """v3 came while v2 waited (a sync killed before v2's message was sent): v3 replaces both."""
+    collection = CollectionFactory.create()
+    v1 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 60 euros."]))
+    pipeline.document_process(document_id=v1.pk)
+    v1_path = Path(Document.objects.get(pk=v1.pk).file.path)
+    v2 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 85 euros."]))
+    v3 = upload(collection, "policy.pdf", make_pdf(["Travel\nThe meal allowance is 90 euros."]))
+    assert (v2.supersedes_id, v3.supersedes_id) == (v1.pk, v2.pk)
+
+    pipeline.document_process(document_id=v3.pk, companions=False)  # v2's message is not there yet
+    after = DenseRetriever(scope=Scope.of([collection.pk])).retrieve("meal allowance", k=5)
+    assert [p.document_id for p in after] == [v3.pk]
+    assert list(Document.objects.filter(collection=collection).values_list("pk", flat=True)) == [v3.pk]
+    assert not v1_path.exists()
+    assert index.index_size(collection.pk) == Chunk.objects.filter(collection=collection).count()
+    pipeline.document_process(document_id=v2.pk)  # its late message finds nothing to do
+    assert list(Document.objects.filter(collection=collection).values_list("pk", flat=True)) == [v3.pk]
+
+
 def test_progress_counts_embedded_chunks() -> None:
     document = upload(CollectionFactory.create(), "h.pdf", make_pdf(HANDBOOK_PAGES))
     pipeline.document_process(document_id=document.pk)
