@@ -184,3 +184,13 @@ def test_every_type_is_pre_filled_and_saving_it_unchanged_keeps_its_settings_and
         assert bytes(connector.credentials) == secret, connector.kind
     assert len(changes()) == len(EVERY_TYPE)
 
+
+def test_an_edit_while_a_sync_runs_leaves_the_runs_progress_alone(collection, source) -> None:
+    # The edit's copy of the row is read before the run writes its progress (as a page
+    # loaded a moment earlier, or a request that overlaps a worker's run).
+    connector = folder_connector(collection, source)
+    Connector.objects.filter(pk=connector.pk).update(state=Connector.State.RUNNING, seen=7, cursor="b.md")
+    services.connector_change(connector=connector, settings={"exclude": ["drafts/**"]}, every_minutes=5)
+    stored = Connector.objects.get(pk=connector.pk)
+    assert (stored.state, stored.seen, stored.cursor) == (Connector.State.RUNNING, 7, "b.md")
+    assert stored.settings["exclude"] == ["drafts/**"] and stored.every_minutes == 5
