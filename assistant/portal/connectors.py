@@ -2,6 +2,7 @@
 
 Only the collection's managers see or touch them; every action goes through
 ``assistant.connectors.services`` (the same path as ``manage.py connector``).
+Changing one is ``portal.connector_edit``, built on the forms here.
 """
 
 from __future__ import annotations
