@@ -106,13 +106,17 @@ def connector_change(
         connector.every_minutes = changed["every_minutes"] = every_minutes
     if paused is not None:
         connector.paused = changed["paused"] = paused
+    if not changed:
+        return connector
+    # Only the fields changed here: a sync running meanwhile writes its state and counts
+    # to the same row (``sync``), and a whole-row save of this copy would undo them.
+    columns = {"settings": ["settings", "changes_cursor"]}
     with transaction.atomic():
-        connector.save()
-        if changed:
-            audit_record(
-                action=Action.CONNECTOR_CHANGED, actor=actor, collection=connector.collection, target=connector,
-                details={"name": connector.name, **changed},
-            )  # fmt: skip
+        connector.save(update_fields=[column for key in changed for column in columns.get(key, [key])])
+        audit_record(
+            action=Action.CONNECTOR_CHANGED, actor=actor, collection=connector.collection, target=connector,
+            details={"name": connector.name, **changed},
+        )  # fmt: skip
     return connector
 
 

@@ -6,6 +6,8 @@ which groups may read what (``GLOB=GROUP,GROUP`` per line).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy
 
@@ -13,6 +15,19 @@ from django.utils.translation import gettext_lazy
 def form_lines(text: str) -> list[str]:
     """The non-empty lines of a text box, stripped."""
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def mapping_lines(value: Any) -> str:
+    """A stored group mapping back as the text box's ``NAME=GROUP,GROUP`` lines (what ``mapping_parse`` reads).
+
+    Glob mappings are a list of ``{"glob", "groups"}`` in their order; a source's own
+    groups (Confluence, SharePoint, SMB SIDs) an object ``{name: [groups]}``.
+    """
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = [(entry["glob"], entry["groups"]) for entry in value or []]
+    return "\n".join(f"{name}={','.join(groups)}" for name, groups in pairs)
 
 
 class GlobFields(forms.Form):

@@ -2,6 +2,7 @@
 
 Only the collection's managers see or touch them; every action goes through
 ``assistant.connectors.services`` (the same path as ``manage.py connector``).
+Changing one is ``portal.connector_edit``, built on the forms here.
 """
 
 from __future__ import annotations
@@ -70,11 +71,40 @@ class HttpConnectorForm(forms.Form):
     every = forms.IntegerField(label=gettext_lazy("Sync every (minutes; 0: only when asked)"), min_value=0, initial=60)
 
 
-def _managed(request: HttpRequest, collection_id: int) -> Collection:
+def managed_collection(request: HttpRequest, collection_id: int) -> Collection:
+    """The collection, if the user manages it; 404 otherwise (a reader learns nothing of its connectors)."""
     collection = collections_with_role(user=request.user, role=Role.MANAGE).filter(pk=collection_id).first()
     if collection is None:
         raise Http404
     return collection
+
+
+def managed_connector(collection: Collection, connector_id: int) -> Connector:
+    """One of the managed collection's connectors; 404 for another collection's."""
+    connector = Connector.objects.filter(pk=connector_id, collection=collection).select_related("collection").first()
+    if connector is None:
+        raise Http404
+    return connector
+
+
+def folder_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The folder form's data as the connector's settings (``ValueError`` for a bad mapping line)."""
+    return {
+        "path": data["path"], "include": form_lines(data["include"]), "exclude": form_lines(data["exclude"]),
+        "groups": mapping_parse(form_lines(data["groups"])),
+    }  # fmt: skip
+
+
+def http_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The web/WebDAV form's data as settings; the web-only fields only when the form has them (edit: WebDAV)."""
+    urls = form_lines(data["urls"])
+    settings = {
+        "start_urls": urls, "url": urls[0] if urls else "", "username": data["username"],
+        "include": form_lines(data["include"]), "exclude": form_lines(data["exclude"]),
+        "groups": mapping_parse(form_lines(data["groups"])),
+    }  # fmt: skip
+    settings.update({key: data[key] for key in ("sitemap", "depth", "max_pages") if key in data})
+    return settings
 
 
 def connectors_context(collection: Collection) -> dict[str, Any]:
@@ -93,7 +123,7 @@ def connectors_context(collection: Collection) -> dict[str, Any]:
 @login_required
 @require_POST
 def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
-    collection = _managed(request, collection_id)
+    collection = managed_collection(request, collection_id)
     kind = request.POST.get("kind", "folder")
     if kind in server_connectors.FORMS:
         return server_connectors.server_connector_add(request, collection, kind)
@@ -105,12 +135,8 @@ def connector_add(request: HttpRequest, collection_id: int) -> HttpResponse:
         return redirect("portal:collection", collection_id=collection.pk)
     data = form.cleaned_data
     try:
-        settings = {
-            "path": data["path"], "include": form_lines(data["include"]), "exclude": form_lines(data["exclude"]),
-            "groups": mapping_parse(form_lines(data["groups"])),
-        }  # fmt: skip
         connector = services.connector_add(
-            collection=collection, kind="folder", name=data["name"], settings=settings,
+            collection=collection, kind="folder", name=data["name"], settings=folder_settings(data),
             every_minutes=data["every"], actor=request.user,
         )  # fmt: skip
     except (ValueError, CredentialsUnavailable) as exc:
@@ -146,21 +172,15 @@ def _cloud_connector_add(request: HttpRequest, collection: Collection, kind: str
 @require_POST
 def connector_add_http(request: HttpRequest, collection_id: int) -> HttpResponse:
     """Add a web or WebDAV connector (the same service as ``manage.py connector add --type web|webdav``)."""
-    collection = _managed(request, collection_id)
+    collection = managed_collection(request, collection_id)
     form = HttpConnectorForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("The connector needs a name, a type, a URL and a schedule."))
         return redirect("portal:collection", collection_id=collection.pk)
     data = form.cleaned_data
-    urls = form_lines(data["urls"])
     try:
-        settings = {
-            "start_urls": urls, "url": urls[0] if urls else "", "sitemap": data["sitemap"], "depth": data["depth"],
-            "max_pages": data["max_pages"], "username": data["username"], "include": form_lines(data["include"]),
-            "exclude": form_lines(data["exclude"]), "groups": mapping_parse(form_lines(data["groups"])),
-        }  # fmt: skip
         connector = services.connector_add(
-            collection=collection, kind=data["kind"], name=data["name"], settings=settings,
+            collection=collection, kind=data["kind"], name=data["name"], settings=http_settings(data),
             credentials={"secret": data["secret"]} if data["secret"] else None, every_minutes=data["every"],
             actor=request.user,
         )  # fmt: skip
@@ -174,17 +194,15 @@ def connector_add_http(request: HttpRequest, collection_id: int) -> HttpResponse
 @login_required
 def connectors_progress(request: HttpRequest, collection_id: int) -> JsonResponse:
     """Each connector's state and counts, for the page to follow a running sync (managers only)."""
-    collection = _managed(request, collection_id)
+    collection = managed_collection(request, collection_id)
     return JsonResponse({"connectors": selectors.connectors_progress(collection=collection)})
 
 
 @login_required
 @require_POST
 def connector_action(request: HttpRequest, collection_id: int, connector_id: int) -> HttpResponse:
-    collection = _managed(request, collection_id)
-    connector = Connector.objects.filter(pk=connector_id, collection=collection).select_related("collection").first()
-    if connector is None:
-        raise Http404
+    collection = managed_collection(request, collection_id)
+    connector = managed_connector(collection, connector_id)
     action = request.POST.get("action", "")
     name = {"name": connector.name}
     try:

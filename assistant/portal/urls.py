@@ -1,6 +1,6 @@
 from django.urls import path
 
-from assistant.portal import connectors, dashboard, documents, model_page, people, retrieval_test, views
+from assistant.portal import connector_edit, connectors, dashboard, documents, model_page, people, retrieval_test, views
 
 app_name = "portal"
 
@@ -30,6 +30,11 @@ urlpatterns = [
         "collections/<int:collection_id>/connectors/<int:connector_id>/action",
         connectors.connector_action,
         name="connector_action",
+    ),
+    path(
+        "collections/<int:collection_id>/connectors/<int:connector_id>/edit",
+        connector_edit.connector_edit,
+        name="connector_edit",
     ),
     path("people/", people.users, name="people"),
     path("people/new", people.user_create, name="people_user_create"),
