@@ -11,7 +11,8 @@ starts one server, runs pytest with ``DATABASE_URL`` pointing at it and
 ``VECTOR_STORE=pgvector`` (pytest-django creates ``test_assistant`` there and the
 ``post_migrate`` setup creates the vector table), then stops the server and removes
 its directory. Without arguments it runs ``PGVECTOR_TESTS``: the store's own tests, the
-retrieval tests and the adversarial leak tests, so the leak tests run on both engines.
+retrieval tests, the quality harness, the answer and MCP tests that search, and the
+adversarial leak tests, so they all run on both engines.
 ``make test-pgvector`` is this command.
 """
 
@@ -33,8 +34,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 PGVECTOR_TESTS = [
     "tests/ingest/test_pgvector_store.py",
+    # Retrieval: the retrievers, page spread, what a question names, the quality harness.
     "tests/chat/test_retrieval.py",
     "tests/chat/test_hybrid.py",
+    "tests/chat/test_page_spread.py",
+    "tests/chat/test_document_match.py",
+    "tests/chat/test_evaluate_command.py",
+    # Answers and their citations, and what one answer costs the database.
+    "tests/chat/test_answers.py",
+    "tests/chat/test_followups.py",
+    "tests/chat/test_answer_queries.py",
+    # The MCP tools that search, over HTTP and stdio.
+    "tests/mcp/test_http.py",
+    "tests/mcp/test_stdio.py",
+    # The adversarial leak tests.
     "tests/accounts/test_adversarial.py",
     "tests/api/test_adversarial.py",
 ]
