@@ -398,29 +398,29 @@ def test_a_sync_killed_mid_way_resumes_across_a_renumbered_folder_without_duplic
     mailbox.create("Archive")
     mailbox.create("HR")
     deliver(mailbox, message("Salaries", "The staff salary bands run from A to F."), "HR")
-    for n in range(1, 4):
+    notices = [
         deliver(mailbox, message(f"Notice {n}", f"Staff notice number {n} about the harbour."), "Archive")
-    deliver(mailbox, message("Canteen", "The staff canteen opens at noon."))
+        for n in range(1, 4)
+    ]
+    canteen = deliver(mailbox, message("Canteen", "The staff canteen opens at noon."))
     groups = [{"glob": "HR", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
     connector = imap_connector(collection, server, folders=["INBOX", "Archive", "HR"], groups=groups)
     archive = uidvalidity(mailbox, "Archive")
 
     # Killed after the first two messages of Archive (ids sort by folder, UIDVALIDITY, UID).
-    settled = killed_after(connector, f"Archive/{archive}/2")
+    settled = killed_after(connector, f"Archive/{archive}/{notices[1]}")
     assert [i.action for i in settled] == ["added", "added"]
     # Meanwhile the server renumbers Archive (its messages get new UIDs), and one message is expunged.
-    raw = {}
     mailbox.select("Archive")
-    for uid in (1, 2, 3):
-        raw[uid] = mailbox.uid("FETCH", str(uid), "(BODY.PEEK[])")[1][0][1]
+    raw = {uid: mailbox.uid("FETCH", str(uid), "(BODY.PEEK[])")[1][0][1] for uid in notices}
     mailbox.select("INBOX")
     mailbox.delete("Archive")
     mailbox.create("Archive")
-    for uid in (2, 3, 1):
+    for uid in (notices[1], notices[2], notices[0]):
         deliver(mailbox, raw[uid], "Archive")
     renumbered = uidvalidity(mailbox, "Archive")
     assert renumbered != archive
-    expunge(mailbox, "INBOX", 1)
+    expunge(mailbox, "INBOX", canteen)  # gone before it was synced: never added
 
     report = resumed(connector, settings)
     # The two it stored are matched by their bytes (no new document); the others are new.
