@@ -84,16 +84,11 @@ def _streamed(user, conversation_id: int, question: str) -> list[dict]:
 
 
 @pytest.fixture
-def linked(source: Path, collection, settings):
+def linked(source: Path, collection, readers, settings):
     """A restricted wiki page (a web address), a public page whose link is hostile, and a readers' pair."""
     settings.LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"  # citations come before the model is asked
     settings.LLM_BASE_URLS = [settings.LLM_BASE_URL]
     settings.LLM_CONNECT_TIMEOUT = 1
-    hr = GroupFactory.create(name="hr")
-    outsider, member = UserFactory.create(), UserFactory.create()
-    member.groups.add(hr)
-    for user in (outsider, member):
-        collection_grant(collection=collection, user=user, role=Role.READ)
     write(source, "hr/allowance.md", "# Allowance\n\nThe meal allowance abroad is 85 euros per day.")
     write(source, "public/meals.md", "# Meals abroad\n\nA meal abroad is paid from the allowance for meals.")
     mapping = [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
@@ -101,7 +96,7 @@ def linked(source: Path, collection, settings):
     # As a web or wiki connector records them: where a person opens each document.
     ConnectorItem.objects.filter(source_id__endswith="allowance.md").update(link=WIKI)
     ConnectorItem.objects.filter(source_id__endswith="meals.md").update(link=HOSTILE)
-    return {"collection": collection, "outsider": outsider, "member": member}
+    return {"collection": collection, "outsider": readers["outsider"], "member": readers["member"]}
 
 
 def test_a_web_source_opens_from_the_citation_list_and_the_panel_for_a_reader(client, linked) -> None:
