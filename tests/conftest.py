@@ -1,8 +1,9 @@
 """Shared fixtures: real LLM servers, real files, and a whole running stack.
 
-``make test`` runs this suite twice: on PostgreSQL + Redis (with vLLM too) and on
-the embedded defaults (SQLite + file-system broker). Each run gets its own
-``ASSISTANT_DATA_DIR``.
+``make test`` runs this suite on PostgreSQL + Redis (with vLLM too), then again on
+the embedded defaults (SQLite + file-system broker) with ``--embedded-pass``: the
+tests that touch the database, and the live tests marked ``embedded`` that prove
+``make run``'s defaults end to end. Each run gets its own ``ASSISTANT_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,44 @@ from tests.support.processes import Process, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ASSISTANT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+# A test that requests one of these reads or writes the pass's database.
+_DATABASE_FIXTURES = frozenset({"db", "transactional_db", "live_server"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--embedded-pass",
+        action="store_true",
+        help="the second pass of `make test`: only the tests whose outcome can depend on the "
+        "database or broker (those touching the database, and those marked `embedded`)",
+    )
+
+
+def _embedded_pass_runs(item: pytest.Item) -> bool:
+    """Whether the embedded pass has anything to prove with this test.
+
+    A test that touches no database and starts nothing reads nothing the embedded pass
+    changes: the services pass already ran it on the same code. Live tests start a
+    whole stack each, so only the ones marked ``embedded`` run again.
+    """
+    if item.get_closest_marker("embedded"):
+        return True
+    if item.get_closest_marker("live"):
+        return False
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(item.get_closest_marker("django_db")) or bool(fixtures & _DATABASE_FIXTURES)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--embedded-pass"):
+        return
+    kept = [item for item in items if _embedded_pass_runs(item)]
+    left_out = [item for item in items if not _embedded_pass_runs(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 def _require(condition: bool, reason: str) -> None:

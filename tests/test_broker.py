@@ -64,6 +64,7 @@ def test_a_message_being_written_is_not_taken(connection, monkeypatch) -> None:
     assert channel._get("work") == {"body": "whole"}
 
 
+@pytest.mark.embedded
 def test_the_project_uses_it_for_the_embedded_broker(settings) -> None:
     from assistant.celery import app
 

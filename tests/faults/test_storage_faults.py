@@ -26,7 +26,7 @@ from ingest.models import Chunk, Document
 from tests.factories import CollectionFactory, DocumentFactory, GroupFactory, UserFactory
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
-pytestmark = [pytest.mark.django_db, pytest.mark.live]
+pytestmark = [pytest.mark.django_db, pytest.mark.live, pytest.mark.embedded]
 
 SECRET = "# Board\n\nThe merger code name is BLUEHERON and it closes on 14 May.\n"
 PARKING = b"# Parking\n\nParking permits are issued by the reception desk on the ground floor.\n"

@@ -113,6 +113,7 @@ def _assert_clean(stack: Stack, watch: Watch) -> None:
         assert "script-src 'self'" in policy and "unsafe" not in policy, url
 
 
+@pytest.mark.embedded
 def test_first_session_in_a_real_browser(stack: Stack, page, watch: Watch, tmp_path: Path) -> None:
     _sign_in(page)
 

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import Stack
 from tests.support.documents import HANDBOOK_PAGES, make_pdf
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.embedded]
 
 
 def _lines(stdout: str) -> list[dict]:

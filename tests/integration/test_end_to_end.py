@@ -17,7 +17,7 @@ from tests.integration.conftest import ADMIN_PASSWORD, Stack
 from tests.support.documents import HANDBOOK_PAGES, make_docx, make_pdf
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.embedded]
 
 STATUS_ORDER = ["queued", "parsing", "embedding", "ready"]
 

@@ -173,6 +173,7 @@ def environment(tmp_path: Path, llama_server: LLMServer) -> Iterator[tuple[dict[
 
 
 @pytest.mark.live
+@pytest.mark.embedded
 def test_ingest_every_format_and_a_chat_turn_contact_only_configured_hosts(
     environment: tuple[dict[str, str], set[tuple[str, int]]], formats_dir: Path, tmp_path: Path, llama_server
 ) -> None:

@@ -80,6 +80,7 @@ def finished(docs: dict[str, dict]) -> bool:
     return bool(docs) and all(d["status"] in ("ready", "failed") for d in docs.values())
 
 
+@pytest.mark.embedded
 def test_worker_killed_mid_document_is_rescued_with_one_set_of_chunks(stack: Stack, session, long_text) -> None:
     # The worker blocks on the document's last passages, so it is caught mid-embedding
     # however fast this machine embeds the rest.
@@ -112,6 +113,7 @@ def test_worker_killed_mid_document_is_rescued_with_one_set_of_chunks(stack: Sta
     assert len(ids) == len(set(ids)) == 50  # one set of chunks, no duplicates from the first attempt
 
 
+@pytest.mark.embedded
 def test_messages_lost_by_the_broker_are_sent_again(stack: Stack, session) -> None:
     stack.processes["worker"].stop()
     collection_id = new_collection(session, "Lost messages")

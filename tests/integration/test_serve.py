@@ -15,7 +15,7 @@ from tests.conftest import REPO, LLMServer
 from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.embedded]
 
 
 def test_serve_starts_every_part_prints_the_url_and_stops_cleanly(tmp_path, llama_server: LLMServer) -> None:

@@ -95,6 +95,7 @@ def test_beat_beats_on_every_tick_and_ticks_at_least_as_often(health_dir: Path, 
 
 
 @pytest.mark.live
+@pytest.mark.embedded
 def test_a_real_worker_is_healthy_while_it_consumes_and_not_after(settings, tmp_path: Path) -> None:
     health_dir = tmp_path / "health"
     settings.HEALTH_DIR = health_dir
