@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -20,18 +19,9 @@ from assistant.audit import tasks as audit_tasks
 from ingest import claims, queue, tasks
 from ingest.models import Document
 from tests.factories import CollectionFactory, DocumentFactory
+from tests.support.broker import drain
 
 pytestmark = pytest.mark.django_db
-
-
-def drain(name: str) -> list[Any]:
-    """Every message waiting on queue ``name``, taken off it."""
-    taken = []
-    with celery_app.connection_for_read() as connection:
-        channel: Any = connection.default_channel
-        while (message := channel.basic_get(name, no_ack=True)) is not None:
-            taken.append(message)
-    return taken
 
 
 def task_ids(name: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.connectors.cloud_fixtures import (  # noqa: F401
     waits,
 )
 from tests.factories import CollectionFactory
+from tests.support.cut import CuttableRelay
 
 
 def write(root: Path, relative: str, text: str, *, mtime: float | None = None) -> Path:
@@ -156,6 +158,58 @@ def assert_same_as_control(
         reached = found(users[reader], interrupted.collection, query)
         assert reached == found(users[reader], control.collection, query)
         assert (restricted in reached) == (reader == "member"), (reader, sorted(reached))
+
+
+def names_found(user, collection: Collection, query: str = "policy of the company") -> set[str]:
+    """The documents a user's retrieval reaches for ``query``, however weakly they match."""
+    return set(found(user, collection, query))
+
+
+def hr_and_public_policies(source: Path, collection: Collection) -> Connector:
+    """``hr/salaries.md`` (the ``hr`` group reads it) and ``public/holidays.md`` (everyone), synced once."""
+    write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
+    write(source, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
+    connector = folder_connector(collection, source, groups=[
+        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "public/**", "groups": ["*"]},
+    ])  # fmt: skip
+    run(connector)
+    return connector
+
+
+def assert_a_dropped_connection_is_made_again_once(
+    host: str, port: int, connector_through: Callable[[int], Connector], *, unreachable: str
+) -> None:
+    """A sync whose connection drops reconnects once; a server that stays away fails with ``unreachable``.
+
+    The source holds four items. ``connector_through(port)`` makes a connector that reaches
+    the server through a relay on ``port`` that cuts the connection on demand: after the
+    first item (the sync reconnects and adds all four), then for good while the last is
+    read again (that item fails with the reason, and the next sync's listing too).
+    """
+    relay = CuttableRelay(host, port)
+    try:
+        connector = connector_through(relay.port)
+
+        def drop_after_the_first(result: sync.ItemResult) -> None:
+            if relay.cuts == 0:
+                relay.cut()  # the connection goes away between two items
+
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_after_the_first)
+        assert not report.error and list(actions(report).values()) == ["added"] * 4 and relay.cuts == 1
+
+        def drop_for_good(result: sync.ItemResult) -> None:
+            relay.refuse = True
+            relay.cut()
+
+        last = report.items[-1].source_id
+        ConnectorItem.objects.filter(connector=connector, source_id=last).delete()  # to be read again
+        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)
+        assert [(i.source_id, i.action) for i in report.items if i.action != "unchanged"] == [(last, "failed")]
+        assert unreachable in report.items[-1].error
+        report = sync.connector_sync(connector=connector, enqueue=False)
+        assert unreachable in report.error and report.items == []
+    finally:
+        relay.close()
 
 
 @pytest.fixture(autouse=True)

@@ -22,9 +22,16 @@ from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import SourceError, source_type
 from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
-from tests.connectors.conftest import actions, assert_same_as_control, killed_after, resumed, run
+from tests.connectors.conftest import (
+    actions,
+    assert_a_dropped_connection_is_made_again_once,
+    assert_same_as_control,
+    killed_after,
+    names_found,
+    resumed,
+    run,
+)
 from tests.factories import GroupFactory, UserFactory
-from tests.support.cut import CuttableRelay
 from tests.support.mailservers import Server, dovecot
 
 # Starts its own server and needs nothing of a pass's settings but the database.
@@ -216,12 +223,8 @@ def test_the_owner_mapping_restricts_messages_and_their_attachments(
     # The mailbox's owner (anna) stands for the group hr.
     run(imap_connector(collection, server, groups=[{"glob": "**", "groups": ["hr"]}]))
 
-    def names(user) -> set[str]:
-        ranked = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
-        return {p.document_name for p in ranked}
-
-    assert names(outsider) == set()
-    assert names(member) == {"Salary bands.eml", "simple.docx"}
+    assert names_found(outsider, collection) == set()
+    assert names_found(member, collection) == {"Salary bands.eml", "simple.docx"}
 
 
 def test_an_unmapped_mailbox_is_for_the_managers_only(server: Server, mailbox: imaplib.IMAP4, collection) -> None:
@@ -354,41 +357,16 @@ def test_a_message_moved_into_another_folder_or_a_changed_mapping_re_restricts_w
     assert set(Document.objects.get(pk=document.pk).chunks.values_list("pk", flat=True)) == chunks
 
 
-def names_found(user, collection) -> set[str]:
-    ranked = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
-    return {p.document_name for p in ranked}
-
-
 def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the_reason(
     server: Server, mailbox: imaplib.IMAP4, collection
 ) -> None:
     for n in range(4):
         deliver(mailbox, message(f"Note {n}", f"Note number {n} about the harbour."))
-    relay = CuttableRelay(server.host, server.port)
-    try:
-        connector = imap_connector(collection, server, port=relay.port, groups=[{"glob": "**", "groups": ["*"]}])
-
-        def drop_after_the_first(result: sync.ItemResult) -> None:
-            if relay.cuts == 0:
-                relay.cut()  # the connection goes away between two messages
-
-        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_after_the_first)
-        assert not report.error and list(actions(report).values()) == ["added"] * 4 and relay.cuts == 1
-
-        # A server that stays away: the message being read fails with the reason, and so does the listing.
-        def drop_for_good(result: sync.ItemResult) -> None:
-            relay.refuse = True
-            relay.cut()
-
-        last = report.items[-1].source_id
-        ConnectorItem.objects.filter(connector=connector, source_id=last).delete()  # to be read again
-        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)
-        assert [(i.source_id, i.action) for i in report.items if i.action != "unchanged"] == [(last, "failed")]
-        assert "Cannot reach the IMAP server" in report.items[-1].error
-        report = sync.connector_sync(connector=connector, enqueue=False)
-        assert "Cannot reach the IMAP server" in report.error and report.items == []
-    finally:
-        relay.close()
+    assert_a_dropped_connection_is_made_again_once(
+        server.host, server.port,
+        lambda port: imap_connector(collection, server, port=port, groups=[{"glob": "**", "groups": ["*"]}]),
+        unreachable="Cannot reach the IMAP server",
+    )  # fmt: skip
 
 
 def test_a_sync_killed_mid_way_resumes_across_a_renumbered_folder_without_duplicates(

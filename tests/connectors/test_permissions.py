@@ -6,34 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chat import services as chat_services
 from assistant.connectors import services
 from assistant.connectors.models import ConnectorItem
 from assistant.connectors.sync import MANAGERS_ONLY_GROUP
 from ingest.models import Document
-from tests.connectors.conftest import actions, folder_connector, run, write
+from tests.connectors.conftest import actions, folder_connector, hr_and_public_policies, names_found, run, write
 from tests.factories import GroupFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def names_found(user, collection) -> set[str]:
-    """The documents a user's retrieval reaches, however weakly they match."""
-    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
-    return {p.document_name for p in passages}
 
 
 def test_documents_are_restricted_by_the_mapping_and_unmapped_ones_to_managers(
     source: Path, collection, readers, settings
 ) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
-    write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
-    write(source, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
     write(source, "board/minutes.md", "# Minutes\n\nThe board's policy of the company on mergers.")
-    connector = folder_connector(collection, source, groups=[
-        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "public/**", "groups": ["*"]},
-    ])  # fmt: skip
-    run(connector)
+    hr_and_public_policies(source, collection)
 
     assert names_found(readers["outsider"], collection) == {"holidays.md"}
     assert names_found(readers["member"], collection) == {"holidays.md", "salaries.md"}
@@ -46,12 +34,7 @@ def test_a_changed_mapping_or_a_move_re_restricts_without_re_embedding(
     source: Path, collection, readers, settings
 ) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
-    write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
-    write(source, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
-    connector = folder_connector(collection, source, groups=[
-        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "public/**", "groups": ["*"]},
-    ])  # fmt: skip
-    run(connector)
+    connector = hr_and_public_policies(source, collection)
     chunks = dict(Document.objects.values_list("name", "chunks__pk"))
 
     # The share's owner opens hr/ to everyone: the mapping changes.

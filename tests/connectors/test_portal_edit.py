@@ -10,24 +10,17 @@ import pytest
 from assistant.accounts.models import Role
 from assistant.accounts.services import collection_grant
 from assistant.audit.models import AuditEvent
-from assistant.chat import services as chat_services
 from assistant.connectors import services
 from assistant.connectors.models import Connector
 from assistant.connectors.secrets import credentials_open
 from assistant.portal.connector_edit import edit_initial
-from tests.connectors.conftest import actions, folder_connector, run, write
+from tests.connectors.conftest import actions, folder_connector, hr_and_public_policies, names_found, run
 from tests.factories import CollectionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "Sesame-web-0451"
 NEW_SECRET = "Sesame-new-7788"
-
-
-def names_found(user, collection) -> set[str]:
-    """The documents a user's retrieval reaches, however weakly they match."""
-    passages = chat_services.passages_ranked(user=user, collection=collection, query="policy of the company", k=50)
-    return {p.document_name for p in passages}
 
 
 def edit_url(connector: Connector) -> str:
@@ -42,12 +35,7 @@ def test_a_manager_changes_schedule_globs_and_mapping_and_the_next_sync_follows(
     client, source: Path, collection, readers, settings
 ) -> None:
     settings.RETRIEVAL_MIN_RELEVANCE = -1.0
-    write(source, "hr/salaries.md", "# Salaries\n\nThe salary policy of the company: bands A to F.")
-    write(source, "public/holidays.md", "# Holidays\n\nThe holiday policy of the company: 30 days.")
-    connector = folder_connector(collection, source, groups=[
-        {"glob": "hr/**", "groups": ["hr"]}, {"glob": "public/**", "groups": ["*"]},
-    ])  # fmt: skip
-    run(connector)
+    connector = hr_and_public_policies(source, collection)
     assert names_found(readers["outsider"], collection) == {"holidays.md"}
 
     client.force_login(readers["manager"])

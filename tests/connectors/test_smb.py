@@ -22,9 +22,8 @@ from assistant.connectors.secrets import new_key
 from assistant.connectors.sources import source_type
 from ingest.models import Document
 from tests.connectors.answers import PARKING, SALARIES, assert_answers
-from tests.connectors.conftest import actions, run, write
+from tests.connectors.conftest import actions, assert_a_dropped_connection_is_made_again_once, run, write
 from tests.factories import UserFactory
-from tests.support.cut import CuttableRelay
 from tests.support.mailservers import Server, samba
 
 # Starts its own server and needs nothing of a pass's settings but the database.
@@ -294,27 +293,8 @@ def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the
 ) -> None:
     for n in range(4):
         write(share, f"note-{n}.txt", f"Note number {n} about the harbour.")
-    relay = CuttableRelay(server.host, server.port)
-    try:
-        connector = smb_connector(collection, server, port=relay.port, groups=[{"glob": "**", "groups": ["*"]}])
-
-        def drop_after_the_first(result: sync.ItemResult) -> None:
-            if relay.cuts == 0:
-                relay.cut()  # the connection goes away between two files
-
-        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_after_the_first)
-        assert not report.error and list(actions(report).values()) == ["added"] * 4 and relay.cuts == 1
-
-        # A server that stays away: the file being read fails with the reason, and so does the listing.
-        def drop_for_good(result: sync.ItemResult) -> None:
-            relay.refuse = True
-            relay.cut()
-
-        ConnectorItem.objects.filter(connector=connector, source_id="note-3.txt").delete()  # to be read again
-        report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)
-        assert [(i.source_id, i.action) for i in report.items if i.action != "unchanged"] == [("note-3.txt", "failed")]
-        assert "Cannot reach the SMB server" in report.items[-1].error
-        report = sync.connector_sync(connector=connector, enqueue=False)
-        assert "Cannot reach the SMB server" in report.error and report.items == []
-    finally:
-        relay.close()
+    assert_a_dropped_connection_is_made_again_once(
+        server.host, server.port,
+        lambda port: smb_connector(collection, server, port=port, groups=[{"glob": "**", "groups": ["*"]}]),
+        unreachable="Cannot reach the SMB server",
+    )  # fmt: skip

@@ -8,11 +8,13 @@ adversarial leak tests, so they hold on both engines.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
@@ -138,15 +140,31 @@ def test_the_search_is_an_hnsw_index_scan_with_the_scope_inside_it() -> None:
     assert "Filter" in plan
 
 
-def test_restricted_passages_are_never_candidates_for_any_kind_and_the_control_finds_them() -> None:
+@dataclass(frozen=True)
+class Readers:
+    """A company collection the staff read; ``bob`` is staff only, ``alice`` is on the ``board`` too."""
+
+    company: Collection
+    board: Group
+    bob: User
+    alice: User
+
+
+@pytest.fixture
+def readers() -> Readers:
     staff, board = GroupFactory.create(name="staff"), GroupFactory.create(name="board")
     bob, alice = UserFactory.create(username="bob"), UserFactory.create(username="alice")
     bob.groups.add(staff)
     alice.groups.add(staff, board)
     company = CollectionFactory.create(name="Company")
     collection_grant(collection=company, group=staff, role=Role.READ)
+    return Readers(company=company, board=board, bob=bob, alice=alice)
+
+
+def test_restricted_passages_are_never_candidates_for_any_kind_and_the_control_finds_them(readers: Readers) -> None:
+    company, bob, alice = readers.company, readers.bob, readers.alice
     upload(company, "handbook.txt", HANDBOOK)
-    merger = upload(company, "merger.txt", SECRET, groups=[board])
+    merger = upload(company, "merger.txt", SECRET, groups=[readers.board])
     for user, sees in ((bob, False), (alice, True)):
         scope = read_scope(user=user, collections=[company])
         for retriever in (DenseRetriever(scope=scope), LexicalRetriever(scope=scope), HybridRetriever(scope=scope)):
@@ -294,15 +312,10 @@ def test_searches_keep_their_passages_between_migrate_and_the_switch(settings, m
 
 @pytest.mark.parametrize(("source", "target"), MOVES)
 def test_writes_between_migrate_and_the_switch_reach_the_new_engine_on_the_catch_up(
-    settings, monkeypatch, capsys, source, target
+    settings, monkeypatch, capsys, readers: Readers, source, target
 ) -> None:
     settings.VECTOR_STORE = source
-    board, staff = GroupFactory.create(name="board"), GroupFactory.create(name="staff")
-    bob, alice = UserFactory.create(username="bob"), UserFactory.create(username="alice")
-    bob.groups.add(staff)
-    alice.groups.add(staff, board)
-    company = CollectionFactory.create(name="Company")
-    collection_grant(collection=company, group=staff, role=Role.READ)
+    company, board, bob, alice = readers.company, readers.board, readers.bob, readers.alice
     upload(company, "handbook.txt", HANDBOOK)
     obsolete = upload(company, "obsolete.txt", "The old canteen voucher scheme ends in March.")
     with monkeypatch.context() as patched:

@@ -20,20 +20,11 @@ from assistant import celery_app
 from assistant.ops.logs import ContextFilter
 from ingest.models import Document
 from tests.factories import CollectionFactory, UserFactory
+from tests.support.broker import drain
 
 # Committed for real, as in production: the messages are sent when the upload's (and
 # the task's) transaction commits, while the request's (or the task's) ids are set.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def drain(queue: str) -> list[Any]:
-    """Every message waiting on ``queue``, taken off it."""
-    taken = []
-    with celery_app.connection_for_read() as connection:
-        channel: Any = connection.default_channel
-        while (message := channel.basic_get(queue, no_ack=True)) is not None:
-            taken.append(message)
-    return taken
 
 
 def run_as_a_worker(message: Any) -> None:
