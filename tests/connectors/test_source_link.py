@@ -10,13 +10,10 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 from django.urls import reverse
 
-from assistant.accounts.models import Role
-from assistant.accounts.services import collection_grant
 from assistant.chat import services
 from assistant.chat.llm import LLMClient
 from assistant.connectors.models import ConnectorItem
 from tests.connectors.conftest import folder_connector, run, write
-from tests.factories import GroupFactory, UserFactory
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -27,12 +24,10 @@ def dead_llm() -> LLMClient:
     return LLMClient(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", connect_timeout=1)
 
 
-def test_citations_and_the_source_panel_show_the_path_to_readers_only(client, source: Path, collection) -> None:
-    hr = GroupFactory.create(name="hr")
-    outsider, member = UserFactory.create(), UserFactory.create()
-    member.groups.add(hr)
-    for user in (outsider, member):
-        collection_grant(collection=collection, user=user, role=Role.READ)
+def test_citations_and_the_source_panel_show_the_path_to_readers_only(
+    client, source: Path, collection, readers
+) -> None:
+    outsider, member = readers["outsider"], readers["member"]
     write(source, "hr/allowance.md", "# Allowance\n\nThe meal allowance abroad is 85 euros per day.")
     write(source, "public/canteen.md", "# Canteen\n\nThe canteen serves a meal from noon to two.")
     mapping = [{"glob": "hr/**", "groups": ["hr"]}, {"glob": "**", "groups": ["*"]}]
