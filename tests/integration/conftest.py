@@ -29,7 +29,18 @@ from tests.conftest import REPO, LLMServer
 from tests.support.processes import Process, free_port
 
 ADMIN_PASSWORD = "e2e-" + uuid.uuid4().hex[:12]
-LIVE_REDIS_DB = 14
+
+
+def live_broker_url(pass_broker: str) -> str:
+    """The Redis database a pass's live stacks use: the one below the pass's own.
+
+    A stack empties it when it starts, so it must be no other pass's: `make test` gives
+    its two streams 15 and 13 (their stacks 14 and 12).
+    """
+    parsed = urlparse(pass_broker)
+    number = int(parsed.path.lstrip("/") or 0)
+    assert number > 0, f"the pass's Redis database must be 1-15 to leave one below it: {pass_broker}"
+    return urlunparse(parsed._replace(path=f"/{number - 1}"))
 
 
 @dataclass
@@ -215,7 +226,7 @@ def stack(
     if broker.startswith("redis"):
         import redis
 
-        env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{LIVE_REDIS_DB}"
+        env["CELERY_BROKER_URL"] = live_broker_url(broker)
         redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
 
     port = free_port()
