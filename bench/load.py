@@ -13,9 +13,11 @@ the packaged model (``assistant.local_llm``).
 
 ``--users`` simulated people (signed in through a real session, each with its own
 cookies) each loop: open a new conversation, ask, read the streamed answer to its
-end, pause a random think time, until ``--seconds`` are up or ``--questions`` each
-were asked. Questions still streaming at the deadline are abandoned (counted apart,
-never as errors); everything stops by itself. Loopback only.
+end, pause a random think time (0 to 2x ``--think``), until ``--seconds`` are up or
+``--questions`` each were asked. All start at once unless ``--stagger``: then each first
+pauses as between questions, as people already mid-conversation when the run starts.
+Questions still streaming at the deadline are abandoned (counted apart, never as
+errors); everything stops by itself. Loopback only.
 
 Printed: the CPU (model, cores, avx2/avx512/amx), errors (with the first reasons),
 answers/s, p50/p95 of the time to first token as the client sees it (the ask POST
@@ -200,7 +202,9 @@ class Run:
     client_ttft_ms: dict[int, float] = field(default_factory=dict)  # by stored message id
 
 
-async def person(run: Run, *, base_url: str, session_key: str, collection_id: int, think: float, limit: int) -> None:
+async def person(
+    run: Run, *, base_url: str, session_key: str, collection_id: int, think: float, limit: int, stagger: bool = False
+) -> None:
     import httpx
 
     # A CSRF secret of the browser's own (Django accepts the unmasked secret as the token).
@@ -211,6 +215,8 @@ async def person(run: Run, *, base_url: str, session_key: str, collection_id: in
         if home.status_code != 200:
             run.errors.append(f"home page: HTTP {home.status_code} (not signed in?)")
             return
+        if stagger:  # already mid-way through a pause when the run starts: no start-up burst
+            await asyncio.sleep(random.uniform(0, 2 * think))  # noqa: S311 (a pause, not a secret)
         for n in range(limit):
             if time.monotonic() >= run.deadline:
                 return
@@ -348,7 +354,8 @@ def report(args: argparse.Namespace, run: Run, samples: Samples, elapsed: float,
     print(f"Load average (1/5/15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     db = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     print(
-        f"LLM: {args.llm}, users: {args.users}, think time: 0-{2 * args.think:g} s, run: {elapsed:.0f} s, "
+        f"LLM: {args.llm}, users: {args.users}, think time: 0-{2 * args.think:g} s"
+        f"{' (staggered start)' if args.stagger else ''}, run: {elapsed:.0f} s, "
         f"database: {db}, web workers: {args.workers}, LLM_MAX_TOKENS: {args.max_tokens}\n"
     )
     print(f"answers: {run.answers} ({run.answers / elapsed:.1f}/s), errors: {len(run.errors)}, "
@@ -388,6 +395,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--questions", type=int, default=1000, help="at most this many questions per user")
     parser.add_argument("--think", type=float, default=1.0, help="mean pause between a user's questions (s)")
+    parser.add_argument(
+        "--stagger",
+        action="store_true",
+        help="each user starts after a pause of 0-2x --think, as people already mid-conversation (no start-up burst)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--max-tokens", type=int, default=64, help="LLM_MAX_TOKENS for the run")
@@ -455,7 +467,7 @@ def main() -> None:
                 sampler.start()
                 asyncio.run(
                     crowd(run, keys=keys, grace=args.grace, base_url=base_url, collection_id=collection_id,
-                          think=args.think, limit=args.questions)
+                          think=args.think, limit=args.questions, stagger=args.stagger)
                 )  # fmt: skip
                 elapsed = time.monotonic() - started
                 stopping.set()
