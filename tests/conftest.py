@@ -53,8 +53,10 @@ def _embedded_pass_runs(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--embedded-pass"):
         return
-    kept = [item for item in items if _embedded_pass_runs(item)]
-    left_out = [item for item in items if not _embedded_pass_runs(item)]
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        (kept if _embedded_pass_runs(item) else left_out).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
