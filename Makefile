@@ -191,7 +191,7 @@ run-pgvector:
 # `make test` runs two streams side by side, each with a database, a Redis database and
 # a data dir of its own: the services pass's live modules (about 19 min here), and lint,
 # the rest of the services pass, the pgvector pass and the embedded pass (about 27 min).
-# Each pass's output is printed whole when it ends.
+# Each stream's output is printed whole when the stream ends.
 test: venv services browser vllm-env
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-stream-live test-stream-rest
 
