@@ -177,14 +177,15 @@ def hr_and_public_policies(source: Path, collection: Collection) -> Connector:
 
 
 def assert_a_dropped_connection_is_made_again_once(
-    host: str, port: int, connector_through: Callable[[int], Connector], *, unreachable: str
+    host: str, port: int, connector_through: Callable[[int], Connector], *, unreachable: str, last: str = ""
 ) -> None:
     """A sync whose connection drops reconnects once; a server that stays away fails with ``unreachable``.
 
     The source holds four items. ``connector_through(port)`` makes a connector that reaches
     the server through a relay on ``port`` that cuts the connection on demand: after the
     first item (the sync reconnects and adds all four), then for good while the last is
-    read again (that item fails with the reason, and the next sync's listing too).
+    read again (that item fails with the reason, and the next sync's listing too). ``last``,
+    when given, is that item's source id.
     """
     relay = CuttableRelay(host, port)
     try:
@@ -201,6 +202,7 @@ def assert_a_dropped_connection_is_made_again_once(
             relay.refuse = True
             relay.cut()
 
+        assert not last or report.items[-1].source_id == last
         last = report.items[-1].source_id
         ConnectorItem.objects.filter(connector=connector, source_id=last).delete()  # to be read again
         report = sync.connector_sync(connector=connector, enqueue=False, on_item=drop_for_good)

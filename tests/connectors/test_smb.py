@@ -296,5 +296,5 @@ def test_a_connection_dropped_during_a_sync_is_made_again_once_or_fails_with_the
     assert_a_dropped_connection_is_made_again_once(
         server.host, server.port,
         lambda port: smb_connector(collection, server, port=port, groups=[{"glob": "**", "groups": ["*"]}]),
-        unreachable="Cannot reach the SMB server",
+        unreachable="Cannot reach the SMB server", last="note-3.txt",
     )  # fmt: skip
