@@ -175,11 +175,12 @@ class LLMClient:
             raise LLMUnavailable(
                 gettext("The language model server at %(url)s did not answer in time.") % {"url": self.base_url}
             ) from exc
-        except httpx.RemoteProtocolError as exc:  # e.g. a chunked body cut off mid-answer
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:  # a body cut off, a connection reset
             raise _broken_off() from exc
         except httpx.HTTPError as exc:
             raise LLMUnavailable(
-                gettext("The connection to the language model server failed: %(reason)s") % {"reason": exc}
+                gettext("The connection to the language model server failed: %(reason)s")
+                % {"reason": str(exc) or type(exc).__name__}
             ) from exc
 
     async def models(self) -> list[str]:
