@@ -39,6 +39,7 @@ from django.db import connection, connections, transaction
 
 from assistant.replica import reading_alias
 from ingest.index import Hit
+from ingest.pgvector_words import TABLE, bm25_params, bm25_sql, words_fold, words_setup, words_teardown
 from ingest.vector_store import Held
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TABLE = "ingest_chunk_vector"
 # Iterative index scans arrived in pgvector 0.8.
 MIN_VERSION = (0, 8)
 # HNSW's candidate list: at least this, and twice the hits asked for, up to pgvector's
@@ -56,20 +56,6 @@ MIN_VERSION = (0, 8)
 EF_SEARCH_MIN = 400
 EF_SEARCH_MAX = 1000
 WRITE_BATCH = 500
-# The query as an OR of its words (a question's words are rarely all in one passage),
-# stemmed and stop-worded by the English configuration the column was built with, and
-# the same words as a list, to count how many of them a passage holds.
-_QUERY = (
-    "SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS q, "
-    "tsvector_to_array(to_tsvector('english', %s)) AS lexemes"
-)
-# A passage holding more of the question's distinct words ranks first (ts_rank_cd alone
-# let a short passage repeating one word beat one holding all of them); ts_rank_cd
-# (normalisation 1: divided by 1 + log(length)), mapped into [0, 1), orders within.
-_RANK = (
-    "((SELECT count(*) FROM unnest(q.lexemes) AS l WHERE words @@ plainto_tsquery('simple', l)) "
-    "+ ts_rank_cd(words, q.q, 1) / (1 + ts_rank_cd(words, q.q, 1)))"
-)
 
 
 class PgvectorUnavailable(Exception):
@@ -152,6 +138,7 @@ def pgvector_setup(*, dimensions: int | None = None) -> int:
             f"""CREATE OR REPLACE FUNCTION {TABLE}_follow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 DELETE FROM {TABLE} v USING gone WHERE v.chunk_id = gone.id;
+                PERFORM ingest_chunk_word_fold(c.collection_id) FROM (SELECT DISTINCT collection_id FROM gone) c;
                 RETURN NULL;
             END $$"""
         )
@@ -170,6 +157,7 @@ def pgvector_setup(*, dimensions: int | None = None) -> int:
             f"""CREATE OR REPLACE TRIGGER {TABLE}_truncate AFTER TRUNCATE ON ingest_chunk
             FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_follow_truncate()"""
         )
+        words_setup(cursor)
     return width
 
 
@@ -215,7 +203,9 @@ def pgvector_teardown() -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DROP TRIGGER IF EXISTS {TABLE}_delete ON ingest_chunk")
         cursor.execute(f"DROP TRIGGER IF EXISTS {TABLE}_truncate ON ingest_chunk")
+        words_teardown(cursor)
         cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_length(tsvector)")
         cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_delete()")
         cursor.execute(f"DROP FUNCTION IF EXISTS {TABLE}_follow_truncate()")
     _seen_ready.discard(connection.connection)
@@ -293,15 +283,7 @@ class PgvectorStore:
     ) -> list[Hit]:
         if not scope.collection_ids or k <= 0 or not query.strip():
             return []
-        _ready()
-        where, params = _scope_filter(scope)
-        sql = (
-            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} AS rank FROM {TABLE}, q "
-            f"WHERE words @@ q.q AND {where} ORDER BY rank DESC, chunk_id LIMIT %s"
-        )
-        with connections[reading_alias()].cursor() as cursor:
-            cursor.execute(sql, [query, query, *params, k])
-            return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
+        return self._bm25(scope, query, limit=k)
 
     def lexical_scores(
         self,
@@ -315,16 +297,34 @@ class PgvectorStore:
         scores = dict.fromkeys(wanted, 0.0)
         if not wanted or not query.strip():
             return scores
+        scores.update((hit.chunk_id, hit.score) for hit in self._bm25(scope, query, chunk_ids=wanted))
+        return scores
+
+    def _bm25(
+        self, scope: Scope, query: str, *, limit: int | None = None, chunk_ids: list[int] | None = None
+    ) -> list[Hit]:
+        """BM25 over the scope (``pgvector_words.py``): the ``limit`` best, or the scores of ``chunk_ids``."""
+        if not scope.collection_ids:
+            return []
         _ready()
         where, params = _scope_filter(scope)
-        sql = (
-            f"WITH q AS ({_QUERY}) SELECT chunk_id, {_RANK} FROM {TABLE}, q "
-            f"WHERE chunk_id = ANY(%s) AND words @@ q.q AND {where}"
+        candidates = (
+            f"SELECT v.chunk_id, v.collection_id, v.words, v.length FROM {TABLE} v, q "
+            f"WHERE v.words @@ q.query AND {where}"
+        )
+        if chunk_ids is not None:
+            candidates += " AND v.chunk_id = ANY(%s)"
+            params.append(chunk_ids)
+        sql = bm25_sql(candidates=candidates)
+        if limit is not None:
+            sql += " ORDER BY score DESC, chunk_id LIMIT %s"
+            params.append(limit)
+        statistics = bm25_params(
+            query=query, collection_ids=scope.collection_ids, hidden_document_ids=scope.hidden_document_ids
         )
         with connections[reading_alias()].cursor() as cursor:
-            cursor.execute(sql, [query, query, wanted, *params])
-            scores.update({int(c): float(s) for c, s in cursor.fetchall()})
-        return scores
+            cursor.execute(sql, [*statistics, *params])
+            return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
 
     def upsert(
         self,
@@ -365,6 +365,7 @@ class PgvectorStore:
                         list(texts[batch]),
                     ],
                 )
+            words_fold(cursor, [collection_id])
 
     def remove(self, *, collection_id: int, ids: Sequence[int]) -> None:
         if ids:
@@ -374,6 +375,7 @@ class PgvectorStore:
         _ready()
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {TABLE} WHERE collection_id = %s", [collection_id])
+            words_fold(cursor, [collection_id])
 
     def rebuild(self, *, collection_id: int) -> int:
         """The collection's rows again from the chunks' stored embeddings, in one transaction."""

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 PGVECTOR_TESTS = [
     "tests/ingest/test_pgvector_store.py",
+    "tests/ingest/test_pgvector_words.py",
     # Retrieval: the retrievers, page spread, what a question names, the quality harness.
     "tests/chat/test_retrieval.py",
     "tests/chat/test_hybrid.py",
