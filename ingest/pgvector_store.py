@@ -4,7 +4,8 @@ One side table, ``ingest_chunk_vector``, holds for each ready chunk its collecti
 document (copied from the chunk, so that the scope's filter needs no join), its
 embedding as ``halfvec(<model dimensions>)`` under an HNSW index (inner product: the
 stored embeddings are L2-normalised, so it orders as cosine, as FAISS does), and its
-indexed text as a ``tsvector`` (English configuration) under a GIN index.
+indexed text as a ``tsvector`` (English configuration) under a GIN index, scored with BM25
+from the per-word counts ``pgvector_words.py`` keeps beside the rows.
 
 Why a side table created by ``manage.py vectors setup`` rather than a column added by a
 migration: the ``vector`` extension exists only where an admin installed pgvector, and
