@@ -40,7 +40,7 @@ from django.db import connection, connections, transaction
 
 from assistant.replica import reading_alias
 from ingest.index import Hit
-from ingest.pgvector_words import TABLE, bm25_params, bm25_sql, words_fold, words_setup, words_teardown
+from ingest.pgvector_words import TABLE, Question, bm25_best, bm25_of, words_fold, words_setup, words_teardown
 from ingest.vector_store import Held
 
 if TYPE_CHECKING:
@@ -311,21 +311,16 @@ class PgvectorStore:
         where, params = _scope_filter(scope)
         candidates = (
             f"SELECT v.chunk_id, v.collection_id, v.words, v.length FROM {TABLE} v, q "
-            f"WHERE v.words @@ q.query AND {where}"
+            f"WHERE v.words @@ q.find AND {where}"
         )
-        if chunk_ids is not None:
-            candidates += " AND v.chunk_id = ANY(%s)"
-            params.append(chunk_ids)
-        sql = bm25_sql(candidates=candidates)
-        if limit is not None:
-            sql += " ORDER BY score DESC, chunk_id LIMIT %s"
-            params.append(limit)
-        statistics = bm25_params(
-            query=query, collection_ids=scope.collection_ids, hidden_document_ids=scope.hidden_document_ids
-        )
+        question = Question(query, scope.collection_ids, scope.hidden_document_ids)
         with connections[reading_alias()].cursor() as cursor:
-            cursor.execute(sql, [*statistics, *params])
-            return [Hit(chunk_id=int(c), score=float(s)) for c, s in cursor.fetchall() if s > 0]
+            if limit is not None:
+                rows = bm25_best(cursor, question, candidates=candidates, params=params, k=limit)
+            else:
+                candidates += " AND v.chunk_id = ANY(%s)"
+                rows = bm25_of(cursor, question, candidates=candidates, params=[*params, chunk_ids or []])
+        return [Hit(chunk_id=int(c), score=float(s)) for c, s in rows if s > 0]
 
     def upsert(
         self,

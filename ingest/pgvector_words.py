@@ -26,7 +26,9 @@ collection's statistics, as each collection's BM25 file does on the other engine
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # ingest/lexical.py's BM25 (Lucene's), with the same constants.
@@ -153,19 +155,24 @@ def words_fold(cursor: Any, collection_ids: Sequence[int]) -> None:
         cursor.execute(f"SELECT {WORDS}_fold(%s)", [collection_id])
 
 
-# The BM25 of every candidate: ``{candidates}`` selects them (rows of the side table, the
-# asker's scope applied), its parameters after the statistics'.
-#   q:       the question's words (English configuration) with how often it says each,
-#            and the same words as an OR query for the GIN index.
+# A tsquery of any of the words given (``%s::text[]``, lexemes as stored).
+_ANY_OF = "(SELECT string_agg(quote_literal(w), ' | ')::tsquery FROM unnest(%s::text[]) w)"
+
+# What a question is scored with, ahead of any candidate:
+#   q:       the question's words (English configuration) with how often it says each;
+#            ``find``, the OR query candidates are found by: all of them, or only the
+#            words given (``%s::text[]``, NULL for all).
 #   hidden:  the rows of documents hidden from the asker, in the searched collections.
 #   counted: per collection and word (and '' for the whole collection), the counts of
 #            what the asker may read: the stored counts less the hidden rows'.
 #   weights: each word's idf and its collection's average length.
-_BM25 = f"""
-WITH q AS (
-    SELECT array_agg(l.lexeme) AS lexemes, array_agg({_LENGTH_OF.replace("positions", "l.positions")}) AS said,
-        replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query
-    FROM unnest(to_tsvector('english', %s)) l
+_STATISTICS = f"""
+q AS (
+    SELECT a.lexemes, a.said, o.query, coalesce({_ANY_OF}, o.query) AS find
+    FROM (
+        SELECT array_agg(l.lexeme) AS lexemes, array_agg({_LENGTH_OF.replace("positions", "l.positions")}) AS said
+        FROM unnest(to_tsvector('english', %s)) l
+    ) a, (SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query) o
 ), hidden AS (
     SELECT h.collection_id, h.words, h.length FROM {TABLE} h
     WHERE h.collection_id = ANY(%s) AND h.document_id = ANY(%s)
@@ -185,13 +192,21 @@ WITH q AS (
         n.tokens::float8 / n.passages AS average
     FROM counted w JOIN counted n ON n.collection_id = w.collection_id AND n.word = ''
     WHERE w.word <> '' AND w.passages > 0 AND n.passages > 0
-), candidates AS ({{candidates}}
+), said AS (
+    SELECT unnest(q.lexemes) AS lexeme, unnest(q.said) AS said FROM q
+)"""
+
+# Each word's largest idf over the searched collections, and how often the question says it.
+_BOUNDS = f"""WITH {_STATISTICS}
+SELECT wt.word, max(wt.idf), s.said FROM weights wt JOIN said s ON s.lexeme = wt.word GROUP BY wt.word, s.said"""
+
+# The BM25 of every candidate: ``{{candidates}}`` selects them (rows of the side table that
+# match ``q.find``, the asker's scope applied), its parameters after the statistics'.
+_BM25 = f"""WITH {_STATISTICS}, candidates AS ({{candidates}}
 ), matched AS MATERIALIZED (
     -- Each candidate's words of the question, with how often it holds each (only those kept).
     SELECT t.chunk_id, t.collection_id, t.length, l.lexeme, {_LENGTH_OF.replace("positions", "l.positions")} AS tf
     FROM candidates t, q, unnest(ts_filter(setweight(t.words, 'A', q.lexemes), '{{{{a}}}}')) l
-), said AS (
-    SELECT unnest(q.lexemes) AS lexeme, unnest(q.said) AS said FROM q
 )
 SELECT m.chunk_id AS chunk_id, sum(
     s.said * wt.idf * m.tf / ({K1} * ((1 - {B}) + {B} * m.length / wt.average) + m.tf) ORDER BY m.lexeme
@@ -201,13 +216,65 @@ JOIN weights wt ON wt.collection_id = m.collection_id AND wt.word = m.lexeme
 JOIN said s ON s.lexeme = m.lexeme
 GROUP BY m.chunk_id"""
 
+# A word held by more than this share of a collection's passages finds no candidates on
+# its own when the question has rarer words (see ``bm25_best``).
+COMMON_SHARE = 0.05
+_COMMON_IDF = math.log(1 + (1 - COMMON_SHARE) / COMMON_SHARE)
 
-def bm25_sql(*, candidates: str) -> str:
-    """The scoring statement around ``candidates`` (a SELECT of side-table rows that may use ``q``)."""
-    return _BM25.format(candidates=candidates)
+
+@dataclass(frozen=True)
+class Question:
+    """A question, and what its asker may read: the statistics it is scored with."""
+
+    text: str
+    collection_ids: Sequence[int]
+    hidden_document_ids: Iterable[int]
+
+    def params(self, *, only: list[str] | None = None) -> list[Any]:
+        """The statistics' parameters in the statements' order; ``only``: the words that find candidates."""
+        collections = list(self.collection_ids)
+        return [only, self.text, self.text, collections, sorted(self.hidden_document_ids), collections]
 
 
-def bm25_params(*, query: str, collection_ids: Sequence[int], hidden_document_ids: Iterable[int]) -> list[Any]:
-    """The statistics' parameters, in the statement's order (the candidates' follow)."""
-    collections = list(collection_ids)
-    return [query, query, collections, sorted(hidden_document_ids), collections]
+def bm25_of(cursor: Any, question: Question, *, candidates: str, params: list[Any]) -> list[tuple[int, float]]:
+    """The BM25 of each passage ``candidates`` selects (a SELECT of side-table rows matching ``q.find``)."""
+    cursor.execute(_BM25.format(candidates=candidates), [*question.params(), *params])
+    return [(int(c), float(s)) for c, s in cursor.fetchall()]
+
+
+def bm25_best(
+    cursor: Any, question: Question, *, candidates: str, params: list[Any], k: int
+) -> list[tuple[int, float]]:
+    """The ``k`` best passages by BM25: exactly those scoring every passage would give.
+
+    Most of a search's cost is scoring each candidate, and a word held by a large share of
+    the collection (a question's "patients", "effect") makes most of it a candidate for a
+    few hundredths of a point. So the common words (in more than ``COMMON_SHARE`` of every
+    searched collection's passages) find no candidates when rarer ones are there; they
+    still count in every score. A passage holding only common words scores at most the
+    sum of their idfs (times how often the question says each);
+    when the ``k``-th score found is above that sum, no such passage could have taken a
+    place, and the result is what scoring every candidate gives. Otherwise (fewer than
+    ``k`` found, or the ``k``-th too low) the passages holding only common words are
+    scored too, and the best of both are the best of all.
+    """
+    cursor.execute(_BOUNDS, question.params())
+    rows = [(str(word), float(idf), int(said)) for word, idf, said in cursor.fetchall()]
+    common = {word for word, idf, _ in rows if idf < _COMMON_IDF}
+    rare = sorted({word for word, _, _ in rows} - common)
+    # The most a passage can get from a word: its idf times the question's count of it
+    # (BM25's tf part is below 1).
+    ceiling = sum(idf * said for word, idf, said in rows if word in common)
+    best = " ORDER BY score DESC, chunk_id LIMIT %s"
+    if not (common and rare):
+        cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(), *params, k])
+        return [(int(c), float(s)) for c, s in cursor.fetchall()]
+    cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(only=rare), *params, k])
+    found = [(int(c), float(s)) for c, s in cursor.fetchall()]
+    if len(found) == k and found[-1][1] > ceiling:
+        return found
+    # The passages holding common words only, the rest of what scoring every one would find.
+    rest = f"{candidates} AND NOT (v.words @@ {_ANY_OF})"
+    cursor.execute(_BM25.format(candidates=rest) + best, [*question.params(only=sorted(common)), *params, rare, k])
+    found += [(int(c), float(s)) for c, s in cursor.fetchall()]
+    return sorted(found, key=lambda found: (-found[1], found[0]))[:k]

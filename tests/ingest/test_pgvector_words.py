@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from assistant.accounts.scope import Scope
 from ingest.embedding import to_bytes
@@ -231,3 +232,40 @@ def test_two_writers_in_one_collection_do_not_wait_on_each_others_counts() -> No
     passages(collection, "third.txt", [OTHER])
     assert unfolded() == 0
     assert stored_counts() == recount()
+
+
+def exact_best(scope: Scope, query: str, collection: Collection, k: int) -> list[tuple[int, float]]:
+    """The ``k`` best by scoring every passage of the collection."""
+    ids = list(Chunk.objects.filter(collection=collection).values_list("pk", flat=True))
+    every = vector_store().lexical_scores(scope=scope, query=query, chunk_ids={collection.pk: ids})
+    return sorted(((c, s) for c, s in every.items() if s > 0), key=lambda cs: (-cs[1], cs[0]))[:k]
+
+
+def statements_of(search) -> tuple[list[tuple[int, float]], int]:
+    with CaptureQueriesContext(connection) as queries:
+        hits = search()
+    return [(h.chunk_id, h.score) for h in hits], len([q for q in queries.captured_queries if "WITH" in q["sql"]])
+
+
+@pytest.fixture
+def mostly_common() -> Collection:
+    """100 passages: all hold the common word, half the other one, 2 the rare one (2%: below ``COMMON_SHARE``)."""
+    collection = CollectionFactory.create()
+    texts = [" ".join([COMMON] * (1 + i % 3) + [RARE] * (i in (7, 55)) + [OTHER] * (i % 2 == 0)) for i in range(100)]
+    passages(collection, "many.txt", texts)
+    return collection
+
+
+def test_common_words_find_no_candidates_yet_the_best_are_those_of_scoring_every_passage(mostly_common) -> None:
+    scope, query = Scope.of([mostly_common.pk]), f"{RARE} {COMMON} {OTHER}"
+    hits, statements = statements_of(lambda: vector_store().lexical_search(scope=scope, query=query, k=2))
+    assert hits == exact_best(scope, query, mostly_common, 2)
+    assert statements == 2  # the counts, then the rare word's candidates: enough, and above the common's ceiling
+
+
+def test_when_the_rare_words_find_too_few_every_word_finds_candidates(mostly_common) -> None:
+    scope, query = Scope.of([mostly_common.pk]), f"{RARE} {COMMON} {OTHER}"
+    hits, statements = statements_of(lambda: vector_store().lexical_search(scope=scope, query=query, k=10))
+    assert hits == exact_best(scope, query, mostly_common, 10)
+    assert len(hits) == 10  # 2 holding the rare word, then 8 holding only the common ones
+    assert statements == 3  # and those holding only the common ones
