@@ -200,8 +200,8 @@ q AS (
 _BOUNDS = f"""WITH {_STATISTICS}
 SELECT wt.word, max(wt.idf), s.said FROM weights wt JOIN said s ON s.lexeme = wt.word GROUP BY wt.word, s.said"""
 
-# The BM25 of every candidate: ``{{candidates}}`` selects them (rows of the side table that
-# match ``q.find``, the asker's scope applied), its parameters after the statistics'.
+# The BM25 of every candidate: ``{candidates}`` selects them (rows of the side table as
+# ``v`` that match ``q.find``, the asker's scope applied), its parameters after the statistics'.
 _BM25 = f"""WITH {_STATISTICS}, candidates AS ({{candidates}}
 ), matched AS MATERIALIZED (
     -- Each candidate's words of the question, with how often it holds each (only those kept).
@@ -237,7 +237,7 @@ class Question:
 
 
 def bm25_of(cursor: Any, question: Question, *, candidates: str, params: list[Any]) -> list[tuple[int, float]]:
-    """The BM25 of each passage ``candidates`` selects (a SELECT of side-table rows matching ``q.find``)."""
+    """The BM25 of each passage ``candidates`` selects (side-table rows as ``v`` matching ``q.find``)."""
     cursor.execute(_BM25.format(candidates=candidates), [*question.params(), *params])
     return [(int(c), float(s)) for c, s in cursor.fetchall()]
 
@@ -252,11 +252,11 @@ def bm25_best(
     few hundredths of a point. So the common words (in more than ``COMMON_SHARE`` of every
     searched collection's passages) find no candidates when rarer ones are there; they
     still count in every score. A passage holding only common words scores at most the
-    sum of their idfs (times how often the question says each);
-    when the ``k``-th score found is above that sum, no such passage could have taken a
-    place, and the result is what scoring every candidate gives. Otherwise (fewer than
-    ``k`` found, or the ``k``-th too low) the passages holding only common words are
-    scored too, and the best of both are the best of all.
+    sum of their idfs (times how often the question says each); when the ``k``-th score
+    found is above that sum, no such passage could have taken a place, and the result is
+    what scoring every candidate gives. Otherwise (fewer than ``k`` found, or the
+    ``k``-th too low) the passages holding only common words are scored too, and the
+    best of both are the best of all.
     """
     cursor.execute(_BOUNDS, question.params())
     rows = [(str(word), float(idf), int(said)) for word, idf, said in cursor.fetchall()]
