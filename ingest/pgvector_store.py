@@ -40,7 +40,16 @@ from django.db import connection, connections, transaction
 
 from assistant.replica import reading_alias
 from ingest.index import Hit
-from ingest.pgvector_words import TABLE, Question, bm25_best, bm25_of, words_fold, words_setup, words_teardown
+from ingest.pgvector_words import (
+    TABLE,
+    WORDS,
+    Question,
+    bm25_best,
+    bm25_of,
+    words_fold,
+    words_setup,
+    words_teardown,
+)
 from ingest.vector_store import Held
 
 if TYPE_CHECKING:
@@ -139,7 +148,7 @@ def pgvector_setup(*, dimensions: int | None = None) -> int:
             f"""CREATE OR REPLACE FUNCTION {TABLE}_follow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 DELETE FROM {TABLE} v USING gone WHERE v.chunk_id = gone.id;
-                PERFORM ingest_chunk_word_fold(c.collection_id) FROM (SELECT DISTINCT collection_id FROM gone) c;
+                PERFORM {WORDS}_fold(c.collection_id) FROM (SELECT DISTINCT collection_id FROM gone) c;
                 RETURN NULL;
             END $$"""
         )

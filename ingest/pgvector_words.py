@@ -37,8 +37,6 @@ from ingest.lexical import K1, B
 # The side table (pgvector_store.py) and the counts beside it.
 TABLE = "ingest_chunk_vector"
 WORDS = "ingest_chunk_word"
-# The advisory lock's first key (the second is the collection): one folder per collection.
-_FOLD_LOCK = 716_190_416
 # A passage's length: each word (a lexeme) as often as it occurs.
 _LENGTH_OF = "coalesce(array_length(positions, 1), 1)"
 
@@ -106,7 +104,7 @@ def words_setup(cursor: Any) -> None:
     cursor.execute(
         f"""CREATE OR REPLACE FUNCTION {WORDS}_fold(collection bigint) RETURNS void LANGUAGE plpgsql AS $$
         BEGIN
-            IF NOT pg_try_advisory_xact_lock({_FOLD_LOCK}, collection::integer) THEN
+            IF NOT pg_try_advisory_xact_lock(hashtextextended('{WORDS}_fold ' || collection, 0)) THEN
                 RETURN;  -- another writer is folding this collection: it or the next takes these rows
             END IF;
             WITH touched AS (
