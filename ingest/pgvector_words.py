@@ -37,15 +37,15 @@ from ingest.lexical import K1, B
 # The side table (pgvector_store.py) and the counts beside it.
 TABLE = "ingest_chunk_vector"
 WORDS = "ingest_chunk_word"
-# A passage's length: each word (a lexeme) as often as it occurs.
-_LENGTH_OF = "coalesce(array_length(positions, 1), 1)"
+# How often a passage holds a word: ``l``, a row of ``unnest(words)`` (its lexeme and positions).
+_OCCURRENCES = "coalesce(array_length(l.positions, 1), 1)"
 
 # What a write adds to the counts: ``{rows}`` is a set of the side table's rows with a sign.
 _DELTA = f"""INSERT INTO {WORDS} (collection_id, word, passages, tokens)
     SELECT collection_id, word, sum(passages), sum(tokens) FROM (
         SELECT collection_id, ''::text AS word, sign AS passages, sign * length AS tokens FROM ({{rows}}) r
         UNION ALL
-        SELECT r.collection_id, l.lexeme, r.sign, r.sign * {_LENGTH_OF.replace("positions", "l.positions")}
+        SELECT r.collection_id, l.lexeme, r.sign, r.sign * {_OCCURRENCES}
         FROM ({{rows}}) r, unnest(r.words) l
     ) d GROUP BY collection_id, word HAVING sum(passages) <> 0 OR sum(tokens) <> 0"""
 _ADDED = "SELECT collection_id, words, length, 1 AS sign FROM added"
@@ -60,7 +60,7 @@ def words_setup(cursor: Any) -> None:
     cursor.execute(
         f"""CREATE OR REPLACE FUNCTION {TABLE}_length(tsvector) RETURNS integer
         LANGUAGE sql IMMUTABLE PARALLEL SAFE
-        AS $$ SELECT coalesce(sum({_LENGTH_OF}), 0)::integer FROM unnest($1) $$"""
+        AS $$ SELECT coalesce(sum({_OCCURRENCES}), 0)::integer FROM unnest($1) l $$"""
     )
     cursor.execute(
         f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS length integer "
@@ -168,7 +168,7 @@ _STATISTICS = f"""
 q AS (
     SELECT a.lexemes, a.said, o.query, coalesce({_ANY_OF}, o.query) AS find
     FROM (
-        SELECT array_agg(l.lexeme) AS lexemes, array_agg({_LENGTH_OF.replace("positions", "l.positions")}) AS said
+        SELECT array_agg(l.lexeme) AS lexemes, array_agg({_OCCURRENCES}) AS said
         FROM unnest(to_tsvector('english', %s)) l
     ) a, (SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query) o
 ), hidden AS (
@@ -203,7 +203,7 @@ SELECT wt.word, max(wt.idf), s.said FROM weights wt JOIN said s ON s.lexeme = wt
 _BM25 = f"""WITH {_STATISTICS}, candidates AS ({{candidates}}
 ), matched AS MATERIALIZED (
     -- Each candidate's words of the question, with how often it holds each (only those kept).
-    SELECT t.chunk_id, t.collection_id, t.length, l.lexeme, {_LENGTH_OF.replace("positions", "l.positions")} AS tf
+    SELECT t.chunk_id, t.collection_id, t.length, l.lexeme, {_OCCURRENCES} AS tf
     FROM candidates t, q, unnest(ts_filter(setweight(t.words, 'A', q.lexemes), '{{{{a}}}}')) l
 )
 SELECT m.chunk_id AS chunk_id, sum(
@@ -234,10 +234,14 @@ class Question:
         return [only, self.text, self.text, collections, sorted(self.hidden_document_ids), collections]
 
 
+def _scored(cursor: Any) -> list[tuple[int, float]]:
+    return [(int(c), float(s)) for c, s in cursor.fetchall()]
+
+
 def bm25_of(cursor: Any, question: Question, *, candidates: str, params: list[Any]) -> list[tuple[int, float]]:
     """The BM25 of each passage ``candidates`` selects (side-table rows as ``v`` matching ``q.find``)."""
     cursor.execute(_BM25.format(candidates=candidates), [*question.params(), *params])
-    return [(int(c), float(s)) for c, s in cursor.fetchall()]
+    return _scored(cursor)
 
 
 def bm25_best(
@@ -266,13 +270,13 @@ def bm25_best(
     best = " ORDER BY score DESC, chunk_id LIMIT %s"
     if not (common and rare):
         cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(), *params, k])
-        return [(int(c), float(s)) for c, s in cursor.fetchall()]
+        return _scored(cursor)
     cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(only=rare), *params, k])
-    found = [(int(c), float(s)) for c, s in cursor.fetchall()]
+    found = _scored(cursor)
     if len(found) == k and found[-1][1] > ceiling:
         return found
     # The passages holding common words only, the rest of what scoring every one would find.
     rest = f"{candidates} AND NOT (v.words @@ {_ANY_OF})"
     cursor.execute(_BM25.format(candidates=rest) + best, [*question.params(only=sorted(common)), *params, rare, k])
-    found += [(int(c), float(s)) for c, s in cursor.fetchall()]
+    found += _scored(cursor)
     return sorted(found, key=lambda found: (-found[1], found[0]))[:k]
