@@ -44,6 +44,7 @@ from ingest.pgvector_words import (
     TABLE,
     WORDS,
     Question,
+    Weights,
     bm25_best,
     bm25_of,
     words_fold,
@@ -318,17 +319,15 @@ class PgvectorStore:
             return []
         _ready()
         where, params = _scope_filter(scope)
-        candidates = (
-            f"SELECT v.chunk_id, v.collection_id, v.words, v.length FROM {TABLE} v, q "
-            f"WHERE v.words @@ q.find AND {where}"
-        )
         question = Question(query, scope.collection_ids, scope.hidden_document_ids)
         with connections[reading_alias()].cursor() as cursor:
+            weights = Weights.of(cursor, question)
             if limit is not None:
-                rows = bm25_best(cursor, question, candidates=candidates, params=params, k=limit)
+                # A scope of named documents holds few passages: searched exactly.
+                exact = scope.document_ids is not None
+                rows = bm25_best(cursor, weights, scope=where, scope_params=params, k=limit, exact=exact)
             else:
-                candidates += " AND v.chunk_id = ANY(%s)"
-                rows = bm25_of(cursor, question, candidates=candidates, params=[*params, chunk_ids or []])
+                rows = bm25_of(cursor, weights, scope=where, scope_params=params, chunk_ids=chunk_ids or [])
         return [Hit(chunk_id=int(c), score=float(s)) for c, s in rows if s > 0]
 
     def upsert(

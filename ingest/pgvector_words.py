@@ -22,11 +22,16 @@ the rows of documents hidden from them are subtracted (their number, lengths and
 question's words among them), as the FAISS engine's BM25 leaves them out, so that no
 score a user sees moves with a document hidden from them. A passage's score uses its own
 collection's statistics, as each collection's BM25 file does on the other engine.
+
+A search does not score every passage that shares a word with the question: at 10^5
+passages of real text that took seconds (docs/scale.md). ``bm25_best`` finds candidates
+a few words at a time, the rarest first, and leaves out the passages whose words could
+not lift them into the best found so far (Lucene's MaxScore, in a ``tsquery``), exactly;
+past ``CANDIDATES`` it bounds a word's weight by what it likely adds, not the most it could.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,24 +158,17 @@ def words_fold(cursor: Any, collection_ids: Sequence[int]) -> None:
         cursor.execute(f"SELECT {WORDS}_fold(%s)", [collection_id])
 
 
-# A tsquery of any of the words given (``%s::text[]``, lexemes as stored).
-_ANY_OF = "(SELECT string_agg(quote_literal(w), ' | ')::tsquery FROM unnest(%s::text[]) w)"
-
-# What a question is scored with, ahead of any candidate:
-#   q:       the question's words (English configuration) with how often it says each;
-#            ``find``, the OR query candidates are found by: all of them, or only the
-#            words given (``%s::text[]``, NULL for all).
+# What a question is scored with, computed once per search:
+#   q:       the question's words (English configuration) with how often it says each.
 #   hidden:  the rows of documents hidden from the asker, in the searched collections.
 #   counted: per collection and word (and '' for the whole collection), the counts of
 #            what the asker may read: the stored counts less the hidden rows'.
-#   weights: each word's idf and its collection's average length.
-_STATISTICS = f"""
-q AS (
-    SELECT a.lexemes, a.said, o.query, coalesce({_ANY_OF}, o.query) AS find
-    FROM (
-        SELECT array_agg(l.lexeme) AS lexemes, array_agg({_OCCURRENCES}) AS said
-        FROM unnest(to_tsvector('english', %s)) l
-    ) a, (SELECT replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query) o
+# Returned per collection and word: its idf, the collection's average length, how many
+# passages hold the word there, and how often the question says it.
+_WEIGHTS = f"""WITH q AS (
+    SELECT array_agg(l.lexeme) AS lexemes, array_agg({_OCCURRENCES}) AS said,
+        replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')::tsquery AS query
+    FROM unnest(to_tsvector('english', %s)) l
 ), hidden AS (
     SELECT h.collection_id, h.words, h.length FROM {TABLE} h
     WHERE h.collection_id = ANY(%s) AND h.document_id = ANY(%s)
@@ -184,40 +182,48 @@ q AS (
         SELECT h.collection_id, l.lexeme, -count(*), 0 FROM hidden h, q, unnest(h.words) l
         WHERE h.words @@ q.query AND l.lexeme = ANY(q.lexemes) GROUP BY 1, 2
     ) c GROUP BY collection_id, word
-), weights AS (
-    SELECT w.collection_id, w.word,
-        ln(1 + (n.passages - w.passages + 0.5) / (w.passages + 0.5)) AS idf,
-        n.tokens::float8 / n.passages AS average
-    FROM counted w JOIN counted n ON n.collection_id = w.collection_id AND n.word = ''
-    WHERE w.word <> '' AND w.passages > 0 AND n.passages > 0
 ), said AS (
     SELECT unnest(q.lexemes) AS lexeme, unnest(q.said) AS said FROM q
-)"""
+)
+SELECT w.collection_id, w.word,
+    ln(1 + (n.passages - w.passages + 0.5) / (w.passages + 0.5)), n.tokens / n.passages, w.passages, s.said
+FROM counted w
+JOIN counted n ON n.collection_id = w.collection_id AND n.word = ''
+JOIN said s ON s.lexeme = w.word
+WHERE w.word <> '' AND w.passages > 0 AND n.passages > 0
+ORDER BY w.collection_id, w.word"""
 
-# Each word's largest idf over the searched collections, and how often the question says it.
-_BOUNDS = f"""WITH {_STATISTICS}
-SELECT wt.word, max(wt.idf), s.said FROM weights wt JOIN said s ON s.lexeme = wt.word GROUP BY wt.word, s.said"""
-
-# The BM25 of every candidate: ``{candidates}`` selects them (rows of the side table as
-# ``v`` that match ``q.find``, the asker's scope applied), its parameters after the statistics'.
-_BM25 = f"""WITH {_STATISTICS}, candidates AS ({{candidates}}
+# The BM25 of the passages ``{candidates}`` selects (rows of the side table as ``v``),
+# from the weights given as arrays (its parameters come after theirs), best first.
+_BM25 = f"""WITH w AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::float8[], %s::integer[])
+        AS w(collection_id, word, idf, average, said)
+), candidates AS (
+    SELECT v.chunk_id, v.collection_id, v.words, v.length FROM {TABLE} v WHERE {{candidates}}
 ), matched AS MATERIALIZED (
     -- Each candidate's words of the question, with how often it holds each (only those kept).
     SELECT t.chunk_id, t.collection_id, t.length, l.lexeme, {_OCCURRENCES} AS tf
-    FROM candidates t, q, unnest(ts_filter(setweight(t.words, 'A', q.lexemes), '{{{{a}}}}')) l
+    FROM candidates t, unnest(ts_filter(setweight(t.words, 'A', %s::text[]), '{{{{a}}}}')) l
 )
 SELECT m.chunk_id AS chunk_id, sum(
-    s.said * wt.idf * m.tf / ({K1} * ((1 - {B}) + {B} * m.length / wt.average) + m.tf) ORDER BY m.lexeme
+    w.said * w.idf * m.tf / ({K1} * ((1 - {B}) + {B} * m.length / w.average) + m.tf) ORDER BY m.lexeme
 ) AS score
-FROM matched m
-JOIN weights wt ON wt.collection_id = m.collection_id AND wt.word = m.lexeme
-JOIN said s ON s.lexeme = m.lexeme
-GROUP BY m.chunk_id"""
+FROM matched m JOIN w ON w.collection_id = m.collection_id AND w.word = m.lexeme
+GROUP BY m.chunk_id ORDER BY score DESC, chunk_id"""
 
-# A word held by more than this share of a collection's passages finds no candidates on
-# its own when the question has rarer words (see ``bm25_best``).
-COMMON_SHARE = 0.05
-_COMMON_IDF = math.log(1 + (1 - COMMON_SHARE) / COMMON_SHARE)
+# A search's candidates are found a few words at a time, the rarest first, until the
+# words of a step would find more than this many passages (a step takes one word at least).
+STEP_PASSAGES = 2_000
+# How many words deep ``_reaching`` spells out which words together could reach the bar,
+# before it settles for "any of the rest" (a looser filter, never a wrong one).
+REACH_DEPTH = 64
+# Past this many candidates (the searched words' counts, an upper estimate) a search
+# trades exactness for time: a word's bound counts at ``LIKELY`` of itself, about what a
+# passage of average length saying the word once gets (BM25's part for it is
+# 1 / (1 + k1) = 0.4 there), so the words left need more of each other to make a step's
+# candidates. Measured on SciFact repeated to 10^5 and 10^6 passages (docs/scale.md).
+CANDIDATES = 2_000
+LIKELY = 0.5
 
 
 @dataclass(frozen=True)
@@ -228,55 +234,136 @@ class Question:
     collection_ids: Sequence[int]
     hidden_document_ids: Iterable[int]
 
-    def params(self, *, only: list[str] | None = None) -> list[Any]:
-        """The statistics' parameters in the statements' order; ``only``: the words that find candidates."""
-        collections = list(self.collection_ids)
-        return [only, self.text, self.text, collections, sorted(self.hidden_document_ids), collections]
+
+@dataclass(frozen=True)
+class Weights:
+    """Per collection and word of a question: its idf, the collection's average length,
+    how many passages hold it; and how often the question says each word."""
+
+    rows: list[tuple[int, str, float, float, int]]
+    said: dict[str, int]
+
+    @classmethod
+    def of(cls, cursor: Any, question: Question) -> Weights:
+        collections, hidden = list(question.collection_ids), sorted(question.hidden_document_ids)
+        cursor.execute(_WEIGHTS, [question.text, question.text, collections, hidden, collections])
+        fetched = cursor.fetchall()
+        rows = [(int(c), str(w), float(idf), float(a), int(p)) for c, w, idf, a, p, _ in fetched]
+        return cls(rows=rows, said={str(w): int(s) for _, w, _, _, _, s in fetched})
+
+    @property
+    def words(self) -> list[str]:
+        return sorted(self.said)
+
+    def passages(self, word: str) -> int:
+        """How many passages hold ``word``, in all the searched collections."""
+        return sum(p for _, w, _, _, p in self.rows if w == word)
+
+    def bound(self, word: str) -> float:
+        """The most a passage's score can get from ``word``: its largest idf times the
+        question's count of it (BM25's part for how often a passage holds it is below 1)."""
+        return max(idf for _, w, idf, _, _ in self.rows if w == word) * self.said[word]
+
+    def params(self) -> list[Any]:
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [(), (), (), (), ()]
+        collections, words, idfs, averages, _ = (list(c) for c in columns)
+        return [collections, words, idfs, averages, [self.said[w] for w in words]]
 
 
-def _scored(cursor: Any) -> list[tuple[int, float]]:
+def _scored(cursor: Any, sql: str, params: list[Any]) -> list[tuple[int, float]]:
+    cursor.execute(sql, params)
     return [(int(c), float(s)) for c, s in cursor.fetchall()]
 
 
-def bm25_of(cursor: Any, question: Question, *, candidates: str, params: list[Any]) -> list[tuple[int, float]]:
-    """The BM25 of each passage ``candidates`` selects (side-table rows as ``v`` matching ``q.find``)."""
-    cursor.execute(_BM25.format(candidates=candidates), [*question.params(), *params])
-    return _scored(cursor)
+def bm25_of(
+    cursor: Any, weights: Weights, *, scope: str, scope_params: list[Any], chunk_ids: Sequence[int]
+) -> list[tuple[int, float]]:
+    """The BM25 of each of ``chunk_ids`` in ``scope`` (SQL on the side table's columns) that
+    holds a word of the question."""
+    if not weights.rows:
+        return []
+    sql = _BM25.format(candidates=f"{scope} AND chunk_id = ANY(%s)")
+    return _scored(cursor, sql, [*weights.params(), *scope_params, list(chunk_ids), weights.words])
+
+
+def _lexeme(word: str) -> str:
+    """A lexeme as a tsquery operand."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _any_of(words: Iterable[str]) -> str:
+    return " | ".join(map(_lexeme, words))
+
+
+def _reaching(bounds: list[tuple[str, float]], bar: float, spent: list[int]) -> str | None:
+    """A tsquery that every passage holds whose words among ``bounds`` (largest bound first)
+    could add up to ``bar``: "" when any passage could, None when none could.
+
+    Spelled out as "the first word and enough of the rest to make up the difference, or
+    enough of the rest without it", ``REACH_DEPTH`` words deep (``spent`` counts them);
+    past that, "any of them", which every passage that could reach a positive bar holds.
+    """
+    if bar <= 0:
+        return ""
+    if sum(bound for _, bound in bounds) < bar:
+        return None
+    if spent[0] >= REACH_DEPTH:
+        return _any_of(word for word, _ in bounds)
+    spent[0] += 1
+    (word, bound), rest = bounds[0], bounds[1:]
+    holding, without = _reaching(rest, bar - bound, spent), _reaching(rest, bar, spent)
+    ways = []
+    if holding is not None:
+        ways.append(_lexeme(word) + (f" & ({holding})" if holding else ""))
+    if without is not None:
+        ways.append(f"({without})")
+    return " | ".join(ways) if ways else None
 
 
 def bm25_best(
-    cursor: Any, question: Question, *, candidates: str, params: list[Any], k: int
+    cursor: Any, weights: Weights, *, scope: str, scope_params: list[Any], k: int, exact: bool = False
 ) -> list[tuple[int, float]]:
-    """The ``k`` best passages by BM25: exactly those scoring every passage would give.
+    """The ``k`` best passages in ``scope`` by BM25: exactly those scoring every passage would give.
 
     Most of a search's cost is scoring each candidate, and a word held by a large share of
-    the collection (a question's "patients", "effect") makes most of it a candidate for a
-    few hundredths of a point. So the common words (in more than ``COMMON_SHARE`` of every
-    searched collection's passages) find no candidates when rarer ones are there; they
-    still count in every score. A passage holding only common words scores at most the
-    sum of their idfs (times how often the question says each); when the ``k``-th score
-    found is above that sum, no such passage could have taken a place, and the result is
-    what scoring every candidate gives. Otherwise (fewer than ``k`` found, or the
-    ``k``-th too low) the passages holding only common words are scored too, and the
-    best of both are the best of all.
+    the collection (a question's "patients", "effect") would make most of it a candidate
+    for a few hundredths of a point. So candidates are found a few words at a time, the
+    rarest first (as Lucene's MaxScore prunes): each step scores the passages holding one
+    of its words and none of an earlier step's. After a step, the ``k``-th score found is
+    the bar. A passage holding none of the words searched so far scores less than the sum
+    of the bounds (``Weights.bound``) of the words it holds, so a step's candidates must
+    also hold words whose bounds add up to the bar (``_reaching``), and the search ends
+    when the words left could not add up to it: every passage that could be among the
+    best has been scored then, each with all of the question's words. Past ``CANDIDATES``
+    the bounds count at ``LIKELY`` (unless ``exact``: a scope of a few named documents,
+    whose passages the collection's counts overestimate): what is found is still scored
+    exactly, but a passage whose common words weigh far above the usual could be missed.
     """
-    cursor.execute(_BOUNDS, question.params())
-    rows = [(str(word), float(idf), int(said)) for word, idf, said in cursor.fetchall()]
-    common = {word for word, idf, _ in rows if idf < _COMMON_IDF}
-    rare = sorted({word for word, _, _ in rows} - common)
-    # The most a passage can get from a word: its idf times the question's count of it
-    # (BM25's tf part is below 1).
-    ceiling = sum(idf * said for word, idf, said in rows if word in common)
-    best = " ORDER BY score DESC, chunk_id LIMIT %s"
-    if not (common and rare):
-        cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(), *params, k])
-        return _scored(cursor)
-    cursor.execute(_BM25.format(candidates=candidates) + best, [*question.params(only=rare), *params, k])
-    found = _scored(cursor)
-    if len(found) == k and found[-1][1] > ceiling:
-        return found
-    # The passages holding common words only, the rest of what scoring every one would find.
-    rest = f"{candidates} AND NOT (v.words @@ {_ANY_OF})"
-    cursor.execute(_BM25.format(candidates=rest) + best, [*question.params(only=sorted(common)), *params, rare, k])
-    found += _scored(cursor)
-    return sorted(found, key=lambda found: (-found[1], found[0]))[:k]
+    if not weights.rows or k <= 0:
+        return []
+    left = sorted(weights.words, key=lambda word: (weights.passages(word), word))
+    searched: list[str] = []
+    found: list[tuple[int, float]] = []
+    scored = 0  # at most this many passages scored so far (the words' counts)
+    while left:
+        bar = found[k - 1][1] if len(found) >= k else 0.0
+        step = left[:1]
+        for word in left[1:]:
+            if sum(map(weights.passages, [*step, word])) > STEP_PASSAGES:
+                break
+            step.append(word)
+        scored += sum(map(weights.passages, step))
+        share = 1.0 if exact or scored <= CANDIDATES else LIKELY
+        bounds = sorted(((word, weights.bound(word) * share) for word in left), key=lambda wb: (-wb[1], wb[0]))
+        reaching = _reaching(bounds, bar, [0])
+        if reaching is None:
+            break
+        query = f"({_any_of(step)})" + (f" & ({reaching})" if reaching else "")
+        if searched:
+            query += f" & !({_any_of(searched)})"
+        sql = _BM25.format(candidates=f"{scope} AND words @@ %s::tsquery") + " LIMIT %s"
+        found += _scored(cursor, sql, [*weights.params(), *scope_params, query, weights.words, k])
+        found = sorted(found, key=lambda hit: (-hit[1], hit[0]))[:k]
+        searched += step
+        left = left[len(step) :]
+    return found

@@ -32,8 +32,9 @@ QUERIES_PER_ANSWER = 16
 # the check that its table exists (1, the connection's first search), the dense scan (a
 # savepoint, its settings, the scan, the exact scan again when the scope holds fewer than
 # k passages, as here, and the release: 5), and the words: the candidates, the named
-# document's passages and the candidates' scores (3).
-PGVECTOR_SEARCH_QUERIES = 9
+# document's passages and the candidates' scores, each its question's weights, then the
+# scoring (one step in a collection this small): 6.
+PGVECTOR_SEARCH_QUERIES = 12
 
 
 class Answering(Quiet):

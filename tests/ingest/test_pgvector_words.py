@@ -7,6 +7,7 @@ read, and two writers in one collection never wait on each other's counts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import Counter
@@ -18,6 +19,7 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from assistant.accounts.scope import Scope
+from ingest import pgvector_words
 from ingest.embedding import to_bytes
 from ingest.lexical import K1, B
 from ingest.models import Chunk, Collection, Document
@@ -249,23 +251,87 @@ def statements_of(search) -> tuple[list[tuple[int, float]], int]:
 
 @pytest.fixture
 def mostly_common() -> Collection:
-    """100 passages: all hold the common word, half the other one, 2 the rare one (2%: below ``COMMON_SHARE``)."""
+    """100 passages: all hold the common word, half the other one, 2 the rare one."""
     collection = CollectionFactory.create()
     texts = [" ".join([COMMON] * (1 + i % 3) + [RARE] * (i in (7, 55)) + [OTHER] * (i % 2 == 0)) for i in range(100)]
     passages(collection, "many.txt", texts)
     return collection
 
 
-def test_common_words_find_no_candidates_yet_the_best_are_those_of_scoring_every_passage(mostly_common) -> None:
+@pytest.mark.parametrize(
+    ("k", "statements", "holding"),
+    [
+        (2, 2, {RARE}),  # the counts, then the rare word's 2: above what the others could add
+        (10, 3, {RARE, OTHER}),  # too few: the next rarest word's passages, then above the common word's bound
+        (60, 4, {RARE, OTHER, COMMON}),  # still too few: every word finds candidates
+    ],
+)
+def test_the_rarest_words_find_candidates_first_and_the_others_only_while_they_could_lift_one(
+    mostly_common, monkeypatch, k, statements, holding
+) -> None:
+    monkeypatch.setattr(pgvector_words, "STEP_PASSAGES", 1)  # one word a step
     scope, query = Scope.of([mostly_common.pk]), f"{RARE} {COMMON} {OTHER}"
-    hits, statements = statements_of(lambda: vector_store().lexical_search(scope=scope, query=query, k=2))
-    assert hits == exact_best(scope, query, mostly_common, 2)
-    assert statements == 2  # the counts, then the rare word's candidates: enough, and above the common's ceiling
+    hits, spent = statements_of(lambda: vector_store().lexical_search(scope=scope, query=query, k=k))
+    assert hits == exact_best(scope, query, mostly_common, k)
+    assert len(hits) == k
+    assert spent == statements
+    texts = dict(Chunk.objects.filter(pk__in=[c for c, _ in hits]).values_list("pk", "text"))
+    rarest = [w for w in (RARE, OTHER, COMMON) if w in holding][-1]
+    assert any(rarest in texts[c].split() and not (set(texts[c].split()) & (holding - {rarest})) for c, _ in hits)
 
 
-def test_when_the_rare_words_find_too_few_every_word_finds_candidates(mostly_common) -> None:
-    scope, query = Scope.of([mostly_common.pk]), f"{RARE} {COMMON} {OTHER}"
-    hits, statements = statements_of(lambda: vector_store().lexical_search(scope=scope, query=query, k=10))
-    assert hits == exact_best(scope, query, mostly_common, 10)
-    assert len(hits) == 10  # 2 holding the rare word, then 8 holding only the common ones
-    assert statements == 3  # and those holding only the common ones
+@pytest.mark.parametrize("step", [1, 40, pgvector_words.STEP_PASSAGES])
+def test_the_best_are_those_of_scoring_every_passage_for_any_question_and_scope(monkeypatch, step) -> None:
+    """Random passages over words of very different frequencies, random questions, one document hidden."""
+    monkeypatch.setattr(pgvector_words, "STEP_PASSAGES", step)
+    monkeypatch.setattr(pgvector_words, "CANDIDATES", 10**9)  # exact: the budget is the next test's
+    rng = np.random.default_rng(step)
+    vocabulary = [f"q{chr(97 + i // 26)}{chr(97 + i % 26)}x" for i in range(40)]
+    shares = 1 / np.arange(1, len(vocabulary) + 1)  # Zipf: a few words in most passages, most in a few
+    collection = CollectionFactory.create()
+    documents = [
+        passages(
+            collection,
+            f"{d}.txt",
+            [" ".join(rng.choice(vocabulary, size=rng.integers(3, 15), p=shares / shares.sum())) for _ in range(60)],
+        )
+        for d in range(4)
+    ]
+    for hidden in ([], [documents[1].pk]):
+        scope = Scope.of([collection.pk], hidden_document_ids=hidden)
+        for _ in range(15):
+            query = " ".join(rng.choice(vocabulary, size=rng.integers(1, 7)))
+            for k in (1, 5, 20):
+                best = [(h.chunk_id, h.score) for h in vector_store().lexical_search(scope=scope, query=query, k=k)]
+                assert best == exact_best(scope, query, collection, k), (query, k, hidden)
+
+
+def test_past_its_budget_a_search_counts_on_a_words_likely_share_of_its_bound(monkeypatch) -> None:
+    """The trade ``CANDIDATES`` makes, on a case built to lose by it.
+
+    The rare word's passage sets the bar (0.72); the common word's bound (1.34) is above
+    it, so an exact search scores the common word's passages and finds the short one that
+    says it three times (0.92). Past the budget the bound counts at ``LIKELY`` (0.67),
+    below the bar: that passage is no longer a candidate.
+    """
+    collection = CollectionFactory.create()
+    short, rare = f"{COMMON} {COMMON} {COMMON}", " ".join([RARE] + [OTHER] * 6)
+    texts = [rare, short, *[f"{COMMON} {OTHER} {OTHER} {OTHER}"] * 4, *[f"{OTHER} {OTHER} {OTHER}"] * 14]
+    document = passages(collection, "a.txt", texts)
+    scope, query = Scope.of([collection.pk]), f"{RARE} {COMMON}"
+    exact = exact_best(scope, query, collection, 1)
+    assert list(by_text(dict(exact))) == [short]
+    monkeypatch.setattr(pgvector_words, "STEP_PASSAGES", 1)  # one word a step, as in a large collection
+
+    assert [(h.chunk_id, h.score) for h in vector_store().lexical_search(scope=scope, query=query, k=1)] == exact
+    monkeypatch.setattr(pgvector_words, "CANDIDATES", 0)
+    hits = vector_store().lexical_search(scope=scope, query=query, k=1)
+    assert list(by_text({h.chunk_id: h.score for h in hits})) == [rare]
+    # What is found is still scored exactly.
+    given = vector_store().lexical_scores(scope=scope, query=query, chunk_ids={collection.pk: [hits[0].chunk_id]})
+    assert given == {hits[0].chunk_id: hits[0].score}
+    # A question about named documents searches their few passages exactly.
+    named = dataclasses.replace(scope, document_ids=frozenset([document.pk]))
+    assert [(h.chunk_id, h.score) for h in vector_store().lexical_search(scope=named, query=query, k=1)] == exact
+    monkeypatch.setattr(pgvector_words, "LIKELY", 1.0)
+    assert [(h.chunk_id, h.score) for h in vector_store().lexical_search(scope=scope, query=query, k=1)] == exact
