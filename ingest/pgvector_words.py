@@ -341,7 +341,9 @@ def bm25_best(
     """
     if not weights.rows or k <= 0:
         return []
-    left = sorted(weights.words, key=lambda word: (weights.passages(word), word))
+    holding = {word: weights.passages(word) for word in weights.words}
+    most = {word: weights.bound(word) for word in weights.words}
+    left = sorted(weights.words, key=lambda word: (holding[word], word))
     searched: list[str] = []
     found: list[tuple[int, float]] = []
     scored = 0  # at most this many passages scored so far (the words' counts)
@@ -349,12 +351,12 @@ def bm25_best(
         bar = found[k - 1][1] if len(found) >= k else 0.0
         step = left[:1]
         for word in left[1:]:
-            if sum(map(weights.passages, [*step, word])) > STEP_PASSAGES:
+            if sum(holding[w] for w in step) + holding[word] > STEP_PASSAGES:
                 break
             step.append(word)
-        scored += sum(map(weights.passages, step))
+        scored += sum(holding[w] for w in step)
         share = 1.0 if exact or scored <= CANDIDATES else LIKELY
-        bounds = sorted(((word, weights.bound(word) * share) for word in left), key=lambda wb: (-wb[1], wb[0]))
+        bounds = sorted(((word, most[word] * share) for word in left), key=lambda wb: (-wb[1], wb[0]))
         reaching = _reaching(bounds, bar, [0])
         if reaching is None:
             break
