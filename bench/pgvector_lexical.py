@@ -33,6 +33,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from assistant.accounts.scope import Scope
+    from ingest.vector_store import VectorStore
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
@@ -65,7 +66,7 @@ def _ndcg(found: list[str], relevant: dict[str, int], k: int = 10) -> float:
 
 def _fill(name: str, texts: list[str]) -> int:
     """A collection of ``texts`` as ready chunks with random vectors, written through the store."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from ingest import pgvector_store
     from ingest.embedding import to_bytes
@@ -100,27 +101,21 @@ def _fill(name: str, texts: list[str]) -> int:
                 for i, (text, vector) in enumerate(zip(part, vectors, strict=True))
             )
             store.upsert(collection_id=collection.pk, ids=[c.pk for c in chunks], vectors=vectors, texts=part)
-    with connection.cursor() as cursor:  # only the words' index: vectors are not searched here
-        cursor.execute(
-            f"CREATE INDEX IF NOT EXISTS {pgvector_store.TABLE}_words ON {pgvector_store.TABLE} USING gin (words)"
-        )
+    pgvector_store.pgvector_create_indexes(vectors=False)  # vectors are not searched here
     return int(collection.pk)
 
 
-def _every(scope: Scope, query: str, k: int) -> list[tuple[int, float]]:
-    """The baseline: every passage holding a word of the question scored, the best ``k`` kept."""
-    from django.db import connection
+def _every(store: VectorStore, scope: Scope, query: str, k: int) -> list[tuple[int, float]]:
+    """The baseline: the product's search in one step of every word, before any bar exists,
+    so every passage holding a word of the question is scored."""
+    from ingest import pgvector_words
 
-    from ingest import pgvector_store, pgvector_words
-
-    where, params = pgvector_store._scope_filter(scope)
-    with connection.cursor() as cursor:
-        weights = pgvector_words.Weights.of(cursor, pgvector_words.Question(query, scope.collection_ids, []))
-        if not weights.rows:
-            return []
-        sql = pgvector_words._BM25.format(candidates=f"{where} AND words @@ %s::tsquery") + " LIMIT %s"
-        every = pgvector_words._any_of(weights.words)
-        return pgvector_words._scored(cursor, sql, [*weights.params(), *params, every, weights.words, k])
+    step = pgvector_words.STEP_PASSAGES
+    pgvector_words.STEP_PASSAGES = sys.maxsize
+    try:
+        return [(h.chunk_id, h.score) for h in store.lexical_search(scope=scope, query=query, k=k)]
+    finally:
+        pgvector_words.STEP_PASSAGES = step
 
 
 def _measure(
@@ -150,7 +145,7 @@ def _measure(
         if at < baseline:
             ndcg["product"].append(_ndcg([abstract[c] for c, _ in hits], relevant))
             began = time.perf_counter()
-            every = _every(scope, claim, k)
+            every = _every(store, scope, claim, k)
             times["every"].append(time.perf_counter() - began)
             ndcg["every"].append(_ndcg([abstract[c] for c, _ in every], relevant))
             same += [(c, round(s, 9)) for c, s in hits] == [(c, round(s, 9)) for c, s in every]

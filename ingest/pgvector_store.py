@@ -172,15 +172,17 @@ def pgvector_setup(*, dimensions: int | None = None) -> int:
     return width
 
 
-def pgvector_create_indexes() -> None:
+def pgvector_create_indexes(*, vectors: bool = True) -> None:
     """The HNSW and GIN indexes, if missing (built from the rows already in the table).
 
     Building over loaded rows is many times faster than keeping the index up to date row
     by row (docs/scale.md); the build uses the session's ``maintenance_work_mem``, and
     slows down once the graph no longer fits in it (about 1.3 GB per million 384-d rows).
+    ``vectors=False`` builds only the words' index (a benchmark of the lexical side).
     """
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_hnsw ON {TABLE} USING hnsw (embedding halfvec_ip_ops)")
+        if vectors:
+            cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_hnsw ON {TABLE} USING hnsw (embedding halfvec_ip_ops)")
         cursor.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_words ON {TABLE} USING gin (words)")
 
 
